@@ -1,0 +1,42 @@
+# Quick start: `make demo` and `make test` each set everything up first (idempotent, fast when done).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+
+.PHONY: setup contracts demo test lint typecheck clean
+
+setup: $(PY_STAMP) $(NPM_STAMP) contracts
+
+$(PY_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Compiles only when a contract, the compiler or a library changed (fingerprint in build/contracts).
+contracts: $(PY_STAMP) $(NPM_STAMP)
+	$(PY) -c 'import sys; from refiner.chain.build import main; sys.exit(main())'
+
+demo: setup
+	$(PY) -m refiner.demo
+
+test: setup
+	$(PY) -m ruff check src tests
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: $(PY_STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+typecheck: $(PY_STAMP)
+	$(PY) -m mypy
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

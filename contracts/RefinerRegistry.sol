@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {IRefinerRegistry} from "./interfaces/IRefinerRegistry.sol";
+import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
+
+/// @title Refiner registry: the catalogue of workers, validators and active tasks (paper 2.1, 2.3).
+/// @notice Deployed once by the administrator. An address registers as a worker or as a validator, never
+/// both. Validators bond stake, which locks while they sit on the committee of a task that has not
+/// terminated and leaves only after an unbonding delay. Only task contracts whose runtime code the
+/// administrator approved can be listed, so no contract of unknown code can lock a validator's stake.
+contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
+    struct Validator {
+        uint256 stake;
+        uint256 unbonding;
+        uint64 unbondingEnds;
+        uint32 activeSeats;
+        bool registered;
+    }
+
+    /// @notice Smallest stake a validator must keep bonded to register and to take a committee seat.
+    uint256 public immutable minStake;
+    /// @notice Seconds between asking to unbond stake and being able to withdraw it.
+    uint64 public immutable unbondingDelay;
+
+    mapping(bytes32 codehash => bool) public approvedTaskCode;
+
+    mapping(address => bytes) private _workerKeys;
+    mapping(address => bytes) private _validatorKeys;
+    mapping(address => Validator) private _validators;
+
+    address[] private _activeTasks;
+    mapping(address task => uint256 indexPlusOne) private _taskIndex;
+    mapping(address task => address[]) private _seats;
+
+    event TaskCodeApproval(bytes32 indexed codehash, bool approved);
+    event WorkerRegistered(address indexed worker, bytes publicKey);
+    event ValidatorRegistered(address indexed validator, bytes publicKey, uint256 stake);
+    event StakeBonded(address indexed validator, uint256 amount, uint256 totalStake);
+    event UnbondingRequested(address indexed validator, uint256 amount, uint64 unlocksAt);
+    event StakeWithdrawn(address indexed validator, uint256 amount);
+    event TaskRegistered(address indexed task, address indexed requester);
+    event TaskRemoved(address indexed task);
+    event SeatTaken(address indexed task, address indexed validator, uint256 stake);
+
+    error InvalidPublicKey(uint256 length);
+    error PublicKeyNotOfSender(address keyAddress, address sender);
+    error AlreadyRegistered(address account);
+    error NotValidator(address account);
+    error StakeTooLow(uint256 stake, uint256 minimum);
+    error AmountExceedsStake(uint256 amount, uint256 stake);
+    error ZeroAmount();
+    error NothingUnbonding();
+    error UnbondingNotOver(uint64 unlocksAt);
+    error SeatedOnActiveTask(uint32 seats);
+    error UnapprovedTaskCode(bytes32 codehash);
+    error NotTaskRequester(address requester, address sender);
+    error WrongRegistry(address taskRegistry);
+    error TaskNotNew(address task);
+    error TaskAlreadyRegistered(address task);
+    error NotActiveTask(address caller);
+
+    /// @param admin The administrator, who approves task contract code.
+    /// @param minStake_ Minimum bonded stake of a validator, in wei.
+    /// @param unbondingDelay_ Seconds a validator waits between `requestUnbond` and `withdrawStake`.
+    /// @param taskCodehash keccak256 of the approved task contract's runtime code.
+    constructor(address admin, uint256 minStake_, uint64 unbondingDelay_, bytes32 taskCodehash) Ownable(admin) {
+        minStake = minStake_;
+        unbondingDelay = unbondingDelay_;
+        approvedTaskCode[taskCodehash] = true;
+        emit TaskCodeApproval(taskCodehash, true);
+    }
+
+    // ------------------------------------------------------------------ administrator
+
+    /// @notice Approves or revokes a task contract's runtime code for listing.
+    /// Requirements: caller is the administrator. Emits {TaskCodeApproval}.
+    function setTaskCodeApproval(bytes32 codehash, bool approved) external onlyOwner {
+        approvedTaskCode[codehash] = approved;
+        emit TaskCodeApproval(codehash, approved);
+    }
+
+    // ------------------------------------------------------------------ participants
+
+    /// @notice Registers the caller as a worker with the secp256k1 public key others encrypt to.
+    /// Requirements: `publicKey` is 64 bytes (x ‖ y) and hashes to the caller's address; the caller holds
+    /// no role yet. Emits {WorkerRegistered}.
+    function registerWorker(bytes calldata publicKey) external {
+        _checkNewAccount(publicKey);
+        _workerKeys[msg.sender] = publicKey;
+        emit WorkerRegistered(msg.sender, publicKey);
+    }
+
+    /// @notice Registers the caller as a validator and bonds `msg.value` as stake.
+    /// Requirements: as {registerWorker}; `msg.value` ≥ {minStake}. Emits {ValidatorRegistered}.
+    function registerValidator(bytes calldata publicKey) external payable {
+        _checkNewAccount(publicKey);
+        if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
+        _validatorKeys[msg.sender] = publicKey;
+        Validator storage v = _validators[msg.sender];
+        v.registered = true;
+        v.stake = msg.value;
+        emit ValidatorRegistered(msg.sender, publicKey, msg.value);
+    }
+
+    /// @notice Adds `msg.value` to the caller's bonded stake.
+    /// Requirements: caller is a validator; `msg.value` > 0. Emits {StakeBonded}.
+    function bond() external payable {
+        Validator storage v = _registeredValidator(msg.sender);
+        if (msg.value == 0) revert ZeroAmount();
+        v.stake += msg.value;
+        emit StakeBonded(msg.sender, msg.value, v.stake);
+    }
+
+    /// @notice Starts unbonding `amount` of the caller's stake; it can be withdrawn after {unbondingDelay}.
+    /// Unbonding stake no longer counts for committee seats. A new request restarts the delay.
+    /// Requirements: caller is a validator on no active committee; 0 < `amount` ≤ stake.
+    /// Emits {UnbondingRequested}.
+    function requestUnbond(uint256 amount) external {
+        Validator storage v = _registeredValidator(msg.sender);
+        if (amount == 0) revert ZeroAmount();
+        if (v.activeSeats != 0) revert SeatedOnActiveTask(v.activeSeats);
+        if (amount > v.stake) revert AmountExceedsStake(amount, v.stake);
+        v.stake -= amount;
+        v.unbonding += amount;
+        v.unbondingEnds = uint64(block.timestamp) + unbondingDelay;
+        emit UnbondingRequested(msg.sender, amount, v.unbondingEnds);
+    }
+
+    /// @notice Pays the caller its unbonded stake.
+    /// Requirements: the unbonding delay is over; the caller sits on no committee of an active task.
+    /// Emits {StakeWithdrawn}.
+    function withdrawStake() external nonReentrant {
+        Validator storage v = _registeredValidator(msg.sender);
+        uint256 amount = v.unbonding;
+        if (amount == 0) revert NothingUnbonding();
+        if (block.timestamp < v.unbondingEnds) revert UnbondingNotOver(v.unbondingEnds);
+        if (v.activeSeats != 0) revert SeatedOnActiveTask(v.activeSeats);
+        v.unbonding = 0;
+        emit StakeWithdrawn(msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ tasks
+
+    /// @notice Lists `task` (paper: RegisterTask(addr)).
+    /// Requirements: the caller is the task's requester; the task's code is approved, it names this
+    /// registry and it is new (PENDING, never recruited); not listed already. Emits {TaskRegistered}.
+    function registerTask(address task) external {
+        bytes32 codehash = task.codehash;
+        if (!approvedTaskCode[codehash]) revert UnapprovedTaskCode(codehash);
+        if (_taskIndex[task] != 0) revert TaskAlreadyRegistered(task);
+        IRefinerTask t = IRefinerTask(task);
+        if (t.registry() != address(this)) revert WrongRegistry(t.registry());
+        address requester = t.requester();
+        if (requester != msg.sender) revert NotTaskRequester(requester, msg.sender);
+        if (!t.isNew()) revert TaskNotNew(task);
+        _activeTasks.push(task);
+        _taskIndex[task] = _activeTasks.length;
+        emit TaskRegistered(task, requester);
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    /// @dev Requirements: the caller is an active task; `validator` is registered with at least
+    /// {minStake} bonded. The task (approved code) seats each validator once. Emits {SeatTaken}.
+    function takeSeat(address validator) external returns (uint256 stake) {
+        if (_taskIndex[msg.sender] == 0) revert NotActiveTask(msg.sender);
+        Validator storage v = _registeredValidator(validator);
+        stake = v.stake;
+        if (stake < minStake) revert StakeTooLow(stake, minStake);
+        _seats[msg.sender].push(validator);
+        v.activeSeats += 1;
+        emit SeatTaken(msg.sender, validator, stake);
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    /// @dev Requirements: the caller is an active task. Emits {TaskRemoved}. Removal is O(1) in the
+    /// number of tasks (swap with the last); the loop is bounded by the task's committee size.
+    function onTaskTerminated() external {
+        uint256 indexPlusOne = _taskIndex[msg.sender];
+        if (indexPlusOne == 0) revert NotActiveTask(msg.sender);
+        address last = _activeTasks[_activeTasks.length - 1];
+        _activeTasks[indexPlusOne - 1] = last;
+        _taskIndex[last] = indexPlusOne;
+        _activeTasks.pop();
+        delete _taskIndex[msg.sender];
+        address[] storage seats = _seats[msg.sender];
+        for (uint256 i = 0; i < seats.length; ++i) {
+            _validators[seats[i]].activeSeats -= 1;
+        }
+        delete _seats[msg.sender];
+        emit TaskRemoved(msg.sender);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRefinerRegistry
+    function isWorker(address account) external view returns (bool) {
+        return _workerKeys[account].length != 0;
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    function isValidator(address account) external view returns (bool) {
+        return _validators[account].registered;
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    function isActiveTask(address task) external view returns (bool) {
+        return _taskIndex[task] != 0;
+    }
+
+    /// @notice The public key a worker registered (empty if none).
+    function workerKey(address worker) external view returns (bytes memory) {
+        return _workerKeys[worker];
+    }
+
+    /// @notice The public key a validator registered (empty if none).
+    function validatorKey(address validator) external view returns (bytes memory) {
+        return _validatorKeys[validator];
+    }
+
+    /// @notice A validator's stake, unbonding amount and time, and number of active committee seats.
+    function validatorInfo(address validator) external view returns (Validator memory) {
+        return _validators[validator];
+    }
+
+    /// @notice Number of active (registered, not terminated) tasks.
+    function activeTaskCount() external view returns (uint256) {
+        return _activeTasks.length;
+    }
+
+    /// @notice Active tasks in [`start`, `start` + `count`), clipped to the list's end.
+    function activeTasks(uint256 start, uint256 count) external view returns (address[] memory page) {
+        uint256 n = _activeTasks.length;
+        if (start >= n) return new address[](0);
+        uint256 end = start + count > n ? n : start + count;
+        page = new address[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            page[i - start] = _activeTasks[i];
+        }
+    }
+
+    /// @notice Validators seated on `task`'s committee while it is active.
+    function seatsOf(address task) external view returns (address[] memory) {
+        return _seats[task];
+    }
+
+    // ------------------------------------------------------------------ internal
+
+    function _checkNewAccount(bytes calldata publicKey) private view {
+        if (publicKey.length != 64) revert InvalidPublicKey(publicKey.length);
+        address keyAddress = address(uint160(uint256(keccak256(publicKey))));
+        if (keyAddress != msg.sender) revert PublicKeyNotOfSender(keyAddress, msg.sender);
+        if (_workerKeys[msg.sender].length != 0 || _validators[msg.sender].registered) {
+            revert AlreadyRegistered(msg.sender);
+        }
+    }
+
+    function _registeredValidator(address account) private view returns (Validator storage v) {
+        v = _validators[account];
+        if (!v.registered) revert NotValidator(account);
+    }
+}

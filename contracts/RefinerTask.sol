@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {IRefinerRegistry} from "./interfaces/IRefinerRegistry.sol";
+import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
+import {TaskTypes} from "./TaskTypes.sol";
+
+/// @title Refiner task: one federated-learning task, its escrow, its rounds and its payments (paper 2.3).
+/// @notice Deployed by the requester, listed with {RefinerRegistry-registerTask}. Statuses follow the paper:
+/// PENDING → RECRUITING → PENDING → TRAINING → EVALUATING → REVEALING → REWARDING → (PENDING | TERMINATED).
+/// Every timed phase ends when everyone has acted or, after its deadline, when anybody calls {advance}.
+/// Ether is held as: `budget` (the requester's refundable balance) plus, per round, the worker and
+/// validator pools escrowed by {startRound}, which only rewards or a failed round can release.
+/// @dev Keep this contract free of `immutable` variables: the registry approves its runtime codehash.
+contract RefinerTask is IRefinerTask, ReentrancyGuard {
+    using TaskTypes for TaskTypes.Manifest;
+
+    /// @notice Largest committee a task may ask for (bit sets over seats fit in one word).
+    uint256 public constant MAX_COMMITTEE = 256;
+    uint256 private constant CLAIMED = 1 << 255;
+
+    address public requester;
+    address public registry;
+    TaskTypes.Config private _config;
+
+    TaskTypes.Status public status;
+    bool public recruitmentOpened;
+    bool public recruitmentClosed;
+    /// @notice The current (or last) round, counted from 1; 0 before the first round.
+    uint32 public currentRound;
+    /// @notice When the current timed phase ends (0 when no phase is timed).
+    uint64 public deadline;
+    /// @notice The requester's refundable balance: deposits and released escrow, not yet withdrawn.
+    uint256 public budget;
+    /// @notice The last round that reached consensus (0 if none): its model is the global model.
+    uint32 public lastConsensusRound;
+
+    address[] private _workers;
+    mapping(address => bool) public signedUp;
+
+    address[] private _committee;
+    uint64[] private _weights;
+    mapping(address => uint256) private _seatPlusOne;
+    /// @notice Sum of the committee's vote weights.
+    uint256 public totalWeight;
+
+    mapping(uint256 round => TaskTypes.Round) private _rounds;
+    /// @dev samples submitted by a worker in a round, with bit 255 set once its reward is claimed.
+    mapping(uint256 round => mapping(address => uint256)) private _submissions;
+    /// @dev a validator's commitment, replaced by its vote key when it reveals.
+    mapping(uint256 round => mapping(address => bytes32)) private _ballots;
+    mapping(uint256 round => mapping(bytes32 voteKey => uint256)) private _voteWeight;
+
+    event StatusChanged(TaskTypes.Status from, TaskTypes.Status to, uint32 round, uint64 deadline);
+    event Funded(address indexed from, uint256 amount, uint256 budget);
+    event Withdrawn(address indexed to, uint256 amount, uint256 budget);
+    event WorkerSignedUp(address indexed worker, uint256 workers);
+    event CommitteeMemberAdded(address indexed validator, uint64 weight, uint256 stake);
+    event RoundStarted(
+        uint32 indexed round,
+        bytes modelHandle,
+        bytes modelKeysHandle,
+        bytes validationHandle,
+        bytes validationKeysHandle,
+        uint256 workerReward,
+        uint256 validatorReward
+    );
+    event TrainingResultsSubmitted(
+        uint32 indexed round, address indexed worker, uint64 samples, bytes modelHandle, bytes keysHandle
+    );
+    event ManifestCommitted(uint32 indexed round, address indexed validator, bytes32 commitment);
+    event ManifestRevealed(
+        uint32 indexed round, address indexed validator, bytes32 indexed voteKey, TaskTypes.Manifest manifest
+    );
+    event RoundFinalized(
+        uint32 indexed round, bytes32 voteKey, uint256 agreeingWeight, uint32 accuracy, bytes32 modelDigest
+    );
+    event NoConsensus(uint32 indexed round, uint256 refunded);
+    event RewardClaimed(uint32 indexed round, address indexed account, uint256 amount);
+    event EscrowReleased(uint32 indexed round, uint256 amount);
+    event TaskTerminated(TaskTypes.TerminationReason reason, uint32 rounds);
+
+    error NotRequester(address caller);
+    error WrongStatus(TaskTypes.Status actual);
+    error NotRegisteredInRegistry();
+    error RecruitmentAlreadyOpened();
+    error RecruitmentNotClosed();
+    error DeadlinePassed(uint64 deadline);
+    error DeadlineNotReached(uint64 deadline);
+    error NotRegisteredWorker(address account);
+    error AlreadySignedUp(address worker);
+    error WorkersFull(uint32 maxWorkers);
+    error CommitteeFull(uint32 committeeSize);
+    error AlreadyOnCommittee(address validator);
+    error NotRegisteredValidator(address account);
+    error NoWorkers();
+    error NoCommittee();
+    error InsufficientBudget(uint256 budget, uint256 needed);
+    error NotSignedUp(address account);
+    error AlreadySubmitted(address worker);
+    error ZeroSamples();
+    error NotOnCommittee(address account);
+    error EmptyCommitment();
+    error AlreadyCommitted(address validator);
+    error NotCommitted(address validator);
+    error AlreadyRevealed(address validator);
+    error CommitmentMismatch();
+    error NotConsensusManifest(bytes32 voteKey, bytes32 consensusKey);
+    error RoundNotFinalized(uint32 round);
+    error NoSubmission(address worker, uint32 round);
+    error AlreadyClaimed(address account, uint32 round);
+    error SamplesMismatch(uint64 submitted, uint64 claimed);
+    error NoReward();
+    error InvalidProof();
+    error RewardExceedsEscrow(uint256 amount, uint256 escrow);
+    error ClaimWindowOpen(uint64 closesAt);
+    error NothingToRelease();
+    error AmountExceedsBudget(uint256 amount, uint256 budget);
+    error ZeroAmount();
+
+    modifier onlyRequester() {
+        if (msg.sender != requester) revert NotRequester(msg.sender);
+        _;
+    }
+
+    modifier inStatus(TaskTypes.Status expected) {
+        if (status != expected) revert WrongStatus(status);
+        _;
+    }
+
+    /// @dev Acting in a timed phase is allowed up to and including its deadline.
+    modifier beforeDeadline() {
+        if (block.timestamp > deadline) revert DeadlinePassed(deadline);
+        _;
+    }
+
+    /// @param registry_ The Refiner registry the task will be listed in.
+    /// @param config_ The task's configuration, fixed for its lifetime (see {TaskTypes-Config}).
+    constructor(address registry_, TaskTypes.Config memory config_) payable {
+        TaskTypes.validate(config_, MAX_COMMITTEE);
+        requester = msg.sender;
+        registry = registry_;
+        _config = config_;
+        if (msg.value != 0) {
+            budget = msg.value;
+            emit Funded(msg.sender, msg.value, msg.value);
+        }
+    }
+
+    // ------------------------------------------------------------------ requester
+
+    /// @notice Adds `msg.value` to the requester's budget ("supply rewards").
+    /// Requirements: caller is the requester; value > 0; task not terminated. Emits {Funded}.
+    function fund() external payable onlyRequester {
+        if (msg.value == 0) revert ZeroAmount();
+        if (status == TaskTypes.Status.TERMINATED) revert WrongStatus(status);
+        budget += msg.value;
+        emit Funded(msg.sender, msg.value, budget);
+    }
+
+    /// @notice Pays `amount` of the refundable budget back to the requester. Escrow of started rounds is
+    /// not part of the budget and cannot be withdrawn.
+    /// Requirements: caller is the requester; 0 < `amount` ≤ {budget}. Emits {Withdrawn}.
+    function withdraw(uint256 amount) external onlyRequester nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        if (amount > budget) revert AmountExceedsBudget(amount, budget);
+        budget -= amount;
+        emit Withdrawn(msg.sender, amount, budget);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    /// @notice Opens member recruitment (paper 2.3.3): workers may {signUp}, validators join the committee.
+    /// Requirements: caller is the requester; status PENDING and never opened; the task is listed in its
+    /// registry. Emits {StatusChanged}.
+    function openRecruitment() external onlyRequester inStatus(TaskTypes.Status.PENDING) {
+        if (recruitmentOpened) revert RecruitmentAlreadyOpened();
+        if (!IRefinerRegistry(registry).isActiveTask(address(this))) revert NotRegisteredInRegistry();
+        recruitmentOpened = true;
+        _enter(TaskTypes.Status.RECRUITING, _config.durations.recruitment);
+    }
+
+    /// @notice Seats a registered validator on the committee with vote weight 1.
+    /// @dev Interim committee admission until VRF sortition replaces it.
+    /// Requirements: caller is the requester; status RECRUITING before its deadline; the committee is not
+    /// full; `validator` is registered with enough bonded stake and not seated. Emits {CommitteeMemberAdded}.
+    function admitValidator(address validator)
+        external
+        onlyRequester
+        inStatus(TaskTypes.Status.RECRUITING)
+        beforeDeadline
+    {
+        if (_committee.length >= _config.committeeSize) revert CommitteeFull(_config.committeeSize);
+        if (_seatPlusOne[validator] != 0) revert AlreadyOnCommittee(validator);
+        if (!IRefinerRegistry(registry).isValidator(validator)) revert NotRegisteredValidator(validator);
+        uint256 stake = IRefinerRegistry(registry).takeSeat(validator);
+        _committee.push(validator);
+        _weights.push(1);
+        _seatPlusOne[validator] = _committee.length;
+        totalWeight += 1;
+        emit CommitteeMemberAdded(validator, 1, stake);
+    }
+
+    /// @notice Ends recruitment; the committee and the workers are fixed from now on.
+    /// Requirements: caller is the requester; status RECRUITING. Emits {StatusChanged}.
+    function closeRecruitment() external onlyRequester inStatus(TaskTypes.Status.RECRUITING) {
+        _closeRecruitment();
+    }
+
+    /// @notice Starts a round (paper 2.3.4): escrows this round's worker and validator rewards from the
+    /// budget (topped up by `msg.value`) and publishes the handles of the starting model, the validation
+    /// set and the key envelopes that wrap their keys for the workers and the committee.
+    /// Requirements: caller is the requester; status PENDING after recruitment; at least one worker and
+    /// one committee member; budget + `msg.value` covers both rewards. Emits {RoundStarted}, {StatusChanged}.
+    function startRound(
+        bytes calldata modelHandle,
+        bytes calldata modelKeysHandle,
+        bytes calldata validationHandle,
+        bytes calldata validationKeysHandle
+    ) external payable onlyRequester inStatus(TaskTypes.Status.PENDING) {
+        if (!recruitmentClosed) revert RecruitmentNotClosed();
+        if (_workers.length == 0) revert NoWorkers();
+        if (_committee.length == 0) revert NoCommittee();
+        uint256 available = budget + msg.value;
+        uint256 needed = _config.workerReward + _config.validatorReward;
+        if (available < needed) revert InsufficientBudget(available, needed);
+        if (msg.value != 0) emit Funded(msg.sender, msg.value, available);
+        budget = available - needed;
+        uint32 round = ++currentRound;
+        TaskTypes.Round storage r = _rounds[round];
+        r.workerEscrow = _config.workerReward;
+        r.validatorEscrow = _config.validatorReward;
+        emit RoundStarted(
+            round,
+            modelHandle,
+            modelKeysHandle,
+            validationHandle,
+            validationKeysHandle,
+            _config.workerReward,
+            _config.validatorReward
+        );
+        _enter(TaskTypes.Status.TRAINING, _config.durations.training);
+    }
+
+    /// @notice Terminates the task between rounds (paper: StopTraining).
+    /// Requirements: caller is the requester; status PENDING. Emits {TaskTerminated}, {StatusChanged}.
+    function stopTraining() external onlyRequester inStatus(TaskTypes.Status.PENDING) {
+        _terminate(TaskTypes.TerminationReason.Stopped);
+    }
+
+    // ------------------------------------------------------------------ workers
+
+    /// @notice Joins the task as a worker (paper: SignUp()).
+    /// Requirements: status RECRUITING before its deadline; caller is a registered worker, not signed up;
+    /// fewer than `maxWorkers` have signed up. Emits {WorkerSignedUp}.
+    function signUp() external inStatus(TaskTypes.Status.RECRUITING) beforeDeadline {
+        if (!IRefinerRegistry(registry).isWorker(msg.sender)) revert NotRegisteredWorker(msg.sender);
+        if (signedUp[msg.sender]) revert AlreadySignedUp(msg.sender);
+        if (_workers.length >= _config.maxWorkers) revert WorkersFull(_config.maxWorkers);
+        signedUp[msg.sender] = true;
+        _workers.push(msg.sender);
+        emit WorkerSignedUp(msg.sender, _workers.length);
+    }
+
+    /// @notice Publishes the caller's local model for this round (paper: SubmitTrainingResults()): the
+    /// handle of the encrypted model, the handle of the key envelope for the committee, and the number of
+    /// training samples used (n_i, the FedAvg weight). The last submission moves the task to EVALUATING.
+    /// Requirements: status TRAINING before its deadline; caller signed up and has not submitted this
+    /// round; `samples` > 0. Emits {TrainingResultsSubmitted}.
+    function submitTrainingResults(bytes calldata modelHandle, bytes calldata keysHandle, uint64 samples)
+        external
+        inStatus(TaskTypes.Status.TRAINING)
+        beforeDeadline
+    {
+        if (!signedUp[msg.sender]) revert NotSignedUp(msg.sender);
+        if (samples == 0) revert ZeroSamples();
+        uint32 round = currentRound;
+        if (_submissions[round][msg.sender] != 0) revert AlreadySubmitted(msg.sender);
+        _submissions[round][msg.sender] = samples;
+        TaskTypes.Round storage r = _rounds[round];
+        r.submissions += 1;
+        emit TrainingResultsSubmitted(round, msg.sender, samples, modelHandle, keysHandle);
+        if (r.submissions == _workers.length) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
+    }
+
+    /// @notice Pays the caller its share of this round's worker reward:
+    /// `workerReward × contribution / totalContribution` of the consensus manifest, proven by a Merkle proof
+    /// of the caller's leaf. Rejected workers and non-positive contributions earn nothing.
+    /// Requirements: the round reached consensus; the caller submitted in it with `samples` and has not
+    /// claimed; the leaf is in the consensus results root. Emits {RewardClaimed}.
+    function claimReward(
+        uint32 round,
+        bool accepted,
+        uint64 samples,
+        int256 contribution,
+        bytes32[] calldata proof
+    ) external nonReentrant {
+        TaskTypes.Round storage r = _consensusRound(round);
+        uint256 submitted = _submissions[round][msg.sender];
+        if (submitted == 0) revert NoSubmission(msg.sender, round);
+        if (submitted & CLAIMED != 0) revert AlreadyClaimed(msg.sender, round);
+        if (submitted != samples) revert SamplesMismatch(uint64(submitted), samples);
+        if (!accepted || contribution <= 0) revert NoReward();
+        bytes32 leaf = TaskTypes.leafHash(msg.sender, accepted, samples, contribution);
+        if (!MerkleProof.verifyCalldata(proof, r.resultsRoot, leaf)) revert InvalidProof();
+        uint256 amount = (_config.workerReward * uint256(contribution)) / r.totalContribution;
+        if (amount > r.workerEscrow) revert RewardExceedsEscrow(amount, r.workerEscrow);
+        _submissions[round][msg.sender] = submitted | CLAIMED;
+        r.workerEscrow -= amount;
+        r.workersPaid += 1;
+        if (r.workersPaid == r.payees && r.workerEscrow != 0) {
+            // every payee is paid: what is left is rounding dust, the requester's again
+            budget += r.workerEscrow;
+            emit EscrowReleased(round, r.workerEscrow);
+            r.workerEscrow = 0;
+        }
+        emit RewardClaimed(round, msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ validators
+
+    /// @notice Commits to a manifest (paper 2.3.6, commit phase). The commitment is
+    /// {commitmentOf}(round, caller, {TaskTypes-manifestHash}(manifest), salt), so it binds this task,
+    /// the round and the caller. The last commitment moves the task to REVEALING.
+    /// Requirements: status EVALUATING before its deadline; caller on the committee, not committed yet;
+    /// `commitment` non-zero. Emits {ManifestCommitted}.
+    function commitManifest(bytes32 commitment) external inStatus(TaskTypes.Status.EVALUATING) beforeDeadline {
+        _seatOf(msg.sender);
+        if (commitment == bytes32(0)) revert EmptyCommitment();
+        uint32 round = currentRound;
+        if (_ballots[round][msg.sender] != bytes32(0)) revert AlreadyCommitted(msg.sender);
+        _ballots[round][msg.sender] = commitment;
+        TaskTypes.Round storage r = _rounds[round];
+        r.commits += 1;
+        emit ManifestCommitted(round, msg.sender, commitment);
+        if (r.commits == _committee.length) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
+    }
+
+    /// @notice Reveals the committed manifest and its salt; the deterministic part of the manifest is the
+    /// caller's vote, weighted by its seat. When every committer has revealed, the task moves to REWARDING.
+    /// Requirements: status REVEALING before its deadline; caller committed and has not revealed; the
+    /// manifest and salt match the caller's commitment. Emits {ManifestRevealed}.
+    function revealManifest(TaskTypes.Manifest calldata manifest, bytes32 salt)
+        external
+        inStatus(TaskTypes.Status.REVEALING)
+        beforeDeadline
+    {
+        uint256 seat = _seatOf(msg.sender);
+        uint32 round = currentRound;
+        TaskTypes.Round storage r = _rounds[round];
+        uint256 bit = 1 << seat;
+        if (r.revealedSeats & bit != 0) revert AlreadyRevealed(msg.sender);
+        bytes32 commitment = _ballots[round][msg.sender];
+        if (commitment == bytes32(0)) revert NotCommitted(msg.sender);
+        if (commitmentOf(round, msg.sender, manifest.hash(), salt) != commitment) revert CommitmentMismatch();
+        bytes32 key = manifest.voteKey();
+        _ballots[round][msg.sender] = key;
+        r.revealedSeats |= bit;
+        r.reveals += 1;
+        uint256 weight = _voteWeight[round][key] + _weights[seat];
+        _voteWeight[round][key] = weight;
+        if (r.consensusKey == bytes32(0) && weight * 2 > totalWeight) r.consensusKey = key;
+        emit ManifestRevealed(round, msg.sender, key, manifest);
+        if (r.reveals == r.commits) _enter(TaskTypes.Status.REWARDING, 0);
+    }
+
+    /// @notice Pays the caller its share of this round's validator reward: agreeing validators share it in
+    /// proportion to their vote weight (equally with weight 1).
+    /// Requirements: the round reached consensus; the caller revealed the consensus manifest and has not
+    /// claimed. Emits {RewardClaimed}.
+    function claimValidatorReward(uint32 round) external nonReentrant {
+        TaskTypes.Round storage r = _consensusRound(round);
+        uint256 seat = _seatOf(msg.sender);
+        uint256 bit = 1 << seat;
+        if (r.revealedSeats & bit == 0 || _ballots[round][msg.sender] != r.consensusKey) revert NoReward();
+        if (r.claimedSeats & bit != 0) revert AlreadyClaimed(msg.sender, round);
+        uint256 amount = r.validatorUnit * _weights[seat];
+        if (amount > r.validatorEscrow) revert RewardExceedsEscrow(amount, r.validatorEscrow);
+        r.claimedSeats |= bit;
+        r.validatorEscrow -= amount;
+        emit RewardClaimed(round, msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ anyone
+
+    /// @notice Ends the current timed phase once its deadline has passed, so that no participant (not even
+    /// an absent requester) can stall a task: RECRUITING → PENDING, TRAINING → EVALUATING,
+    /// EVALUATING → REVEALING, REVEALING → REWARDING, and an idle PENDING between rounds → TERMINATED.
+    /// Requirements: the current phase is timed and its deadline has passed. Emits {StatusChanged}.
+    function advance() external {
+        TaskTypes.Status s = status;
+        bool timed = s == TaskTypes.Status.RECRUITING || s == TaskTypes.Status.TRAINING
+            || s == TaskTypes.Status.EVALUATING || s == TaskTypes.Status.REVEALING
+            || (s == TaskTypes.Status.PENDING && recruitmentClosed);
+        if (!timed) revert WrongStatus(s);
+        if (block.timestamp <= deadline) revert DeadlineNotReached(deadline);
+        if (s == TaskTypes.Status.RECRUITING) _closeRecruitment();
+        else if (s == TaskTypes.Status.TRAINING) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
+        else if (s == TaskTypes.Status.EVALUATING) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
+        else if (s == TaskTypes.Status.REVEALING) _enter(TaskTypes.Status.REWARDING, 0);
+        else _terminate(TaskTypes.TerminationReason.Idle);
+    }
+
+    /// @notice Settles the round (paper 2.3.7): if a manifest holds more than half of the committee's vote
+    /// weight, `manifest` must be it (its reveal is in the {ManifestRevealed} events); its results become
+    /// claimable and the rounding dust of the validator reward returns to the budget. Without consensus
+    /// nobody is paid, the round's escrow returns to the budget and the global model stays as it was
+    /// (`manifest` is then ignored). The task then terminates (max rounds, or consensus accuracy ≥ target)
+    /// or returns to PENDING.
+    /// Requirements: status REWARDING. Emits {RoundFinalized} or {NoConsensus}, {StatusChanged}.
+    function finalizeRound(TaskTypes.Manifest calldata manifest) external inStatus(TaskTypes.Status.REWARDING) {
+        uint32 round = currentRound;
+        TaskTypes.Round storage r = _rounds[round];
+        r.finalized = true;
+        r.claimDeadline = uint64(block.timestamp) + _config.durations.claim;
+        bool targetReached;
+        if (r.consensusKey == bytes32(0)) {
+            uint256 refund = r.workerEscrow + r.validatorEscrow;
+            r.workerEscrow = 0;
+            r.validatorEscrow = 0;
+            budget += refund;
+            emit NoConsensus(round, refund);
+        } else {
+            bytes32 key = manifest.voteKey();
+            if (key != r.consensusKey) revert NotConsensusManifest(key, r.consensusKey);
+            r.resultsRoot = manifest.resultsRoot;
+            r.totalContribution = manifest.totalContribution;
+            r.payees = manifest.payees;
+            r.accuracy = manifest.accuracy;
+            r.modelDigest = manifest.modelDigest;
+            uint256 agreeing = _voteWeight[round][key];
+            r.validatorUnit = r.validatorEscrow / agreeing;
+            uint256 dust = r.validatorEscrow - r.validatorUnit * agreeing;
+            r.validatorEscrow -= dust;
+            if (manifest.payees == 0 || manifest.totalContribution == 0) {
+                dust += r.workerEscrow;
+                r.workerEscrow = 0;
+            }
+            if (dust != 0) {
+                budget += dust;
+                emit EscrowReleased(round, dust);
+            }
+            lastConsensusRound = round;
+            targetReached = manifest.accuracy >= _config.targetAccuracy;
+            emit RoundFinalized(round, key, agreeing, manifest.accuracy, manifest.modelDigest);
+        }
+        if (targetReached) _terminate(TaskTypes.TerminationReason.TargetReached);
+        else if (round >= _config.maxRounds) _terminate(TaskTypes.TerminationReason.MaxRounds);
+        else _enter(TaskTypes.Status.PENDING, _config.durations.idle);
+    }
+
+    /// @notice Returns a finalized round's unclaimed rewards to the budget once its claim window is over.
+    /// Requirements: the round is finalized, its claim window has closed, and some escrow remains.
+    /// Emits {EscrowReleased}.
+    function releaseUnclaimed(uint32 round) external {
+        TaskTypes.Round storage r = _rounds[round];
+        if (!r.finalized) revert RoundNotFinalized(round);
+        if (block.timestamp <= r.claimDeadline) revert ClaimWindowOpen(r.claimDeadline);
+        uint256 amount = r.workerEscrow + r.validatorEscrow;
+        if (amount == 0) revert NothingToRelease();
+        r.workerEscrow = 0;
+        r.validatorEscrow = 0;
+        budget += amount;
+        emit EscrowReleased(round, amount);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRefinerTask
+    function isNew() external view returns (bool) {
+        return status == TaskTypes.Status.PENDING && !recruitmentOpened;
+    }
+
+    /// @notice The task's configuration.
+    function config() external view returns (TaskTypes.Config memory) {
+        return _config;
+    }
+
+    /// @notice Workers who signed up, in sign-up order.
+    function workers() external view returns (address[] memory) {
+        return _workers;
+    }
+
+    /// @notice Committee members and their vote weights, in seat order.
+    function committee() external view returns (address[] memory members, uint64[] memory weights) {
+        return (_committee, _weights);
+    }
+
+    /// @notice A round's counters, escrow and (once finalized) consensus results.
+    function roundInfo(uint32 round) external view returns (TaskTypes.Round memory) {
+        return _rounds[round];
+    }
+
+    /// @notice Samples a worker submitted in a round (0 if none) and whether it has claimed its reward.
+    function submissionOf(uint32 round, address worker) external view returns (uint64 samples, bool claimed) {
+        uint256 s = _submissions[round][worker];
+        return (uint64(s), s & CLAIMED != 0);
+    }
+
+    /// @notice A validator's commitment in a round, or its vote key once it has revealed.
+    function ballotOf(uint32 round, address validator) external view returns (bytes32) {
+        return _ballots[round][validator];
+    }
+
+    /// @notice Total vote weight revealed for `voteKey` in a round.
+    function voteWeightOf(uint32 round, bytes32 voteKey) external view returns (uint256) {
+        return _voteWeight[round][voteKey];
+    }
+
+    /// @notice The commitment a validator must send for a manifest hash and salt in a round.
+    function commitmentOf(uint32 round, address validator, bytes32 manifestHash, bytes32 salt)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(block.chainid, address(this), round, validator, manifestHash, salt));
+    }
+
+    /// @notice Ether the contract must hold: the budget plus every round's remaining escrow.
+    /// @dev O(rounds); for audits and tests, not for other contracts.
+    function owed() external view returns (uint256 total) {
+        total = budget;
+        for (uint32 i = 1; i <= currentRound; ++i) {
+            total += _rounds[i].workerEscrow + _rounds[i].validatorEscrow;
+        }
+    }
+
+    // ------------------------------------------------------------------ internal
+
+    function _enter(TaskTypes.Status to, uint64 duration) private {
+        TaskTypes.Status from = status;
+        status = to;
+        deadline = duration == 0 ? 0 : uint64(block.timestamp) + duration;
+        emit StatusChanged(from, to, currentRound, deadline);
+    }
+
+    function _closeRecruitment() private {
+        recruitmentClosed = true;
+        _enter(TaskTypes.Status.PENDING, _config.durations.idle);
+    }
+
+    function _terminate(TaskTypes.TerminationReason reason) private {
+        _enter(TaskTypes.Status.TERMINATED, 0);
+        emit TaskTerminated(reason, currentRound);
+        IRefinerRegistry reg = IRefinerRegistry(registry);
+        if (reg.isActiveTask(address(this))) reg.onTaskTerminated();
+    }
+
+    function _seatOf(address account) private view returns (uint256) {
+        uint256 plusOne = _seatPlusOne[account];
+        if (plusOne == 0) revert NotOnCommittee(account);
+        return plusOne - 1;
+    }
+
+    function _consensusRound(uint32 round) private view returns (TaskTypes.Round storage r) {
+        r = _rounds[round];
+        if (!r.finalized) revert RoundNotFinalized(round);
+        if (r.consensusKey == bytes32(0)) revert NoReward();
+    }
+}

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title Types and pure helpers of a Refiner task, shared by the contract and mirrored by the Python layer.
+library TaskTypes {
+    /// @notice The paper's task statuses (2.3.2–2.3.8).
+    enum Status {
+        PENDING,
+        RECRUITING,
+        TRAINING,
+        EVALUATING,
+        REVEALING,
+        REWARDING,
+        TERMINATED
+    }
+
+    enum Aggregation {
+        FedAvg,
+        FedProx
+    }
+
+    enum TerminationReason {
+        MaxRounds,
+        TargetReached,
+        Stopped,
+        Idle
+    }
+
+    /// @notice Seconds each timed phase may last. `idle` bounds how long the task may wait between rounds
+    /// before anybody can terminate it (so committee stakes never stay locked); `claim` is how long
+    /// rewards stay reserved after a round before the requester can take back what was not claimed.
+    struct Durations {
+        uint64 recruitment;
+        uint64 training;
+        uint64 evaluation;
+        uint64 reveal;
+        uint64 idle;
+        uint64 claim;
+    }
+
+    /// @notice A task's configuration. Fractions (accuracy, loss threshold ε, FedProx μ) are fixed point
+    /// with 6 decimals: 1_000_000 means 1.0.
+    struct Config {
+        string description;
+        uint32 targetAccuracy;
+        uint32 maxRounds;
+        uint32 maxWorkers;
+        uint32 committeeSize;
+        uint64 epsilon;
+        Aggregation aggregation;
+        uint64 mu;
+        uint256 workerReward;
+        uint256 validatorReward;
+        Durations durations;
+    }
+
+    /// @notice What a validator commits to and reveals. Only the deterministic part (results root, total
+    /// contribution, payees, accuracy, model digest) is voted on; the handles are the validator's own:
+    /// `aggregateHandle` names its encrypted copy of the aggregated model for the requester, and
+    /// `detailsHandle` the full manifest (per-worker results and key envelope) in storage.
+    struct Manifest {
+        bytes32 resultsRoot;
+        uint256 totalContribution;
+        uint32 payees;
+        uint32 accuracy;
+        bytes32 modelDigest;
+        bytes aggregateHandle;
+        bytes detailsHandle;
+    }
+
+    /// @notice A round's counters, escrow and consensus results.
+    struct Round {
+        uint32 submissions;
+        uint32 commits;
+        uint32 reveals;
+        uint32 payees;
+        uint32 workersPaid;
+        uint32 accuracy;
+        bool finalized;
+        uint64 claimDeadline;
+        uint256 revealedSeats;
+        uint256 claimedSeats;
+        bytes32 consensusKey;
+        uint256 workerEscrow;
+        uint256 validatorEscrow;
+        uint256 validatorUnit;
+        bytes32 resultsRoot;
+        uint256 totalContribution;
+        bytes32 modelDigest;
+    }
+
+    uint32 internal constant ONE = 1_000_000;
+
+    error InvalidConfig(string reason);
+
+    /// @notice Reverts with {InvalidConfig} naming the first setting that is out of range.
+    function validate(Config memory c, uint256 maxCommittee) internal pure {
+        if (bytes(c.description).length == 0) revert InvalidConfig("description is empty");
+        if (c.targetAccuracy > ONE) revert InvalidConfig("targetAccuracy above 1_000_000");
+        if (c.maxRounds == 0) revert InvalidConfig("maxRounds is 0");
+        if (c.maxWorkers == 0) revert InvalidConfig("maxWorkers is 0");
+        if (c.committeeSize == 0 || c.committeeSize > maxCommittee) {
+            revert InvalidConfig("committeeSize out of 1..256");
+        }
+        if (c.epsilon == 0) revert InvalidConfig("epsilon is 0");
+        if (c.aggregation == Aggregation.FedProx && c.mu == 0) revert InvalidConfig("FedProx needs mu > 0");
+        if (c.aggregation == Aggregation.FedAvg && c.mu != 0) revert InvalidConfig("FedAvg takes no mu");
+        Durations memory d = c.durations;
+        if (d.recruitment == 0 || d.training == 0 || d.evaluation == 0 || d.reveal == 0 || d.idle == 0 || d.claim == 0)
+        {
+            revert InvalidConfig("every duration must be > 0");
+        }
+    }
+
+    /// @notice Hash of a whole manifest, handles included: what a commitment binds.
+    function hash(Manifest calldata m) internal pure returns (bytes32) {
+        return keccak256(abi.encode(m));
+    }
+
+    /// @notice Hash of a manifest's deterministic part: validators with equal results have equal keys.
+    function voteKey(Manifest calldata m) internal pure returns (bytes32) {
+        return keccak256(abi.encode(m.resultsRoot, m.totalContribution, m.payees, m.accuracy, m.modelDigest));
+    }
+
+    /// @notice A worker's leaf in the results tree, as in OpenZeppelin's standard Merkle tree
+    /// (double-hashed ABI encoding), so leaves cannot be confused with inner nodes.
+    function leafHash(address worker, bool accepted, uint64 samples, int256 contribution)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(bytes.concat(keccak256(abi.encode(worker, accepted, samples, contribution))));
+    }
+}

@@ -1,0 +1,160 @@
+"""Connect to a chain by URL and send signed transactions to it.
+
+``embedded`` (the default) is an in-process EVM (eth-tester over py-evm); ``http://…``/``https://…`` and
+an IPC path are any JSON-RPC node (e.g. a local anvil). Transactions are always signed locally with the
+participant's key and sent raw, so the same code runs on any node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
+from eth_typing import ChecksumAddress
+from web3 import EthereumTesterProvider, Web3
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import TxParams, TxReceipt, Wei
+
+from refiner.chain.build import Artifact
+from refiner.chain.errors import ChainError, decode_revert
+
+EMBEDDED = "embedded"
+_REVERTS = (ContractCustomError, ContractLogicError, TransactionFailed)
+
+
+@dataclass
+class Chain:
+    """A web3 connection plus what Refiner needs around it: signing, time control, funding."""
+
+    w3: Web3
+    url: str
+    kind: str  # "embedded" | "anvil" | "rpc"
+    _chain_id: int = field(init=False, default=0)
+
+    @classmethod
+    def connect(cls, url: str = EMBEDDED) -> Chain:
+        if url in (EMBEDDED, "eth-tester://", "eth-tester"):
+            return cls(Web3(EthereumTesterProvider()), EMBEDDED, EMBEDDED)
+        if url.startswith(("http://", "https://")):
+            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        elif url.startswith("ipc://") or url.endswith(".ipc"):
+            w3 = Web3(Web3.IPCProvider(url.removeprefix("ipc://")))
+        else:
+            raise ValueError(f"unsupported chain URL {url!r}: use 'embedded', http(s)://… or a .ipc path")
+        if not w3.is_connected():
+            raise ChainError(f"no Ethereum JSON-RPC node answers at {url}")
+        version = str(w3.client_version).lower()
+        return cls(w3, url, "anvil" if "anvil" in version else "rpc")
+
+    @property
+    def chain_id(self) -> int:
+        if not self._chain_id:
+            self._chain_id = self.w3.eth.chain_id
+        return self._chain_id
+
+    # ------------------------------------------------------------------ transactions
+
+    def transact(self, sender: LocalAccount, call: ContractFunction, value: int = 0) -> TxReceipt:
+        """Sign `call` with `sender`'s key, send it and wait for it to be mined.
+
+        The gas estimate runs the call first, so a refusal raises :class:`ContractRevert` (with the
+        contract's custom error decoded) before anything is sent or paid.
+        """
+        params: TxParams = {"from": sender.address, "value": Wei(value)}
+        try:
+            tx = call.build_transaction(self._fill(sender, params))
+        except _REVERTS as exc:
+            raise decode_revert(_revert_data(exc)) from None
+        return self._send(sender, tx)
+
+    def deploy(
+        self, sender: LocalAccount, artifact: Artifact, *args: Any, value: int = 0
+    ) -> tuple[ChecksumAddress, TxReceipt]:
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        try:
+            tx = factory.constructor(*args).build_transaction(
+                self._fill(sender, {"from": sender.address, "value": Wei(value)})
+            )
+        except _REVERTS as exc:
+            raise decode_revert(_revert_data(exc)) from None
+        receipt = self._send(sender, tx)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deployment of {artifact.name} returned no contract address")
+        return address, receipt
+
+    def send_ether(self, sender: LocalAccount, to: str, value: int) -> TxReceipt:
+        tx: TxParams = {"from": sender.address, "to": Web3.to_checksum_address(to), "value": Wei(value)}
+        tx = self._fill(sender, tx)
+        tx["gas"] = 21_000
+        return self._send(sender, tx)
+
+    def _fill(self, sender: LocalAccount, params: TxParams) -> TxParams:
+        params["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
+        params["chainId"] = self.chain_id
+        return params
+
+    def _send(self, sender: LocalAccount, tx: TxParams) -> TxReceipt:
+        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {tx_hash.hex()} reverted on chain (gas used {receipt['gasUsed']})")
+        return receipt
+
+    # ------------------------------------------------------------------ dev-chain helpers
+
+    def fund(self, address: str, value: int) -> None:
+        """Send `value` wei to `address` from the node's first unlocked account (dev chains only)."""
+        if self.kind == "rpc":
+            raise ChainError("funding needs a dev chain with unlocked accounts (embedded or anvil)")
+        faucet = self.w3.eth.accounts[0]
+        tx_hash = self.w3.eth.send_transaction(
+            {"from": faucet, "to": Web3.to_checksum_address(address), "value": Wei(value)}
+        )
+        self.w3.eth.wait_for_transaction_receipt(tx_hash)
+
+    def now(self) -> int:
+        """Timestamp of the latest block: what `block.timestamp` was when it was mined."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def increase_time(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block (dev chains only)."""
+        if self.kind == EMBEDDED:
+            self._testing.timeTravel(self.now() + seconds)
+            self._testing.mine()
+        elif self.kind == "anvil":
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        else:
+            raise ChainError("time travel needs a dev chain (embedded or anvil)")
+
+    def snapshot(self) -> Any:
+        return self._testing.snapshot()
+
+    def revert(self, snapshot_id: Any) -> None:
+        self._testing.revert(snapshot_id)
+
+    @property
+    def _testing(self) -> Any:
+        # web3 attaches the `testing` module at runtime; its methods map to evm_* / testing_* RPCs.
+        return self.w3.testing  # type: ignore[attr-defined]
+
+
+def _revert_data(exc: BaseException) -> bytes | str | None:
+    """The revert data behind `exc`: web3 puts it in ``.data``; the embedded EVM raises its own
+    ``TransactionFailed`` whose (chained) cause carries the raw bytes."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):  # some nodes wrap it: {"data": "0x…"}
+        data = data.get("data")
+    if isinstance(data, (bytes, str)) and data:
+        return data
+    seen: BaseException | None = exc
+    while seen is not None:
+        if seen.args and isinstance(seen.args[0], bytes):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    return None

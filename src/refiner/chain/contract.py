@@ -1,0 +1,90 @@
+"""Base of the typed contract wrappers: send a call, return its gas and decoded events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from eth_utils import event_abi_to_log_topic
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from refiner.chain.build import load_artifact
+from refiner.chain.connection import Chain
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    args: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.args[key]
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined transaction: its hash, gas used and the events the wrapped contract emitted."""
+
+    tx_hash: str
+    gas_used: int
+    events: list[Event]
+    receipt: TxReceipt
+
+    def event(self, name: str) -> Event:
+        """The only event called `name`; raises if there is none or more than one."""
+        found = [e for e in self.events if e.name == name]
+        if len(found) != 1:
+            raise LookupError(
+                f"expected one {name} event, found {len(found)} in {[e.name for e in self.events]}"
+            )
+        return found[0]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.events]
+
+
+class ContractWrapper:
+    """A deployed contract whose methods are called by name and whose events come back decoded."""
+
+    ARTIFACT = ""
+
+    def __init__(self, chain: Chain, address: str) -> None:
+        self.chain = chain
+        artifact = load_artifact(self.ARTIFACT)
+        self.address: ChecksumAddress = chain.w3.to_checksum_address(address)
+        self.contract: Contract = chain.w3.eth.contract(address=self.address, abi=artifact.abi)
+        self._events_by_topic = {
+            event_abi_to_log_topic(item): item["name"]  # type: ignore[arg-type]
+            for item in artifact.abi
+            if item["type"] == "event"
+        }
+
+    def _send(self, sender: LocalAccount, function: str, *args: Any, value: int = 0) -> TxResult:
+        call = self.contract.functions[function](*args)
+        receipt = self.chain.transact(sender, call, value=value)
+        return TxResult(
+            receipt["transactionHash"].hex(), receipt["gasUsed"], self.decode_events(receipt), receipt
+        )
+
+    def _call(self, function: str, *args: Any) -> Any:
+        return self.contract.functions[function](*args).call()
+
+    def decode_events(self, receipt: TxReceipt) -> list[Event]:
+        events: list[Event] = []
+        for log in receipt["logs"]:
+            if log["address"] != self.address or not log["topics"]:
+                continue
+            name = self._events_by_topic.get(bytes(log["topics"][0]))
+            if name is None:
+                continue
+            decoded = self.contract.events[name]().process_log(log)
+            events.append(Event(name, dict(decoded["args"])))
+        return events
+
+    def get_events(self, name: str, from_block: int = 0, **filters: Any) -> list[Event]:
+        """Events `name` emitted by this contract since `from_block`, optionally filtered by indexed args."""
+        logs = self.contract.events[name]().get_logs(from_block=from_block, argument_filters=filters or None)
+        return [Event(name, dict(log["args"])) for log in logs]

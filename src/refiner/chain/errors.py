@@ -1,0 +1,82 @@
+"""Turn a contract's revert data into a readable, typed Python exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from eth_abi import decode
+from eth_utils import function_signature_to_4byte_selector
+
+from refiner.chain.build import DEPLOYABLE, load_artifact
+
+
+class ChainError(RuntimeError):
+    """A chain operation failed for a reason other than a contract's own refusal."""
+
+
+@dataclass(frozen=True)
+class _ErrorAbi:
+    name: str
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+
+
+class ContractRevert(ChainError):
+    """A contract refused a call with a custom error, e.g. ``WrongStatus(actual=2)``."""
+
+    def __init__(self, error: str, args: dict[str, Any], raw: bytes = b"") -> None:
+        self.error = error
+        self.args_by_name = args
+        self.raw = raw
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
+        super().__init__(f"{error}({shown})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _canonical(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_canonical(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+@cache
+def _errors_by_selector() -> dict[bytes, _ErrorAbi]:
+    table: dict[bytes, _ErrorAbi] = {}
+    for contract in DEPLOYABLE:
+        for item in load_artifact(contract).abi:
+            if item["type"] != "error":
+                continue
+            types = tuple(_canonical(i) for i in item["inputs"])
+            signature = f"{item['name']}({','.join(types)})"
+            table[function_signature_to_4byte_selector(signature)] = _ErrorAbi(
+                item["name"], tuple(i["name"] for i in item["inputs"]), types
+            )
+    # Solidity's built-in Error(string) and Panic(uint256).
+    table[function_signature_to_4byte_selector("Error(string)")] = _ErrorAbi(
+        "Error", ("message",), ("string",)
+    )
+    table[function_signature_to_4byte_selector("Panic(uint256)")] = _ErrorAbi(
+        "Panic", ("code",), ("uint256",)
+    )
+    return table
+
+
+def decode_revert(data: bytes | str | None) -> ContractRevert:
+    """Decode revert data (selector + ABI-encoded arguments) into a :class:`ContractRevert`."""
+    if isinstance(data, str):
+        data = bytes.fromhex(data.removeprefix("0x"))
+    if not data:
+        return ContractRevert("Reverted", {}, b"")
+    spec = _errors_by_selector().get(data[:4])
+    if spec is None:
+        return ContractRevert("UnknownError", {"data": data}, data)
+    values = decode(list(spec.types), data[4:])
+    return ContractRevert(spec.name, dict(zip(spec.names, values, strict=True)), data)

@@ -1,0 +1,191 @@
+"""Typed wrapper of the RefinerTask contract: one method per protocol step, named as in the contract."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eth_account.signers.local import LocalAccount
+
+from refiner.chain.build import load_artifact
+from refiner.chain.connection import Chain
+from refiner.chain.contract import ContractWrapper, TxResult
+from refiner.chain.types import Manifest, RoundInfo, Status, TaskConfig, WorkerResult, commitment
+
+
+class Task(ContractWrapper):
+    ARTIFACT = "RefinerTask"
+
+    @classmethod
+    def deploy(
+        cls, chain: Chain, requester: LocalAccount, registry: str, config: TaskConfig, *, value: int = 0
+    ) -> Task:
+        address, _ = chain.deploy(
+            requester, load_artifact(cls.ARTIFACT), registry, config.as_tuple(), value=value
+        )
+        return cls(chain, address)
+
+    # ------------------------------------------------------------------ requester
+
+    def fund(self, requester: LocalAccount, amount: int) -> TxResult:
+        return self._send(requester, "fund", value=amount)
+
+    def withdraw(self, requester: LocalAccount, amount: int) -> TxResult:
+        return self._send(requester, "withdraw", amount)
+
+    def open_recruitment(self, requester: LocalAccount) -> TxResult:
+        return self._send(requester, "openRecruitment")
+
+    def admit_validator(self, requester: LocalAccount, validator: str) -> TxResult:
+        return self._send(requester, "admitValidator", self.chain.w3.to_checksum_address(validator))
+
+    def close_recruitment(self, requester: LocalAccount) -> TxResult:
+        return self._send(requester, "closeRecruitment")
+
+    def start_round(
+        self,
+        requester: LocalAccount,
+        model_handle: bytes,
+        model_keys_handle: bytes,
+        validation_handle: bytes,
+        validation_keys_handle: bytes,
+        *,
+        value: int = 0,
+    ) -> TxResult:
+        return self._send(
+            requester,
+            "startRound",
+            model_handle,
+            model_keys_handle,
+            validation_handle,
+            validation_keys_handle,
+            value=value,
+        )
+
+    def stop_training(self, requester: LocalAccount) -> TxResult:
+        return self._send(requester, "stopTraining")
+
+    # ------------------------------------------------------------------ workers
+
+    def sign_up(self, worker: LocalAccount) -> TxResult:
+        return self._send(worker, "signUp")
+
+    def submit_training_results(
+        self, worker: LocalAccount, model_handle: bytes, keys_handle: bytes, samples: int
+    ) -> TxResult:
+        return self._send(worker, "submitTrainingResults", model_handle, keys_handle, samples)
+
+    def claim_reward(
+        self, worker: LocalAccount, round_: int, result: WorkerResult, proof: Sequence[bytes]
+    ) -> TxResult:
+        return self._send(
+            worker,
+            "claimReward",
+            round_,
+            result.accepted,
+            result.samples,
+            result.contribution,
+            list(proof),
+        )
+
+    # ------------------------------------------------------------------ validators
+
+    def commitment_for(self, validator: str, round_: int, manifest: Manifest, salt: bytes) -> bytes:
+        """The commitment `validator` must send for `manifest` (computed locally, as the contract does)."""
+        return commitment(self.chain.chain_id, self.address, round_, validator, manifest.hash(), salt)
+
+    def commit_manifest(self, validator: LocalAccount, commitment_: bytes) -> TxResult:
+        return self._send(validator, "commitManifest", commitment_)
+
+    def reveal_manifest(self, validator: LocalAccount, manifest: Manifest, salt: bytes) -> TxResult:
+        return self._send(validator, "revealManifest", manifest.as_tuple(), salt)
+
+    def claim_validator_reward(self, validator: LocalAccount, round_: int) -> TxResult:
+        return self._send(validator, "claimValidatorReward", round_)
+
+    # ------------------------------------------------------------------ anyone
+
+    def advance(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "advance")
+
+    def finalize_round(self, sender: LocalAccount, manifest: Manifest | None = None) -> TxResult:
+        """Settle the current round. Without `manifest`, the consensus manifest (if any) is looked up in
+        this round's reveal events."""
+        if manifest is None:
+            manifest = self.consensus_manifest(self.current_round()) or Manifest.empty()
+        return self._send(sender, "finalizeRound", manifest.as_tuple())
+
+    def release_unclaimed(self, sender: LocalAccount, round_: int) -> TxResult:
+        return self._send(sender, "releaseUnclaimed", round_)
+
+    def revealed_manifests(self, round_: int) -> dict[str, Manifest]:
+        """Validator → manifest revealed in `round_`, read from the chain's events."""
+        return {
+            e["validator"]: Manifest.from_tuple(e["manifest"])
+            for e in self.get_events("ManifestRevealed", round=round_)
+        }
+
+    def consensus_manifest(self, round_: int) -> Manifest | None:
+        """A revealed manifest whose vote key holds the majority of `round_`, if one does."""
+        key = self.round_info(round_).consensus_key
+        for manifest in self.revealed_manifests(round_).values():
+            if manifest.vote_key() == key:
+                return manifest
+        return None
+
+    # ------------------------------------------------------------------ views
+
+    def requester(self) -> str:
+        return str(self._call("requester"))
+
+    def registry(self) -> str:
+        return str(self._call("registry"))
+
+    def status(self) -> Status:
+        return Status(self._call("status"))
+
+    def config(self) -> TaskConfig:
+        return TaskConfig.from_tuple(self._call("config"))
+
+    def current_round(self) -> int:
+        return int(self._call("currentRound"))
+
+    def deadline(self) -> int:
+        return int(self._call("deadline"))
+
+    def budget(self) -> int:
+        return int(self._call("budget"))
+
+    def owed(self) -> int:
+        return int(self._call("owed"))
+
+    def last_consensus_round(self) -> int:
+        return int(self._call("lastConsensusRound"))
+
+    def recruitment_closed(self) -> bool:
+        return bool(self._call("recruitmentClosed"))
+
+    def workers(self) -> list[str]:
+        return list(self._call("workers"))
+
+    def committee(self) -> dict[str, int]:
+        members, weights = self._call("committee")
+        return dict(zip(members, weights, strict=True))
+
+    def total_weight(self) -> int:
+        return int(self._call("totalWeight"))
+
+    def round_info(self, round_: int) -> RoundInfo:
+        return RoundInfo.from_tuple(self._call("roundInfo", round_))
+
+    def submission_of(self, round_: int, worker: str) -> tuple[int, bool]:
+        samples, claimed = self._call("submissionOf", round_, worker)
+        return int(samples), bool(claimed)
+
+    def ballot_of(self, round_: int, validator: str) -> bytes:
+        return bytes(self._call("ballotOf", round_, validator))
+
+    def vote_weight_of(self, round_: int, vote_key: bytes) -> int:
+        return int(self._call("voteWeightOf", round_, vote_key))
+
+    def balance(self) -> int:
+        return int(self.chain.w3.eth.get_balance(self.address))

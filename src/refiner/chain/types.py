@@ -1,0 +1,250 @@
+"""Python mirrors of the task contract's types (contracts/TaskTypes.sol) and its hashing rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
+
+#: Fixed-point scale of accuracies, the loss threshold ε and FedProx μ on chain (6 decimals).
+ONE = 1_000_000
+
+
+def to_fixed(x: float) -> int:
+    return round(x * ONE)
+
+
+def from_fixed(n: int) -> float:
+    return n / ONE
+
+
+class Status(IntEnum):
+    PENDING = 0
+    RECRUITING = 1
+    TRAINING = 2
+    EVALUATING = 3
+    REVEALING = 4
+    REWARDING = 5
+    TERMINATED = 6
+
+
+class Aggregation(IntEnum):
+    FedAvg = 0
+    FedProx = 1
+
+
+class TerminationReason(IntEnum):
+    MaxRounds = 0
+    TargetReached = 1
+    Stopped = 2
+    Idle = 3
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds per timed phase (see TaskTypes.Durations)."""
+
+    recruitment: int = 3600
+    training: int = 3600
+    evaluation: int = 1800
+    reveal: int = 1800
+    idle: int = 7 * 86400
+    claim: int = 30 * 86400
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.recruitment, self.training, self.evaluation, self.reveal, self.idle, self.claim)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A task's configuration, fixed at deployment. Fractions are floats here, fixed point on chain."""
+
+    description: str
+    worker_reward: int
+    validator_reward: int
+    target_accuracy: float = 0.99
+    max_rounds: int = 10
+    max_workers: int = 5
+    committee_size: int = 8
+    epsilon: float = 1.0
+    aggregation: Aggregation = Aggregation.FedAvg
+    mu: float = 0.0
+    durations: Durations = field(default_factory=Durations)
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.description,
+            to_fixed(self.target_accuracy),
+            self.max_rounds,
+            self.max_workers,
+            self.committee_size,
+            to_fixed(self.epsilon),
+            int(self.aggregation),
+            to_fixed(self.mu),
+            self.worker_reward,
+            self.validator_reward,
+            self.durations.as_tuple(),
+        )
+
+    @classmethod
+    def from_tuple(cls, t: Any) -> TaskConfig:
+        return cls(
+            description=t[0],
+            target_accuracy=from_fixed(t[1]),
+            max_rounds=t[2],
+            max_workers=t[3],
+            committee_size=t[4],
+            epsilon=from_fixed(t[5]),
+            aggregation=Aggregation(t[6]),
+            mu=from_fixed(t[7]),
+            worker_reward=t[8],
+            validator_reward=t[9],
+            durations=Durations(*t[10]),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """One leaf of a manifest's results tree: a validator's verdict on one worker in one round.
+
+    `contribution` is the leave-one-out loss difference in fixed point (an integer, may be negative).
+    """
+
+    worker: str
+    accepted: bool
+    samples: int
+    contribution: int
+
+    def leaf(self) -> bytes:
+        """keccak256(keccak256(abi.encode(worker, accepted, samples, contribution))): TaskTypes.leafHash."""
+        inner = keccak(
+            encode(
+                ["address", "bool", "uint64", "int256"],
+                [to_checksum_address(self.worker), self.accepted, self.samples, self.contribution],
+            )
+        )
+        return keccak(inner)
+
+    @property
+    def paid(self) -> bool:
+        return self.accepted and self.contribution > 0
+
+
+_MANIFEST_TYPES = "(bytes32,uint256,uint32,uint32,bytes32,bytes,bytes)"
+_MANIFEST_FIELDS = (
+    "resultsRoot",
+    "totalContribution",
+    "payees",
+    "accuracy",
+    "modelDigest",
+    "aggregateHandle",
+    "detailsHandle",
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a validator commits to and reveals (TaskTypes.Manifest)."""
+
+    results_root: bytes
+    total_contribution: int
+    payees: int
+    accuracy: int  # fixed point, ONE = 100 %
+    model_digest: bytes
+    aggregate_handle: bytes = b""
+    details_handle: bytes = b""
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.results_root,
+            self.total_contribution,
+            self.payees,
+            self.accuracy,
+            self.model_digest,
+            self.aggregate_handle,
+            self.details_handle,
+        )
+
+    @classmethod
+    def from_tuple(cls, t: Any) -> Manifest:
+        """From a call result (a tuple) or a decoded event argument (a mapping by field name)."""
+        if hasattr(t, "keys"):
+            t = [t[k] for k in _MANIFEST_FIELDS]
+        return cls(bytes(t[0]), t[1], t[2], t[3], bytes(t[4]), bytes(t[5]), bytes(t[6]))
+
+    @classmethod
+    def empty(cls) -> Manifest:
+        return cls(b"\0" * 32, 0, 0, 0, b"\0" * 32)
+
+    def hash(self) -> bytes:
+        """keccak256(abi.encode(manifest)): what a commitment binds (handles included)."""
+        return keccak(encode([_MANIFEST_TYPES], [self.as_tuple()]))
+
+    def vote_key(self) -> bytes:
+        """Hash of the deterministic part: equal results give equal keys."""
+        return keccak(
+            encode(
+                ["bytes32", "uint256", "uint32", "uint32", "bytes32"],
+                [self.results_root, self.total_contribution, self.payees, self.accuracy, self.model_digest],
+            )
+        )
+
+
+def commitment(
+    chain_id: int, task: str, round_: int, validator: str, manifest_hash: bytes, salt: bytes
+) -> bytes:
+    """The value `commitManifest` expects, as RefinerTask.commitmentOf."""
+    return keccak(
+        encode(
+            ["uint256", "address", "uint32", "address", "bytes32", "bytes32"],
+            [
+                chain_id,
+                to_checksum_address(task),
+                round_,
+                to_checksum_address(validator),
+                manifest_hash,
+                salt,
+            ],
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    submissions: int
+    commits: int
+    reveals: int
+    payees: int
+    workers_paid: int
+    accuracy: int
+    finalized: bool
+    claim_deadline: int
+    revealed_seats: int
+    claimed_seats: int
+    consensus_key: bytes
+    worker_escrow: int
+    validator_escrow: int
+    validator_unit: int
+    results_root: bytes
+    total_contribution: int
+    model_digest: bytes
+
+    @classmethod
+    def from_tuple(cls, t: Any) -> RoundInfo:
+        return cls(*t)
+
+    @property
+    def consensus(self) -> bool:
+        return self.consensus_key != b"\0" * 32
+
+
+@dataclass(frozen=True)
+class ValidatorInfo:
+    stake: int
+    unbonding: int
+    unbonding_ends: int
+    active_seats: int
+    registered: bool

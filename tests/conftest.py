@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from refiner.chain import Chain
+from refiner.chain.build import ensure_built
+from tests.helpers import World, build_world
+
+
+@pytest.fixture(scope="session")
+def base_world() -> World:
+    ensure_built()
+    return build_world(Chain.connect())
+
+
+@pytest.fixture
+def world(base_world: World) -> Iterator[World]:
+    """The shared world, reverted to its initial state after each test."""
+    snapshot = base_world.chain.snapshot()
+    yield base_world
+    base_world.chain.revert(snapshot)

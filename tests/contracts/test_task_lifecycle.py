@@ -1,0 +1,106 @@
+"""The task's state machine on the happy paths, and what each transition pays."""
+
+from __future__ import annotations
+
+from refiner.chain import Status, TerminationReason
+from tests.helpers import (
+    VALIDATOR_REWARD,
+    WORKER_REWARD,
+    World,
+    new_task,
+    play_round,
+    recruit,
+    results_tree,
+    start_round,
+    submit_all,
+)
+
+
+def test_statuses_follow_the_paper(world: World) -> None:
+    task = new_task(world)
+    seen = [task.status()]
+    task.open_recruitment(world.requester)
+    seen.append(task.status())
+    workers, validators = world.workers[:2], world.validators[:3]
+    for w in workers:
+        task.sign_up(w)
+    for v in validators:
+        task.admit_validator(world.requester, v.address)
+    task.close_recruitment(world.requester)
+    seen.append(task.status())
+    start_round(world, task)
+    seen.append(task.status())
+    submit_all(task, workers)  # the last submission ends TRAINING
+    seen.append(task.status())
+    tree = results_tree(workers)
+    manifest = tree.manifest(900_000, b"\x07" * 32)
+    from tests.helpers import commit_all, reveal_all
+
+    commit_all(task, validators, [manifest] * 3)
+    seen.append(task.status())
+    reveal_all(task, validators, [manifest] * 3)
+    seen.append(task.status())
+    task.finalize_round(world.outsider)
+    seen.append(task.status())
+    assert seen == [
+        Status.PENDING,
+        Status.RECRUITING,
+        Status.PENDING,
+        Status.TRAINING,
+        Status.EVALUATING,
+        Status.REVEALING,
+        Status.REWARDING,
+        Status.PENDING,
+    ]
+
+
+def test_committee_is_admitted_with_weight_one_until_sortition(world: World) -> None:
+    """Interim admission (replaced by VRF sortition): the requester seats registered validators, weight 1."""
+    task = new_task(world)
+    _, validators = recruit(world, task, n_workers=1, n_validators=4)
+    assert task.committee() == {v.address: 1 for v in validators}
+    assert task.total_weight() == 4
+    assert world.registry.seats_of(task.address) == [v.address for v in validators]
+
+
+def test_round_pays_workers_by_contribution_and_agreeing_validators_equally(world: World) -> None:
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=3, n_validators=3)
+    tree = results_tree(workers, contributions=[100, 300, -50])
+    played = play_round(world, task, workers, validators, tree=tree, dissenters=1)
+    assert played.finalize.event("RoundFinalized")["agreeingWeight"] == 2
+
+    paid = {}
+    for w in workers[:2]:
+        res = task.claim_reward(w, 1, tree.result_of(w.address), tree.proof(w.address))
+        paid[w.address] = res.event("RewardClaimed")["amount"]
+    assert paid == {workers[0].address: WORKER_REWARD * 100 // 400, workers[1].address: WORKER_REWARD * 300 // 400}
+
+    shares = [task.claim_validator_reward(v, 1).event("RewardClaimed")["amount"] for v in validators[:2]]
+    assert shares == [VALIDATOR_REWARD // 2] * 2
+    # every payee claimed: the dust is the requester's again, nothing stays locked
+    info = task.round_info(1)
+    assert info.worker_escrow == 0
+    assert task.budget() == WORKER_REWARD - sum(paid.values()) + VALIDATOR_REWARD - sum(shares)
+    assert task.balance() == task.owed()
+
+
+def test_max_rounds_terminates_and_leaves_registry(world: World) -> None:
+    task = new_task(world, max_rounds=2)
+    workers, validators = recruit(world, task)
+    play_round(world, task, workers, validators)
+    assert task.status() == Status.PENDING
+    played = play_round(world, task, workers, validators)
+    assert task.status() == Status.TERMINATED
+    assert played.finalize.event("TaskTerminated")["reason"] == TerminationReason.MaxRounds
+    assert not world.registry.is_active_task(task.address)
+    assert all(world.registry.validator_info(v.address).active_seats == 0 for v in validators)
+
+
+def test_target_accuracy_terminates(world: World) -> None:
+    task = new_task(world, target_accuracy=0.95)
+    workers, validators = recruit(world, task)
+    played = play_round(world, task, workers, validators, accuracy=950_000)
+    assert task.status() == Status.TERMINATED
+    assert played.finalize.event("TaskTerminated")["reason"] == TerminationReason.TargetReached
+    assert world.registry.active_tasks() == []
