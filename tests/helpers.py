@@ -181,7 +181,8 @@ def play_round(
     r = task.current_round()
     submit_all(task, workers)
     tree = tree or results_tree(workers)
-    honest = tree.manifest(accuracy, hashlib.sha256(f"model-{r}".encode()).digest(), handle("agg"), handle("det"))
+    digest = hashlib.sha256(f"model-{r}".encode()).digest()
+    honest = tree.manifest(accuracy, digest, handle("agg"), handle("det"))
     other = replace(honest, accuracy=accuracy - 1)
     manifests = [honest] * (len(validators) - dissenters) + [other] * dissenters
     commit_all(task, validators, manifests)

@@ -7,10 +7,12 @@ from tests.helpers import (
     VALIDATOR_REWARD,
     WORKER_REWARD,
     World,
+    commit_all,
     new_task,
     play_round,
     recruit,
     results_tree,
+    reveal_all,
     start_round,
     submit_all,
 )
@@ -34,8 +36,6 @@ def test_statuses_follow_the_paper(world: World) -> None:
     seen.append(task.status())
     tree = results_tree(workers)
     manifest = tree.manifest(900_000, b"\x07" * 32)
-    from tests.helpers import commit_all, reveal_all
-
     commit_all(task, validators, [manifest] * 3)
     seen.append(task.status())
     reveal_all(task, validators, [manifest] * 3)
@@ -74,7 +74,10 @@ def test_round_pays_workers_by_contribution_and_agreeing_validators_equally(worl
     for w in workers[:2]:
         res = task.claim_reward(w, 1, tree.result_of(w.address), tree.proof(w.address))
         paid[w.address] = res.event("RewardClaimed")["amount"]
-    assert paid == {workers[0].address: WORKER_REWARD * 100 // 400, workers[1].address: WORKER_REWARD * 300 // 400}
+    assert paid == {
+        workers[0].address: WORKER_REWARD * 100 // 400,
+        workers[1].address: WORKER_REWARD * 300 // 400,
+    }
 
     shares = [task.claim_validator_reward(v, 1).event("RewardClaimed")["amount"] for v in validators[:2]]
     assert shares == [VALIDATOR_REWARD // 2] * 2
