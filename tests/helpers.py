@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import pytest
 from eth_account.signers.local import LocalAccount
 
 from refiner.chain import (
     Chain,
+    ContractRevert,
     Durations,
     Manifest,
     Registry,
@@ -26,6 +29,14 @@ WORKER_REWARD = 10**18
 VALIDATOR_REWARD = 3 * 10**17
 STAKE = 10**18
 FAST = Durations(recruitment=100, training=100, evaluation=100, reveal=100, idle=1000, claim=1000)
+
+
+@contextmanager
+def refused(error: str) -> Iterator[None]:
+    """Expect the block to be refused by a contract with the custom error `error`."""
+    with pytest.raises(ContractRevert) as exc:
+        yield
+    assert exc.value.error == error, f"expected {error}, got {exc.value}"
 
 
 @dataclass

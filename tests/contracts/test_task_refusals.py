@@ -1,0 +1,323 @@
+"""Every call the task contract must refuse: wrong caller, wrong phase, double action, unregistered
+participant, bad commitment, forged Merkle proof, claim twice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from refiner.chain import Aggregation, ContractRevert, Durations, Manifest, Status, Task, WorkerResult
+from tests.helpers import (
+    VALIDATOR_REWARD,
+    WORKER_REWARD,
+    World,
+    commit_all,
+    config,
+    handle,
+    new_task,
+    play_round,
+    recruit,
+    refused,
+    results_tree,
+    reveal_all,
+    salt_for,
+    start_round,
+    submit_all,
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"description": ""}, "description is empty"),
+        ({"target_accuracy": 1.5}, "targetAccuracy above 1_000_000"),
+        ({"max_rounds": 0}, "maxRounds is 0"),
+        ({"max_workers": 0}, "maxWorkers is 0"),
+        ({"committee_size": 0}, "committeeSize out of 1..256"),
+        ({"committee_size": 257}, "committeeSize out of 1..256"),
+        ({"epsilon": 0.0}, "epsilon is 0"),
+        ({"aggregation": Aggregation.FedProx, "mu": 0.0}, "FedProx needs mu > 0"),
+        ({"mu": 0.01}, "FedAvg takes no mu"),
+        ({"durations": Durations(training=0)}, "every duration must be > 0"),
+    ],
+)
+def test_invalid_config_is_refused_at_deployment(
+    world: World, overrides: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ContractRevert) as exc:
+        Task.deploy(world.chain, world.requester, world.registry.address, config(**overrides))
+    assert exc.value.error == "InvalidConfig"
+    assert exc.value.args_by_name == {"reason": reason}
+
+
+def test_fedprox_config_is_kept(world: World) -> None:
+    task = new_task(world, aggregation=Aggregation.FedProx, mu=0.01)
+    assert task.config().aggregation == Aggregation.FedProx
+    assert task.config().mu == 0.01
+
+
+def test_recruitment_refusals(world: World) -> None:
+    task = new_task(world, register=False, max_workers=2, committee_size=2)
+    with refused("NotRegisteredInRegistry"):
+        task.open_recruitment(world.requester)
+    world.registry.register_task(world.requester, task.address)
+    with refused("NotRequester"):
+        task.open_recruitment(world.outsider)
+    with refused("WrongStatus"):
+        task.sign_up(world.workers[0])
+    task.open_recruitment(world.requester)
+    with refused("WrongStatus"):
+        task.open_recruitment(world.requester)
+    with refused("NotRegisteredWorker"):
+        task.sign_up(world.fresh[0])
+    with refused("NotRegisteredWorker"):
+        task.sign_up(world.validators[0])
+    task.sign_up(world.workers[0])
+    with refused("AlreadySignedUp"):
+        task.sign_up(world.workers[0])
+    task.sign_up(world.workers[1])
+    with refused("WorkersFull"):
+        task.sign_up(world.workers[2])
+    with refused("NotRequester"):
+        task.admit_validator(world.outsider, world.validators[0].address)
+    with refused("NotRegisteredValidator"):
+        task.admit_validator(world.requester, world.workers[3].address)
+    with refused("NotRegisteredValidator"):
+        task.admit_validator(world.requester, world.fresh[0].address)
+    task.admit_validator(world.requester, world.validators[0].address)
+    with refused("AlreadyOnCommittee"):
+        task.admit_validator(world.requester, world.validators[0].address)
+    task.admit_validator(world.requester, world.validators[1].address)
+    with refused("CommitteeFull"):
+        task.admit_validator(world.requester, world.validators[2].address)
+    with refused("NotRequester"):
+        task.close_recruitment(world.outsider)
+    task.close_recruitment(world.requester)
+    with refused("RecruitmentAlreadyOpened"):
+        task.open_recruitment(world.requester)
+    with refused("WrongStatus"):
+        task.sign_up(world.workers[3])
+
+
+def test_validator_without_enough_bonded_stake_is_not_seated(world: World) -> None:
+    v = world.validators[5]
+    world.registry.request_unbond(v, world.registry.validator_info(v.address).stake)
+    task = new_task(world)
+    task.open_recruitment(world.requester)
+    with refused("StakeTooLow"):
+        task.admit_validator(world.requester, v.address)
+
+
+def test_start_round_refusals(world: World) -> None:
+    task = new_task(world)
+    with refused("RecruitmentNotClosed"):
+        start_round(world, task)
+    task.open_recruitment(world.requester)
+    task.close_recruitment(world.requester)
+    with refused("NoWorkers"):
+        start_round(world, task)
+
+    task = new_task(world)
+    task.open_recruitment(world.requester)
+    task.sign_up(world.workers[0])
+    task.close_recruitment(world.requester)
+    with refused("NoCommittee"):
+        start_round(world, task)
+
+    task = new_task(world)
+    recruit(world, task)
+    with refused("NotRequester"):
+        task.start_round(world.outsider, b"m", b"k", b"v", b"k", value=WORKER_REWARD + VALIDATOR_REWARD)
+    before = world.chain.w3.eth.get_balance(world.requester.address)
+    with refused("InsufficientBudget"):
+        start_round(world, task, value=WORKER_REWARD + VALIDATOR_REWARD - 1)
+    # refused by the gas estimate: nothing was sent, nothing was spent
+    assert world.chain.w3.eth.get_balance(world.requester.address) == before
+    assert task.balance() == 0
+    start_round(world, task)
+    with refused("WrongStatus"):
+        start_round(world, task)
+
+
+def test_training_refusals(world: World) -> None:
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=2)
+    with refused("WrongStatus"):
+        task.submit_training_results(workers[0], handle("u"), handle("k"), 10)
+    start_round(world, task)
+    with refused("NotSignedUp"):
+        task.submit_training_results(world.workers[4], handle("u"), handle("k"), 10)
+    with refused("NotSignedUp"):
+        task.submit_training_results(validators[0], handle("u"), handle("k"), 10)
+    with refused("ZeroSamples"):
+        task.submit_training_results(workers[0], handle("u"), handle("k"), 0)
+    task.submit_training_results(workers[0], handle("u"), handle("k"), 10)
+    with refused("AlreadySubmitted"):
+        task.submit_training_results(workers[0], handle("u2"), handle("k2"), 10)
+    with refused("WrongStatus"):
+        task.commit_manifest(validators[0], b"\x01" * 32)
+    with refused("WrongStatus"):
+        task.stop_training(world.requester)  # only between rounds
+    with refused("NotRequester"):
+        task.stop_training(world.outsider)
+    world.chain.increase_time(101)
+    with refused("DeadlinePassed"):
+        task.submit_training_results(workers[1], handle("u"), handle("k"), 10)
+
+
+def test_commit_and_reveal_refusals(world: World) -> None:
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=2, n_validators=3)
+    start_round(world, task)
+    submit_all(task, workers)
+    manifest = results_tree(workers).manifest(900_000, b"\x01" * 32, handle("a"), handle("d"))
+    a, b, c = validators
+    with refused("NotOnCommittee"):
+        task.commit_manifest(world.validators[4], b"\x01" * 32)
+    with refused("NotOnCommittee"):
+        task.commit_manifest(workers[0], b"\x01" * 32)
+    with refused("EmptyCommitment"):
+        task.commit_manifest(a, b"\0" * 32)
+    commitment_a = task.commitment_for(a.address, 1, manifest, salt_for(a, 1))
+    task.commit_manifest(a, commitment_a)
+    with refused("AlreadyCommitted"):
+        task.commit_manifest(a, commitment_a)
+    # b copies a's commitment (a manifest thief): it can commit the bytes but never reveal them
+    task.commit_manifest(b, commitment_a)
+    with refused("WrongStatus"):
+        task.reveal_manifest(a, manifest, salt_for(a, 1))
+    with refused("WrongStatus"):
+        task.stop_training(world.requester)
+    world.chain.increase_time(101)
+    task.advance(world.outsider)  # c never committed
+    assert task.status() == Status.REVEALING
+    with refused("WrongStatus"):
+        task.commit_manifest(c, task.commitment_for(c.address, 1, manifest, salt_for(c, 1)))
+    with refused("CommitmentMismatch"):
+        task.reveal_manifest(a, manifest, salt_for(b, 1))  # wrong salt
+    with refused("CommitmentMismatch"):
+        task.reveal_manifest(a, replace(manifest, accuracy=1), salt_for(a, 1))  # another manifest
+    with refused("CommitmentMismatch"):
+        task.reveal_manifest(b, manifest, salt_for(a, 1))  # the thief reveals a's manifest and salt
+    with refused("NotCommitted"):
+        task.reveal_manifest(c, manifest, salt_for(c, 1))
+    task.reveal_manifest(a, manifest, salt_for(a, 1))
+    with refused("AlreadyRevealed"):
+        task.reveal_manifest(a, manifest, salt_for(a, 1))
+    world.chain.increase_time(101)
+    task.advance(world.outsider)
+    task.finalize_round(world.outsider)
+    # only a revealed (weight 1 of 3) → no consensus
+    assert task.round_info(1).consensus is False
+
+
+def test_claim_refusals(world: World) -> None:
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=4, n_validators=3)
+    tree = results_tree(workers, contributions=[100, 200, -30, 400], accepted=[True, True, True, False])
+    with refused("RoundNotFinalized"):
+        task.claim_reward(workers[0], 1, tree.result_of(workers[0].address), tree.proof(workers[0].address))
+    play_round(world, task, workers, validators, tree=tree, dissenters=1)
+    w0, w1, w2, w3 = workers
+    r0 = tree.result_of(w0.address)
+    with refused("InvalidProof"):
+        task.claim_reward(w0, 1, r0, tree.proof(w1.address))  # someone else's proof
+    with refused("InvalidProof"):
+        task.claim_reward(w0, 1, replace(r0, contribution=10_000), tree.proof(w0.address))  # inflated leaf
+    with refused("InvalidProof"):
+        task.claim_reward(w0, 1, r0, [b"\x42" * 32])
+    with refused("SamplesMismatch"):
+        task.claim_reward(w0, 1, replace(r0, samples=r0.samples + 1), tree.proof(w0.address))
+    with refused("NoReward"):
+        task.claim_reward(w2, 1, tree.result_of(w2.address), tree.proof(w2.address))  # negative contribution
+    with refused("NoReward"):
+        task.claim_reward(w3, 1, tree.result_of(w3.address), tree.proof(w3.address))  # rejected update
+    with refused("NoSubmission"):  # a stranger presents w1's leaf
+        task.claim_reward(world.workers[5], 1, tree.result_of(w1.address), tree.proof(w1.address))
+    with refused("InvalidProof"):  # w1 claims w0's leaf as its own
+        task.claim_reward(
+            w1, 1, WorkerResult(w1.address, True, 2000, r0.contribution), tree.proof(w0.address)
+        )
+    task.claim_reward(w0, 1, r0, tree.proof(w0.address))
+    with refused("AlreadyClaimed"):
+        task.claim_reward(w0, 1, r0, tree.proof(w0.address))
+    dissenter = validators[-1]
+    with refused("NoReward"):
+        task.claim_validator_reward(dissenter, 1)
+    with refused("NotOnCommittee"):
+        task.claim_validator_reward(world.validators[5], 1)
+    task.claim_validator_reward(validators[0], 1)
+    with refused("AlreadyClaimed"):
+        task.claim_validator_reward(validators[0], 1)
+    with refused("RoundNotFinalized"):
+        task.claim_validator_reward(validators[0], 2)
+
+
+def test_requester_money_refusals(world: World) -> None:
+    task = new_task(world, value=5 * WORKER_REWARD)
+    assert task.budget() == 5 * WORKER_REWARD
+    with refused("NotRequester"):
+        task.fund(world.outsider, 1)
+    with refused("NotRequester"):
+        task.withdraw(world.outsider, 1)
+    with refused("ZeroAmount"):
+        task.fund(world.requester, 0)
+    recruit(world, task)
+    start_round(world, task, value=0)
+    escrow = WORKER_REWARD + VALIDATOR_REWARD
+    assert task.budget() == 5 * WORKER_REWARD - escrow
+    # the round's escrow is not part of the budget: it cannot be withdrawn (payment-default attack)
+    with refused("AmountExceedsBudget"):
+        task.withdraw(world.requester, task.budget() + 1)
+    task.withdraw(world.requester, task.budget())
+    assert task.balance() == escrow == task.owed()
+    with refused("WrongStatus"):
+        task.stop_training(world.requester)
+
+
+def test_advance_refusals(world: World) -> None:
+    task = new_task(world)
+    with refused("WrongStatus"):  # PENDING before recruitment has no deadline
+        task.advance(world.outsider)
+    task.open_recruitment(world.requester)
+    with refused("DeadlineNotReached"):
+        task.advance(world.outsider)
+    workers, validators = world.workers[:1], world.validators[:1]
+    task.sign_up(workers[0])
+    task.admit_validator(world.requester, validators[0].address)
+    task.close_recruitment(world.requester)
+    start_round(world, task)
+    submit_all(task, workers)
+    m = results_tree(workers).manifest(1, b"\x01" * 32)
+    commit_all(task, validators, [m])
+    reveal_all(task, validators, [m])
+    assert task.status() == Status.REWARDING
+    with refused("WrongStatus"):
+        task.advance(world.outsider)
+    with refused("NotConsensusManifest"):
+        task.finalize_round(world.outsider, replace(m, accuracy=2))
+    task.finalize_round(world.outsider, m)
+    with refused("WrongStatus"):
+        task.finalize_round(world.outsider, m)
+    with refused("ClaimWindowOpen"):
+        task.release_unclaimed(world.outsider, 1)
+    with refused("RoundNotFinalized"):
+        task.release_unclaimed(world.outsider, 2)
+
+
+def test_terminated_task_refuses_everything(world: World) -> None:
+    task = new_task(world)
+    recruit(world, task)
+    task.stop_training(world.requester)
+    assert task.status() == Status.TERMINATED
+    with refused("WrongStatus"):
+        start_round(world, task)
+    with refused("WrongStatus"):
+        task.fund(world.requester, 1)
+    with refused("WrongStatus"):
+        task.stop_training(world.requester)
+    with refused("WrongStatus"):
+        task.advance(world.outsider)
+    with refused("WrongStatus"):
+        task.finalize_round(world.outsider, Manifest.empty())
