@@ -236,7 +236,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     function activeTasks(uint256 start, uint256 count) external view returns (address[] memory page) {
         uint256 n = _activeTasks.length;
         if (start >= n) return new address[](0);
-        uint256 end = start + count > n ? n : start + count;
+        uint256 end = count > n - start ? n : start + count;
         page = new address[](end - start);
         for (uint256 i = start; i < end; ++i) {
             page[i - start] = _activeTasks[i];

@@ -140,16 +140,18 @@ def _from_record(record: dict[str, Any]) -> Artifact:
     )
 
 
-def ensure_built() -> None:
-    """Compile unless the build output matches the current sources and toolchain."""
+def ensure_built() -> str:
+    """Compile unless the build output matches the current sources and toolchain; returns the
+    fingerprint of the build now on disk."""
     with _lock:
         if not is_fresh():
             compile_contracts()
-            _load.cache_clear()
+        return FINGERPRINT_FILE.read_text().strip()
 
 
 @cache
-def _load(name: str) -> Artifact:
+def _load(name: str, build_fingerprint: str) -> Artifact:
+    # keyed on the fingerprint, so a build rewritten elsewhere (make, another process) is never served stale
     path = BUILD_DIR / f"{name}.json"
     return _from_record(json.loads(path.read_text()))
 
@@ -158,8 +160,7 @@ def load_artifact(name: str) -> Artifact:
     """The compiled contract `name`, rebuilt first if any input changed since the last build."""
     if name not in DEPLOYABLE:
         raise KeyError(f"unknown contract {name!r}; known: {', '.join(DEPLOYABLE)}")
-    ensure_built()
-    return _load(name)
+    return _load(name, ensure_built())
 
 
 def main() -> int:

@@ -7,7 +7,8 @@ from functools import cache
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_abi.exceptions import DecodingError
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from refiner.chain.build import DEPLOYABLE, load_artifact
 
@@ -78,5 +79,11 @@ def decode_revert(data: bytes | str | None) -> ContractRevert:
     spec = _errors_by_selector().get(data[:4])
     if spec is None:
         return ContractRevert("UnknownError", {"data": data}, data)
-    values = decode(list(spec.types), data[4:])
+    try:
+        decoded = decode(list(spec.types), data[4:])
+    except DecodingError:  # another contract's error with the same selector, or truncated data
+        return ContractRevert("UnknownError", {"data": data}, data)
+    values = [
+        to_checksum_address(v) if t == "address" else v for t, v in zip(spec.types, decoded, strict=True)
+    ]
     return ContractRevert(spec.name, dict(zip(spec.names, values, strict=True)), data)
