@@ -7,6 +7,8 @@ participant's key and sent raw, so the same code runs on any node.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from refiner.chain.errors import ChainError, decode_revert
 
 EMBEDDED = "embedded"
 _REVERTS = (ContractCustomError, ContractLogicError, TransactionFailed)
+EMBEDDED_GAS_LIMIT = 10_000_000
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Chain:
     w3: Web3
     url: str
     kind: str  # "embedded" | "anvil" | "rpc"
+    #: Gas used by every transaction this connection sent (for reports).
+    gas_used: int = field(init=False, default=0)
     _chain_id: int = field(init=False, default=0)
 
     @classmethod
@@ -60,11 +65,16 @@ class Chain:
     def transact(self, sender: LocalAccount, call: ContractFunction, value: int = 0) -> TxReceipt:
         """Sign `call` with `sender`'s key, send it and wait for it to be mined.
 
-        The gas estimate runs the call first, so a refusal raises :class:`ContractRevert` (with the
-        contract's custom error decoded) before anything is sent or paid.
+        The call is simulated first (the gas estimate), so a refusal raises :class:`ContractRevert` (with
+        the contract's custom error decoded) before anything is sent or paid.
         """
         params: TxParams = {"from": sender.address, "value": Wei(value)}
         try:
+            if self.kind == EMBEDDED:
+                # py-evm estimates gas by binary search (~15 executions); one eth_call finds a refusal,
+                # and a generous limit costs nothing: only the gas used is paid.
+                call.call(dict(params))  # type: ignore[arg-type]
+                params["gas"] = EMBEDDED_GAS_LIMIT
             tx = call.build_transaction(self._fill(sender, params))
         except _REVERTS as exc:
             raise decode_revert(_revert_data(exc)) from None
@@ -100,7 +110,11 @@ class Chain:
     def _send(self, sender: LocalAccount, tx: TxParams) -> TxReceipt:
         signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if self.kind == EMBEDDED:  # mined on send: one lookup instead of polling
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        else:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        self.gas_used += int(receipt["gasUsed"])
         if receipt["status"] != 1:
             raise ChainError(f"transaction {tx_hash.hex()} reverted on chain (gas used {receipt['gasUsed']})")
         return receipt
@@ -156,5 +170,14 @@ def _revert_data(exc: BaseException) -> bytes | str | None:
     while seen is not None:
         if seen.args and isinstance(seen.args[0], bytes):
             return seen.args[0]
+        if seen.args and isinstance(seen.args[0], str):  # eth_call: "execution reverted: b'…'"
+            found = _BYTES_REPR.search(seen.args[0])
+            if found:
+                value = ast.literal_eval(found.group(0))
+                if isinstance(value, bytes):
+                    return value
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+_BYTES_REPR = re.compile(r"""b(['"]).*\1""", re.DOTALL)

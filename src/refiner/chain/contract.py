@@ -51,8 +51,10 @@ class ContractWrapper:
 
     ARTIFACT = ""
 
-    def __init__(self, chain: Chain, address: str) -> None:
+    def __init__(self, chain: Chain, address: str, from_block: int = 0) -> None:
         self.chain = chain
+        #: The first block worth scanning for this contract's events (its deployment block, if known).
+        self.from_block = from_block
         artifact = load_artifact(self.ARTIFACT)
         self.address: ChecksumAddress = chain.w3.to_checksum_address(address)
         self.contract: Contract = chain.w3.eth.contract(address=self.address, abi=artifact.abi)

@@ -31,10 +31,10 @@ class Registry(ContractWrapper):
         approved_task_code: bytes | None = None,
     ) -> Registry:
         codehash = task_codehash() if approved_task_code is None else approved_task_code
-        address, _ = chain.deploy(
+        address, receipt = chain.deploy(
             admin, load_artifact(cls.ARTIFACT), admin.address, min_stake, unbonding_delay, codehash
         )
-        return cls(chain, address)
+        return cls(chain, address, from_block=receipt["blockNumber"])
 
     # ------------------------------------------------------------------ transactions
 

@@ -8,21 +8,40 @@ from eth_account.signers.local import LocalAccount
 
 from refiner.chain.build import load_artifact
 from refiner.chain.connection import Chain
-from refiner.chain.contract import ContractWrapper, TxResult
+from refiner.chain.contract import ContractWrapper, Event, TxResult
 from refiner.chain.types import Manifest, RoundInfo, Status, TaskConfig, WorkerResult, commitment
 
 
 class Task(ContractWrapper):
     ARTIFACT = "RefinerTask"
 
+    def __init__(self, chain: Chain, address: str, from_block: int = 0) -> None:
+        super().__init__(chain, address, from_block)
+        self._round_blocks: dict[int, int] = {}
+
     @classmethod
     def deploy(
         cls, chain: Chain, requester: LocalAccount, registry: str, config: TaskConfig, *, value: int = 0
     ) -> Task:
-        address, _ = chain.deploy(
+        address, receipt = chain.deploy(
             requester, load_artifact(cls.ARTIFACT), registry, config.as_tuple(), value=value
         )
-        return cls(chain, address)
+        return cls(chain, address, from_block=receipt["blockNumber"])
+
+    def round_events(self, name: str, round_: int) -> list[Event]:
+        """Events `name` of round `round_`, scanning only from the block where that round started."""
+        return self.get_events(name, from_block=self.round_start_block(round_), round=round_)
+
+    def round_start_block(self, round_: int) -> int:
+        """The block of the round's RoundStarted event (remembered once found)."""
+        if round_ not in self._round_blocks:
+            logs = self.contract.events.RoundStarted().get_logs(
+                from_block=self.from_block, argument_filters={"round": round_}
+            )
+            if not logs:
+                return self.chain.w3.eth.block_number + 1  # not started: nothing to scan yet
+            self._round_blocks[round_] = int(logs[-1]["blockNumber"])
+        return self._round_blocks[round_]
 
     # ------------------------------------------------------------------ requester
 
@@ -121,7 +140,7 @@ class Task(ContractWrapper):
         """Validator → manifest revealed in `round_`, read from the chain's events."""
         return {
             e["validator"]: Manifest.from_tuple(e["manifest"])
-            for e in self.get_events("ManifestRevealed", round=round_)
+            for e in self.round_events("ManifestRevealed", round_)
         }
 
     def consensus_manifest(self, round_: int) -> Manifest | None:
