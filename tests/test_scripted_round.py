@@ -1,15 +1,15 @@
-"""`make demo` runs the scripted round: it pays two workers and the agreeing validators, refuses the
+"""`refiner scripted-round` runs the issue-2 scripted round: it pays two workers and the agreeing validators, refuses the
 cheating calls and prints gas per call."""
 
 from __future__ import annotations
 
 import pytest
 
-from refiner import demo
+from refiner import scripted_round
 
 
 def test_demo_runs_a_paying_round(capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main() == 0
+    assert scripted_round.main() == 0
     out = capsys.readouterr().out
     assert "worker 0    │ accepted, contribution 1200  │ 0.250000 ETH" in out
     assert "worker 1    │ accepted, contribution 3600  │ 0.750000 ETH" in out

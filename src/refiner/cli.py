@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -10,9 +13,52 @@ app = typer.Typer(
 
 
 @app.command()
-def demo() -> None:
-    """Run one scripted round on the embedded chain and print what happened."""
-    from refiner.demo import main
+def demo(
+    rounds: Annotated[int, typer.Option(help="learning rounds")] = 3,
+    workers: Annotated[int, typer.Option(help="workers (data sizes 4k, 6k, … 12k)")] = 5,
+    validators: Annotated[int, typer.Option(help="committee members")] = 8,
+    malicious: Annotated[int, typer.Option(help="workers whose labels are shuffled")] = 1,
+    non_iid: Annotated[float | None, typer.Option("--non-iid", help="Dirichlet α for label skew")] = None,
+    chain: Annotated[str, typer.Option(help="'embedded' or a JSON-RPC URL")] = "embedded",
+    storage: Annotated[str | None, typer.Option(help="store URL (directory or ipfs://REPO)")] = None,
+    model: Annotated[
+        str, typer.Option(help="small_cnn | mnist_cnn | logistic | module:function")
+    ] = "small_cnn",
+    lr: Annotated[float, typer.Option(help="local learning rate")] = 0.1,
+    out: Annotated[Path, typer.Option(help="directory for the model, the curve and the store")] = Path(
+        "demo-output"
+    ),
+    json_path: Annotated[Path | None, typer.Option("--json", help="write a JSON summary here")] = None,
+    seed: Annotated[int, typer.Option(help="seed for data splits and initial model")] = 0,
+) -> None:
+    """Train MNIST with Refiner: 5 workers (one with shuffled labels), 8 validators, 3 rounds."""
+    from refiner.demo import DemoOptions, run
+
+    try:
+        options = DemoOptions(
+            rounds=rounds,
+            workers=workers,
+            validators=validators,
+            malicious=malicious,
+            non_iid=non_iid,
+            chain=chain,
+            storage=storage,
+            model=model,
+            lr=lr,
+            out=out,
+            json_path=json_path,
+            seed=seed,
+        )
+        options.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run(options)
+
+
+@app.command("scripted-round")
+def scripted_round() -> None:
+    """One scripted round with synthetic manifests: the contracts' rules, refusals and gas per call."""
+    from refiner.scripted_round import main
 
     raise typer.Exit(main())
 

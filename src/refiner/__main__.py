@@ -1,0 +1,3 @@
+from refiner.cli import app
+
+app()
