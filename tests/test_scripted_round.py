@@ -1,5 +1,5 @@
-"""`refiner scripted-round` runs the issue-2 scripted round: it pays two workers and the agreeing validators, refuses the
-cheating calls and prints gas per call."""
+"""`refiner scripted-round`: one round with synthetic manifests pays two workers and the agreeing
+validators, refuses the cheating calls and prints gas per call."""
 
 from __future__ import annotations
 
