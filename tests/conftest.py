@@ -3,10 +3,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from refiner.chain import Chain
 from refiner.chain.build import ensure_built
 from tests.helpers import World, build_world
+
+
+# One torch thread: on this shared 2-core machine, two threads under load were measured 10-20x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,93 @@
+"""How much each qualified worker contributed to a round's aggregate.
+
+The paper (§2.3.6) scores worker j by ``L(D; w) − L(D; w^j)`` with ``w^j = Σ_{i≠j} n_i/n · w_i``,
+where ``n`` still counts worker j's samples. We deliberately differ in two ways:
+
+* **Re-normalised leave-one-out model.** Without j the paper's weights sum to ``1 − n_j/n``, so
+  ``w^j`` is a *shrunken* model (every weight scaled towards zero), not a model FedAvg could have
+  produced. Its loss mostly measures that shrinkage, which grows with n_j, so the score would reward
+  data size rather than usefulness. We use ``w^{-j} = Σ_{i≠j} n_i/(n − n_j) · w_i``: the aggregate
+  the round would have produced had j not taken part.
+* **Sign.** We use ``c_j = L(D; w^{-j}) − L(D; w)``: how much *worse* the round's model would be
+  without j. A helpful worker gets a positive contribution, a harmful one a negative contribution,
+  so rewards can be proportional to c_j (the paper's sign would make helpful workers negative).
+
+With a single qualified worker, ``w^{-j}`` is an average of nothing. The natural counterfactual is
+that the round changes nothing, i.e. the global model of the round stays: ``c_j = L(D; w_global) −
+L(D; w)``, the worker's whole improvement on the model it started from (which may be negative).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from refiner.fl.aggregation import fedavg
+from refiner.fl.data import Dataset
+from refiner.fl.evaluation import evaluate_many
+from refiner.fl.models import ModelFn
+
+StateLike = Mapping[str, torch.Tensor]
+
+
+class ContributionMeasure(ABC):
+    """Scores the qualified workers of a round; higher is more helpful."""
+
+    @abstractmethod
+    def contributions(
+        self,
+        model_fn: ModelFn,
+        states: Sequence[StateLike],
+        samples: Sequence[int],
+        validation: Dataset,
+        full_loss: float,
+        *,
+        global_state: StateLike,
+    ) -> list[float]:
+        """One score per state, in order.
+
+        ``states``/``samples`` are the qualified local models and their sample counts (already
+        checked), ``full_loss`` is ``L(D; w)`` of their FedAvg ``w`` on ``validation``, and
+        ``global_state`` is the model the round started from.
+        """
+
+
+def leave_one_out_states(
+    states: Sequence[StateLike], samples: Sequence[int]
+) -> list[dict[str, torch.Tensor]]:
+    """``w^{-j}`` for each j: the FedAvg of the other states re-normalised over their samples."""
+    if len(states) < 2:
+        raise ValueError("leave-one-out aggregates need at least two states")
+    out = []
+    for j in range(len(states)):
+        others = [s for i, s in enumerate(states) if i != j]
+        weights = [n for i, n in enumerate(samples) if i != j]
+        out.append(fedavg(others, weights))
+    return out
+
+
+class LeaveOneOut(ContributionMeasure):
+    """``c_j = L(D; w^{-j}) − L(D; w)``, re-normalised (see the module docstring for why)."""
+
+    def contributions(
+        self,
+        model_fn: ModelFn,
+        states: Sequence[StateLike],
+        samples: Sequence[int],
+        validation: Dataset,
+        full_loss: float,
+        *,
+        global_state: StateLike,
+    ) -> list[float]:
+        if len(states) != len(samples):
+            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        if not states:
+            return []
+        counterfactuals = [dict(global_state)] if len(states) == 1 else leave_one_out_states(states, samples)
+        evals = evaluate_many(model_fn, counterfactuals, validation)
+        return [e.loss - full_loss for e in evals]
+
+    def __repr__(self) -> str:
+        return "LeaveOneOut()"

@@ -1,0 +1,172 @@
+"""A validator's work in one round (paper §2.3.6): qualify, aggregate, score contributions.
+
+Everything that goes on chain is an integer in fixed point with ``ONE = 1_000_000`` (ppm). Losses
+and contributions are first rounded to a quantum of 1e-5 (= 10 ppm): the float round-off between
+machines, thread counts or summation orders was measured at ≤ 3e-8, so honest validators land in
+the same cell unless a value falls within ~3e-8 of a cell boundary (a few in a thousand across
+different hardware; never between thread counts on one machine). Accuracy is ``correct·ONE // n``
+(exact). A worker qualifies iff its quantised loss ≤ ε in ppm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from refiner.fl.aggregation import check_compatible, fedavg
+from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
+from refiner.fl.data import Dataset
+from refiner.fl.evaluation import evaluate, evaluate_many
+from refiner.fl.models import ModelFn, State, clone_state, model_digest
+
+ONE = 1_000_000
+QUANTUM = 1e-5
+MAX_PPM = 10**15  # losses/contributions are clamped to ±1e9 (and NaN/Inf losses count as the max)
+
+
+def quantize(x: float) -> int:
+    """``x`` in ppm on a 1e-5 grid: ``round(x · 1e5) · 10``; NaN/±Inf and huge values clamp to ±MAX_PPM."""
+    if math.isnan(x):
+        return MAX_PPM
+    if math.isinf(x) or abs(x) * 100_000 >= MAX_PPM // 10:
+        return MAX_PPM if x > 0 else -MAX_PPM
+    return round(x * 100_000) * 10
+
+
+def epsilon_ppm(epsilon: float | int) -> int:
+    """The qualification threshold in ppm (a float loss, as on chain ``round(ε · ONE)``)."""
+    if isinstance(epsilon, float) and not math.isfinite(epsilon):
+        raise ValueError(f"epsilon must be finite, got {epsilon}")
+    return round(epsilon * ONE)
+
+
+@dataclass(frozen=True)
+class WorkerEvaluation:
+    """One worker's verdict. ``contribution`` is None (and ``contribution_ppm`` 0) when rejected."""
+
+    worker: str
+    loss: float
+    loss_ppm: int
+    accuracy: float
+    accepted: bool
+    samples: int
+    contribution: float | None
+    contribution_ppm: int
+
+    @property
+    def address(self) -> str:
+        return self.worker
+
+
+@dataclass(frozen=True)
+class RoundEvaluation:
+    workers: tuple[WorkerEvaluation, ...]
+    aggregate: State  # FedAvg of the accepted updates, or the global model if none was accepted
+    loss: float  # of the aggregate on the validation set
+    accuracy: float
+    correct: int
+    n: int
+    digest: bytes  # model_digest(aggregate)
+    epsilon_ppm: int
+
+    @property
+    def state(self) -> State:
+        return self.aggregate
+
+    @property
+    def loss_ppm(self) -> int:
+        return quantize(self.loss)
+
+    @property
+    def accuracy_ppm(self) -> int:
+        return self.correct * ONE // self.n
+
+    @property
+    def accepted(self) -> list[str]:
+        return [w.worker for w in self.workers if w.accepted]
+
+    def fixed_results(self) -> list[tuple[str, bool, int, int]]:
+        """Per worker, in input order: (address, accepted, samples, contribution_ppm)."""
+        return [(w.worker, w.accepted, w.samples, w.contribution_ppm) for w in self.workers]
+
+
+def evaluate_round(
+    model_fn: ModelFn,
+    global_state: Mapping[str, torch.Tensor],
+    updates: Sequence[tuple[str, Mapping[str, torch.Tensor], int]],
+    validation: Dataset,
+    epsilon: float,
+    measure: ContributionMeasure | None = None,
+) -> RoundEvaluation:
+    """Score each ``(worker, state, samples)`` update on ``validation``; aggregate the qualified ones.
+
+    1. ``L(D; w_i)`` for every update (one :func:`evaluate_many` pass); qualified iff quantised ≤ ε.
+    2. ``w`` = FedAvg of the qualified updates, summed in address order (the global model if none
+       qualifies), so the result does not depend on the order of ``updates``.
+    3. ``L(D; w)``, accuracy, digest, and ``measure``'s contributions (default LeaveOneOut).
+    Per-worker results are reported in the order of ``updates``.
+    The states are expected to be validated already (:func:`refiner.fl.models.deserialize`).
+    """
+    measure = measure if measure is not None else LeaveOneOut()
+    if len(validation) == 0:
+        raise ValueError("the validation set is empty")
+    addresses = [u[0] for u in updates]
+    if len({a.lower() for a in addresses}) != len(addresses):
+        raise ValueError(f"duplicate worker addresses in {addresses}")
+    if any(not isinstance(u[2], int) or u[2] <= 0 for u in updates):
+        raise ValueError("sample counts must be positive integers")
+    states = [u[1] for u in updates]
+    check_compatible([global_state, *states])
+    eps = epsilon_ppm(epsilon)
+
+    local = evaluate_many(model_fn, states, validation)
+    losses_ppm = [quantize(e.loss) for e in local]
+    # canonical order (by address) so that the float64 sums, hence the digest, do not depend on the
+    # order in which a validator happened to collect the updates
+    accepted_idx = sorted(
+        (i for i, lp in enumerate(losses_ppm) if lp <= eps), key=lambda i: addresses[i].lower()
+    )
+    q_states = [states[i] for i in accepted_idx]
+    q_samples = [updates[i][2] for i in accepted_idx]
+
+    aggregate = fedavg(q_states, q_samples) if q_states else clone_state(global_state)
+    full = evaluate(model_fn, aggregate, validation)
+    contributions = (
+        measure.contributions(model_fn, q_states, q_samples, validation, full.loss, global_state=global_state)
+        if q_states
+        else []
+    )
+    if len(contributions) != len(q_states):
+        raise ValueError(
+            f"{measure!r} returned {len(contributions)} contributions for {len(q_states)} workers"
+        )
+    by_index = dict(zip(accepted_idx, contributions, strict=True))
+
+    workers = []
+    for i, (address, _, samples) in enumerate(updates):
+        c = by_index.get(i)
+        workers.append(
+            WorkerEvaluation(
+                worker=address,
+                loss=local[i].loss,
+                loss_ppm=losses_ppm[i],
+                accuracy=local[i].accuracy,
+                accepted=c is not None,
+                samples=samples,
+                contribution=c,
+                contribution_ppm=quantize(c) if c is not None else 0,
+            )
+        )
+    return RoundEvaluation(
+        workers=tuple(workers),
+        aggregate=aggregate,
+        loss=full.loss,
+        accuracy=full.accuracy,
+        correct=full.correct,
+        n=full.n,
+        digest=model_digest(aggregate),
+        epsilon_ppm=eps,
+    )

@@ -1,0 +1,25 @@
+"""The administrator (paper 2.1): deploys and maintains the registry; takes part in no task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from refiner.chain import Registry
+from refiner.chain.connection import Chain
+from refiner.roles.participant import Participant
+
+
+@dataclass
+class Administrator(Participant):
+    @staticmethod
+    def deploy_registry(
+        chain: Chain,
+        account: LocalAccount,
+        *,
+        min_stake: int = 10**17,
+        unbonding_delay: int = 7 * 86400,
+    ) -> Registry:
+        """Deploy the registry, approving the current RefinerTask code for listing."""
+        return Registry.deploy(chain, account, min_stake=min_stake, unbonding_delay=unbonding_delay)

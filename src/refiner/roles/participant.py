@@ -1,0 +1,116 @@
+"""What every role has: an account, a chain, a store, the registry; and the records they share."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from refiner.chain import Manifest, Registry, ResultsTree, Task, WorkerResult
+from refiner.chain.connection import Chain
+from refiner.fl.models import ModelSpec, resolve_model, spec_of
+from refiner.roles.spec import TaskDescription
+from refiner.storage import Handle, StorageError, Store
+
+MAX_DETAILS = 64 << 20
+
+
+class ProtocolError(RuntimeError):
+    """A participant cannot take a protocol step (missing data, wrong phase seen off chain, ...)."""
+
+
+@dataclass
+class Participant:
+    account: LocalAccount
+    chain: Chain
+    store: Store
+    registry: Registry
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def task(self, address: str) -> Task:
+        return Task(self.chain, address)
+
+
+def description_of(task: Task) -> TaskDescription:
+    return TaskDescription.from_json(task.config().description)
+
+
+def model_of(description: TaskDescription) -> tuple[Any, ModelSpec]:
+    """The task's model factory and the spec every received weight file is validated against."""
+    factory = resolve_model(description.model)
+    return factory, spec_of(factory(), max_bytes=description.max_model_bytes)
+
+
+def round_inputs(task: Task, round_: int) -> dict[str, Handle]:
+    """The handles the requester published when it started `round_`."""
+    events = task.round_events("RoundStarted", round_)
+    if not events:
+        raise ProtocolError(f"round {round_} of task {task.address} has not started")
+    e = events[-1]
+    return {
+        name: Handle.from_bytes(e[name])
+        for name in ("modelHandle", "modelKeysHandle", "validationHandle", "validationKeysHandle")
+    }
+
+
+def salt_for(account: LocalAccount, task: str, round_: int) -> bytes:
+    """A commitment salt only `account` can compute and can recompute after a restart."""
+    return keccak(b"refiner-salt" + bytes(account.key) + bytes.fromhex(task[2:]) + round_.to_bytes(4, "big"))
+
+
+@dataclass(frozen=True)
+class ManifestDetails:
+    """The full manifest a validator stores (the chain holds its Merkle root): per-worker verdicts, the
+    validation loss and accuracy, and the key envelope of its encrypted aggregate for the requester."""
+
+    task: str
+    round: int
+    validator: str
+    results: list[dict[str, Any]]  # worker, accepted, samples, contribution, loss (ppm integers)
+    accuracy: int
+    loss: int
+    model_digest: str
+    aggregate_keys_handle: str
+
+    def tree(self) -> ResultsTree:
+        return ResultsTree(
+            [WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"]) for r in self.results]
+        )
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ManifestDetails:
+        try:
+            return cls(**json.loads(data))
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"stored manifest details are malformed: {exc}") from None
+
+
+def load_details(store: Store, manifest: Manifest) -> ManifestDetails:
+    return ManifestDetails.from_bytes(
+        store.get(Handle.from_bytes(manifest.details_handle), max_size=MAX_DETAILS)
+    )
+
+
+def consensus_details(participant: Participant, task: Task, round_: int) -> tuple[Manifest, ManifestDetails]:
+    """The consensus manifest of a round and its stored details, from the first agreeing validator whose
+    stored results rebuild the on-chain Merkle root."""
+    key = task.round_info(round_).consensus_key
+    for manifest in task.revealed_manifests(round_).values():
+        if manifest.vote_key() != key:
+            continue
+        try:
+            details = load_details(participant.store, manifest)
+        except (StorageError, ProtocolError):
+            continue
+        if details.tree().root == manifest.results_root:
+            return manifest, details
+    raise ProtocolError(f"no consensus manifest with readable details for round {round_}")

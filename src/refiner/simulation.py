@@ -1,0 +1,198 @@
+"""Run a whole Refiner task in one process: every participant is a role object with its own key, all on
+one chain and one store (auto mode; the demo and the end-to-end tests use it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, demo_account, public_key_bytes
+from refiner.fl.data import Dataset
+from refiner.fl.evaluation import evaluate
+from refiner.fl.models import ModelFn, State, initial_state, resolve_model
+from refiner.roles import (
+    Administrator,
+    Requester,
+    Validator,
+    ValidatorBehaviour,
+    Worker,
+    WorkerBehaviour,
+)
+from refiner.roles.spec import TaskDescription
+from refiner.storage import Store
+
+ETH = 10**18
+
+#: Called with (step, done, total) while a round runs, for progress bars.
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(step: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int
+    accuracy: float  # test accuracy of the round's global model
+    validation_loss: float
+    validation_accuracy: float
+    accepted: list[str]
+    rejected: list[str]
+    contributions: dict[str, int]  # ppm, from the consensus manifest
+    worker_rewards_wei: dict[str, int]
+    validator_rewards_wei: dict[str, int]
+    gas_used: int
+    seconds: float
+    consensus: bool
+
+
+@dataclass
+class Simulation:
+    """A deployed task with its participants."""
+
+    chain: Chain
+    store: Store
+    registry: Registry
+    requester: Requester
+    workers: list[Worker]
+    validators: list[Validator]
+    task: Task
+    model_fn: ModelFn
+    global_state: State
+    reports: list[RoundReport] = field(default_factory=list)
+    earned: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def deploy(
+        cls,
+        chain: Chain,
+        store: Store,
+        shards: Sequence[Dataset],
+        behaviours: Sequence[WorkerBehaviour],
+        validator_behaviours: Sequence[ValidatorBehaviour],
+        *,
+        config: TaskConfig,
+        model: str = "small_cnn",
+        lr: float = 0.1,
+        stake: int = ETH,
+        seed: int = 0,
+        label: str = "sim",
+    ) -> Simulation:
+        """Fund and register everyone, create the task, recruit all workers and the committee."""
+        admin_account = demo_account(f"{label}-admin")
+        requester_account = demo_account(f"{label}-requester")
+        worker_accounts = [demo_account(f"{label}-worker-{i}") for i in range(len(shards))]
+        validator_accounts = [
+            demo_account(f"{label}-validator-{i}") for i in range(len(validator_behaviours))
+        ]
+        for account in [admin_account, requester_account, *worker_accounts, *validator_accounts]:
+            chain.fund(account.address, 10_000 * ETH)
+        registry = Administrator.deploy_registry(chain, admin_account, min_stake=stake // 10)
+        requester = Requester(requester_account, chain, store, registry)
+        workers = [
+            Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i)
+            for i, (a, d, b) in enumerate(zip(worker_accounts, shards, behaviours, strict=True))
+        ]
+        validators = [
+            Validator(a, chain, store, registry, behaviour=b)
+            for a, b in zip(validator_accounts, validator_behaviours, strict=True)
+        ]
+        for w in workers:
+            w.register()
+        for v in validators:
+            v.register(stake)
+        description = TaskDescription(public_key_bytes(requester_account).hex(), model=model, lr=lr)
+        task = requester.create_task(config, description)
+        requester.open_recruitment(task)
+        for w in workers:
+            w.sign_up(task)
+        requester.admit_validators(task, [v.address for v in validators])
+        requester.close_recruitment(task)
+        model_fn = resolve_model(description.model)
+        return cls(
+            chain,
+            store,
+            registry,
+            requester,
+            workers,
+            validators,
+            task,
+            model_fn,
+            initial_state(model_fn, seed),
+        )
+
+    def run_round(self, validation: Dataset, test: Dataset, progress: Progress = _quiet) -> RoundReport:
+        """One whole round in auto mode: start, train, evaluate, commit, reveal, finalize, claim, retrieve."""
+        t0, gas0 = time.perf_counter(), self.chain.gas_used
+        task = self.task
+        self.requester.start_round(task, self.global_state, validation)
+        round_ = task.current_round()
+        steps = len(self.workers) + 2 * len(self.validators)
+        done = 0
+        for w in self.workers:
+            progress(f"round {round_}: worker {w.address[:8]} trains ({w.behaviour.value})", done, steps)
+            w.submit_training_results(task, w.train(task))
+            done += 1
+        work = {}
+        for v in self.validators:
+            progress(f"round {round_}: validator {v.address[:8]} evaluates", done, steps)
+            if v.behaviour is not ValidatorBehaviour.COPYCAT:
+                work[v.address] = v.evaluate(task)
+            done += 1
+        # copycats commit last: they need someone's commitment to copy
+        for v in sorted(self.validators, key=lambda v: v.behaviour is ValidatorBehaviour.COPYCAT):
+            v.commit_manifest(task, work.get(v.address))
+        for v in self.validators:
+            progress(f"round {round_}: validator {v.address[:8]} reveals", done, steps)
+            v.reveal_manifest(task, work.get(v.address))
+            done += 1
+        if task.status().name == "REVEALING":  # someone did not reveal: wait out the deadline
+            self.chain.increase_time(task.config().durations.reveal + 1)
+            task.advance(self.requester.account)
+        fin = self.requester.finalize_round(task)
+        consensus = "RoundFinalized" in fin.names()
+        worker_rewards = {w.address: w.claim_reward(task, round_) if consensus else 0 for w in self.workers}
+        validator_rewards = {
+            v.address: v.claim_reward(task, round_) if consensus else 0 for v in self.validators
+        }
+        for who, wei in {**worker_rewards, **validator_rewards}.items():
+            self.earned[who] = self.earned.get(who, 0) + wei
+        accepted: list[str] = []
+        rejected: list[str] = []
+        contributions: dict[str, int] = {}
+        val_loss = val_acc = float("nan")
+        if consensus:
+            from refiner.roles.participant import consensus_details
+
+            _, details = consensus_details(self.requester, task, round_)
+            for r in details.results:
+                (accepted if r["accepted"] else rejected).append(r["worker"])
+                contributions[r["worker"]] = r["contribution"]
+            val_loss, val_acc = details.loss / 1e6, details.accuracy / 1e6
+            self.global_state = self.requester.retrieve_model(task, round_)
+        progress(f"round {round_}: done", steps, steps)
+        report = RoundReport(
+            round=round_,
+            accuracy=evaluate(self.model_fn, self.global_state, test).accuracy,
+            validation_loss=val_loss,
+            validation_accuracy=val_acc,
+            accepted=accepted,
+            rejected=rejected,
+            contributions=contributions,
+            worker_rewards_wei=worker_rewards,
+            validator_rewards_wei=validator_rewards,
+            gas_used=self.chain.gas_used - gas0,
+            seconds=time.perf_counter() - t0,
+            consensus=consensus,
+        )
+        self.reports.append(report)
+        return report
+
+
+def default_durations() -> Durations:
+    """Phase durations for a simulation: long enough that nobody misses a deadline by accident."""
+    return Durations(
+        recruitment=3600, training=3600, evaluation=3600, reveal=3600, idle=86400, claim=30 * 86400
+    )
