@@ -25,6 +25,7 @@ def demo(
         str, typer.Option(help="small_cnn | mnist_cnn | logistic | module:function")
     ] = "small_cnn",
     lr: Annotated[float, typer.Option(help="local learning rate")] = 0.1,
+    epochs: Annotated[int, typer.Option(help="local epochs per round")] = 2,
     out: Annotated[Path, typer.Option(help="directory for the model, the curve and the store")] = Path(
         "demo-output"
     ),
@@ -45,6 +46,7 @@ def demo(
             storage=storage,
             model=model,
             lr=lr,
+            epochs=epochs,
             out=out,
             json_path=json_path,
             seed=seed,

@@ -35,6 +35,7 @@ class DemoOptions:
     storage: str | None = None  # default: a fresh directory under `out`
     model: str = "small_cnn"
     lr: float = 0.1
+    epochs: int = 2
     out: Path = Path("demo-output")
     json_path: Path | None = None
     seed: int = 0
@@ -42,8 +43,8 @@ class DemoOptions:
     validator_reward: int = 4 * ETH // 10
 
     def check(self) -> None:
-        if self.rounds < 1 or self.workers < 1 or self.validators < 1:
-            raise ValueError("--rounds, --workers and --validators must be at least 1")
+        if min(self.rounds, self.workers, self.validators, self.epochs) < 1:
+            raise ValueError("--rounds, --workers, --validators and --epochs must be at least 1")
         if not 0 <= self.malicious <= self.workers:
             raise ValueError(f"--malicious must be between 0 and --workers ({self.workers})")
 

@@ -76,6 +76,7 @@ class Simulation:
         config: TaskConfig,
         model: str = "small_cnn",
         lr: float = 0.1,
+        epochs: int = 1,
         stake: int = ETH,
         seed: int = 0,
         label: str = "sim",
@@ -103,7 +104,9 @@ class Simulation:
             w.register()
         for v in validators:
             v.register(stake)
-        description = TaskDescription(public_key_bytes(requester_account).hex(), model=model, lr=lr)
+        description = TaskDescription(
+            public_key_bytes(requester_account).hex(), model=model, lr=lr, epochs=epochs
+        )
         task = requester.create_task(config, description)
         requester.open_recruitment(task)
         for w in workers:

@@ -1,0 +1,70 @@
+"""`refiner demo` end to end with a small model: the JSON summary has what the issue asks for and the
+numbers in it are consistent (shuffled-label worker rejected and unpaid, Ether conserved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from refiner.cli import app
+
+
+def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--rounds",
+            "2",
+            "--workers",
+            "3",
+            "--validators",
+            "3",
+            "--model",
+            "logistic",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            str(summary_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    s = json.loads(summary_path.read_text())
+    assert set(s) >= {
+        "final_accuracy",
+        "rounds",
+        "workers",
+        "validators",
+        "requester_spent_wei",
+        "contract_balance_wei",
+    }
+    assert s["final_accuracy"] > 0.85
+    bad = [w for w in s["workers"] if w["behaviour"] == "shuffled-labels"]
+    assert len(bad) == 1 and bad[0]["earned_wei"] == 0
+    for r in s["rounds"]:
+        assert set(r) >= {
+            "round",
+            "accuracy",
+            "accepted",
+            "rejected",
+            "contributions",
+            "worker_rewards_wei",
+            "validator_rewards_wei",
+            "gas_used",
+            "seconds",
+        }
+        assert r["rejected"] == [bad[0]["address"]]
+        assert len(set(r["validator_rewards_wei"].values())) == 1  # agreeing validators earn equal amounts
+    paid = sum(w["earned_wei"] for w in s["workers"]) + sum(v["earned_wei"] for v in s["validators"])
+    assert s["requester_spent_wei"] == paid + s["contract_balance_wei"]
+    assert (tmp_path / "out" / "learning_curve.png").stat().st_size > 0
+    assert (tmp_path / "out" / "final_model.safetensors").stat().st_size > 0
+
+
+def test_demo_cli_refuses_bad_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--malicious", "9", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "--malicious must be between 0 and --workers" in result.output
