@@ -4,6 +4,8 @@ pragma solidity ^0.8.24;
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IRefinerRegistry} from "./interfaces/IRefinerRegistry.sol";
 import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
 
@@ -13,6 +15,7 @@ import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
 /// terminated and leaves only after an unbonding delay. Only task contracts whose runtime code the
 /// administrator approved can be listed, so no contract of unknown code can lock a validator's stake.
 contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
+    using Checkpoints for Checkpoints.Trace208;
     struct Validator {
         uint256 stake;
         uint256 unbonding;
@@ -25,12 +28,20 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     uint256 public immutable minStake;
     /// @notice Seconds between asking to unbond stake and being able to withdraw it.
     uint64 public immutable unbondingDelay;
+    /// @notice Wei per unit of sortition weight: a validator's weight is floor(stake / stakeUnit).
+    uint256 public immutable stakeUnit;
+    /// @notice The contract that verifies VRF proofs and computes sortition seats for every task.
+    address public immutable sortition;
 
     mapping(bytes32 codehash => bool) public approvedTaskCode;
 
     mapping(address => bytes) private _workerKeys;
     mapping(address => bytes) private _validatorKeys;
     mapping(address => Validator) private _validators;
+    mapping(address => uint256[2]) private _vrfKeys;
+    mapping(bytes32 vrfKeyHash => address) private _vrfKeyOwner;
+    mapping(address => Checkpoints.Trace208) private _stakeHistory;
+    Checkpoints.Trace208 private _totalStakeHistory;
 
     address[] private _activeTasks;
     mapping(address task => uint256 indexPlusOne) private _taskIndex;
@@ -38,7 +49,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
 
     event TaskCodeApproval(bytes32 indexed codehash, bool approved);
     event WorkerRegistered(address indexed worker, bytes publicKey);
-    event ValidatorRegistered(address indexed validator, bytes publicKey, uint256 stake);
+    event ValidatorRegistered(address indexed validator, bytes publicKey, uint256[2] vrfKey, uint256 stake);
     event StakeBonded(address indexed validator, uint256 amount, uint256 totalStake);
     event UnbondingRequested(address indexed validator, uint256 amount, uint64 unlocksAt);
     event StakeWithdrawn(address indexed validator, uint256 amount);
@@ -47,6 +58,9 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     event SeatTaken(address indexed task, address indexed validator, uint256 stake);
 
     error InvalidPublicKey(uint256 length);
+    error InvalidVrfKey();
+    error VrfKeyTaken(address owner);
+    error InvalidStakeUnit();
     error PublicKeyNotOfSender(address keyAddress, address sender);
     error AlreadyRegistered(address account);
     error NotValidator(address account);
@@ -66,10 +80,22 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     /// @param admin The administrator, who approves task contract code.
     /// @param minStake_ Minimum bonded stake of a validator, in wei.
     /// @param unbondingDelay_ Seconds a validator waits between `requestUnbond` and `withdrawStake`.
+    /// @param stakeUnit_ Wei per unit of sortition weight (> 0); stake below one unit never wins a seat.
+    /// @param sortition_ The deployed RefinerSortition (VRF verification and seat computation).
     /// @param taskCodehash keccak256 of the approved task contract's runtime code.
-    constructor(address admin, uint256 minStake_, uint64 unbondingDelay_, bytes32 taskCodehash) Ownable(admin) {
+    constructor(
+        address admin,
+        uint256 minStake_,
+        uint64 unbondingDelay_,
+        uint256 stakeUnit_,
+        address sortition_,
+        bytes32 taskCodehash
+    ) Ownable(admin) {
+        if (stakeUnit_ == 0) revert InvalidStakeUnit();
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
+        stakeUnit = stakeUnit_;
+        sortition = sortition_;
         approvedTaskCode[taskCodehash] = true;
         emit TaskCodeApproval(taskCodehash, true);
     }
@@ -94,16 +120,25 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         emit WorkerRegistered(msg.sender, publicKey);
     }
 
-    /// @notice Registers the caller as a validator and bonds `msg.value` as stake.
-    /// Requirements: as {registerWorker}; `msg.value` ≥ {minStake}. Emits {ValidatorRegistered}.
-    function registerValidator(bytes calldata publicKey) external payable {
+    /// @notice Registers the caller as a validator with its account key (for encryption) and its VRF
+    /// public key (for sortition), and bonds `msg.value` as stake. The VRF key is fixed for good: a
+    /// validator cannot pick a new key after seeing a task's seed.
+    /// Requirements: as {registerWorker}; `vrfKey` non-zero and used by no other validator;
+    /// `msg.value` ≥ {minStake}. Emits {ValidatorRegistered}.
+    function registerValidator(bytes calldata publicKey, uint256[2] calldata vrfKey) external payable {
         _checkNewAccount(publicKey);
+        if (vrfKey[0] == 0 && vrfKey[1] == 0) revert InvalidVrfKey();
+        bytes32 keyHash = keccak256(abi.encode(vrfKey));
+        address holder = _vrfKeyOwner[keyHash];
+        if (holder != address(0)) revert VrfKeyTaken(holder);
         if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
         _validatorKeys[msg.sender] = publicKey;
+        _vrfKeys[msg.sender] = vrfKey;
+        _vrfKeyOwner[keyHash] = msg.sender;
         Validator storage v = _validators[msg.sender];
         v.registered = true;
-        v.stake = msg.value;
-        emit ValidatorRegistered(msg.sender, publicKey, msg.value);
+        _setStake(msg.sender, v, msg.value);
+        emit ValidatorRegistered(msg.sender, publicKey, vrfKey, msg.value);
     }
 
     /// @notice Adds `msg.value` to the caller's bonded stake.
@@ -111,7 +146,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     function bond() external payable {
         Validator storage v = _registeredValidator(msg.sender);
         if (msg.value == 0) revert ZeroAmount();
-        v.stake += msg.value;
+        _setStake(msg.sender, v, v.stake + msg.value);
         emit StakeBonded(msg.sender, msg.value, v.stake);
     }
 
@@ -124,7 +159,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         if (amount == 0) revert ZeroAmount();
         if (v.activeSeats != 0) revert SeatedOnActiveTask(v.activeSeats);
         if (amount > v.stake) revert AmountExceedsStake(amount, v.stake);
-        v.stake -= amount;
+        _setStake(msg.sender, v, v.stake - amount);
         v.unbonding += amount;
         v.unbondingEnds = uint64(block.timestamp) + unbondingDelay;
         emit UnbondingRequested(msg.sender, amount, v.unbondingEnds);
@@ -164,16 +199,24 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     }
 
     /// @inheritdoc IRefinerRegistry
-    /// @dev Requirements: the caller is an active task; `validator` is registered with at least
-    /// {minStake} bonded. The task (approved code) seats each validator once. Emits {SeatTaken}.
-    function takeSeat(address validator) external returns (uint256 stake) {
+    /// @dev One call gives the task everything sortition needs (keeps a seat claim under 300k gas).
+    /// Requirements: the caller is an active task; `validator` is registered and still has at least the
+    /// stake it had at `snapshotBlock` and {minStake} bonded. The task (approved code) seats each
+    /// validator once. Emits {SeatTaken}.
+    function takeSeat(address validator, uint256 snapshotBlock) external returns (SeatDraw memory draw) {
         if (_taskIndex[msg.sender] == 0) revert NotActiveTask(msg.sender);
         Validator storage v = _registeredValidator(validator);
-        stake = v.stake;
-        if (stake < minStake) revert StakeTooLow(stake, minStake);
+        uint48 at = SafeCast.toUint48(snapshotBlock);
+        draw.stake = _stakeHistory[validator].upperLookupRecent(at);
+        uint256 needed = draw.stake > minStake ? draw.stake : minStake;
+        if (v.stake < needed) revert StakeTooLow(v.stake, needed);
+        draw.vrfKey = _vrfKeys[validator];
+        draw.stakeUnits = draw.stake / stakeUnit;
+        draw.totalUnits = _totalStakeHistory.upperLookupRecent(at) / stakeUnit;
+        draw.sortition = sortition;
         _seats[msg.sender].push(validator);
         v.activeSeats += 1;
-        emit SeatTaken(msg.sender, validator, stake);
+        emit SeatTaken(msg.sender, validator, v.stake);
     }
 
     /// @inheritdoc IRefinerRegistry
@@ -222,6 +265,21 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         return _validatorKeys[validator];
     }
 
+    /// @notice A validator's VRF public key (x, y), fixed at registration.
+    function vrfKey(address validator) external view returns (uint256[2] memory) {
+        return _vrfKeys[validator];
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    function stakeAt(address validator, uint256 blockNumber) external view returns (uint256) {
+        return _stakeHistory[validator].upperLookupRecent(SafeCast.toUint48(blockNumber));
+    }
+
+    /// @inheritdoc IRefinerRegistry
+    function totalStakeAt(uint256 blockNumber) external view returns (uint256) {
+        return _totalStakeHistory.upperLookupRecent(SafeCast.toUint48(blockNumber));
+    }
+
     /// @notice A validator's stake, unbonding amount and time, and number of active committee seats.
     function validatorInfo(address validator) external view returns (Validator memory) {
         return _validators[validator];
@@ -257,6 +315,15 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         if (_workerKeys[msg.sender].length != 0 || _validators[msg.sender].registered) {
             revert AlreadyRegistered(msg.sender);
         }
+    }
+
+    /// @dev Every stake change is checkpointed by block, so a task can count the stake bonded before its
+    /// recruitment opened.
+    function _setStake(address validator, Validator storage v, uint256 stake) private {
+        uint256 total = _totalStakeHistory.latest() - v.stake + stake;
+        v.stake = stake;
+        _stakeHistory[validator].push(SafeCast.toUint48(block.number), SafeCast.toUint208(stake));
+        _totalStakeHistory.push(SafeCast.toUint48(block.number), SafeCast.toUint208(total));
     }
 
     function _registeredValidator(address account) private view returns (Validator storage v) {

@@ -4,7 +4,9 @@ pragma solidity ^0.8.24;
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
 import {IRefinerRegistry} from "./interfaces/IRefinerRegistry.sol";
+import {IRefinerSortition} from "./interfaces/IRefinerSortition.sol";
 import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
 import {TaskTypes} from "./TaskTypes.sol";
 
@@ -18,8 +20,10 @@ import {TaskTypes} from "./TaskTypes.sol";
 contract RefinerTask is IRefinerTask, ReentrancyGuard {
     using TaskTypes for TaskTypes.Manifest;
 
-    /// @notice Largest committee a task may ask for (bit sets over seats fit in one word).
+    /// @notice Most committee members a task can seat (bit sets over members fit in one word).
     uint256 public constant MAX_COMMITTEE = 256;
+    /// @notice Blocks between opening recruitment and the block whose hash seeds the sortition.
+    uint64 public constant SEED_DELAY = 2;
     uint256 private constant CLAIMED = 1 << 255;
 
     address public requester;
@@ -37,13 +41,19 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     uint256 public budget;
     /// @notice The last round that reached consensus (0 if none): its model is the global model.
     uint32 public lastConsensusRound;
+    /// @notice Stakes are counted as they were at the end of this block (the one before recruitment opened).
+    uint64 public snapshotBlock;
+    /// @notice The block whose hash, mixed with this task's address, is the sortition seed.
+    uint64 public seedBlock;
+    /// @notice The sortition seed (0 until fixed by {fixSeed} or the first {claimSeat}).
+    uint256 public seed;
 
     address[] private _workers;
     mapping(address => bool) public signedUp;
 
     address[] private _committee;
-    uint64[] private _weights;
-    mapping(address => uint256) private _seatPlusOne;
+    /// @dev per member: (seat index + 1) in the low 128 bits, vote weight in the high 128 bits
+    mapping(address => uint256) private _seat;
     /// @notice Sum of the committee's vote weights.
     uint256 public totalWeight;
 
@@ -59,6 +69,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     event Withdrawn(address indexed to, uint256 amount, uint256 budget);
     event WorkerSignedUp(address indexed worker, uint256 workers);
     event CommitteeMemberAdded(address indexed validator, uint64 weight, uint256 stake);
+    event SeedScheduled(uint64 seedBlock, uint64 snapshotBlock);
+    event SeedFixed(uint256 seed);
     event RoundStarted(
         uint32 indexed round,
         bytes modelHandle,
@@ -96,6 +108,10 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     error CommitteeFull(uint32 committeeSize);
     error AlreadyOnCommittee(address validator);
     error NotRegisteredValidator(address account);
+    error SeedNotReady(uint64 seedBlock);
+    error WrongVrfKey();
+    error NotSelected();
+    error WrongSeatCount(uint256 claimed, uint256 actual);
     error NoWorkers();
     error NoCommittee();
     error InsufficientBudget(uint256 budget, uint256 needed);
@@ -140,7 +156,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     /// @param registry_ The Refiner registry the task will be listed in.
     /// @param config_ The task's configuration, fixed for its lifetime (see {TaskTypes-Config}).
     constructor(address registry_, TaskTypes.Config memory config_) payable {
-        TaskTypes.validate(config_, MAX_COMMITTEE);
+        TaskTypes.validate(config_);
         requester = msg.sender;
         registry = registry_;
         _config = config_;
@@ -172,35 +188,19 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         Address.sendValue(payable(msg.sender), amount);
     }
 
-    /// @notice Opens member recruitment (paper 2.3.3): workers may {signUp}, validators join the committee.
+    /// @notice Opens member recruitment (paper 2.3.3): workers may {signUp}; validators evaluate their
+    /// sortition for the seed fixed by the block SEED_DELAY blocks ahead and {claimSeat}. Stakes count as
+    /// bonded before this block.
     /// Requirements: caller is the requester; status PENDING and never opened; the task is listed in its
-    /// registry. Emits {StatusChanged}.
+    /// registry. Emits {SeedScheduled}, {StatusChanged}.
     function openRecruitment() external onlyRequester inStatus(TaskTypes.Status.PENDING) {
         if (recruitmentOpened) revert RecruitmentAlreadyOpened();
         if (!IRefinerRegistry(registry).isActiveTask(address(this))) revert NotRegisteredInRegistry();
         recruitmentOpened = true;
+        snapshotBlock = uint64(block.number - 1);
+        seedBlock = uint64(block.number) + SEED_DELAY;
+        emit SeedScheduled(seedBlock, snapshotBlock);
         _enter(TaskTypes.Status.RECRUITING, _config.durations.recruitment);
-    }
-
-    /// @notice Seats a registered validator on the committee with vote weight 1.
-    /// @dev Interim committee admission until VRF sortition replaces it.
-    /// Requirements: caller is the requester; status RECRUITING before its deadline; the committee is not
-    /// full; `validator` is registered with enough bonded stake and not seated. Emits {CommitteeMemberAdded}.
-    function admitValidator(address validator)
-        external
-        onlyRequester
-        inStatus(TaskTypes.Status.RECRUITING)
-        beforeDeadline
-    {
-        if (_committee.length >= _config.committeeSize) revert CommitteeFull(_config.committeeSize);
-        if (_seatPlusOne[validator] != 0) revert AlreadyOnCommittee(validator);
-        if (!IRefinerRegistry(registry).isValidator(validator)) revert NotRegisteredValidator(validator);
-        uint256 stake = IRefinerRegistry(registry).takeSeat(validator);
-        _committee.push(validator);
-        _weights.push(1);
-        _seatPlusOne[validator] = _committee.length;
-        totalWeight += 1;
-        emit CommitteeMemberAdded(validator, 1, stake);
     }
 
     /// @notice Ends recruitment; the committee and the workers are fixed from now on.
@@ -248,6 +248,60 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     /// Requirements: caller is the requester; status PENDING. Emits {TaskTerminated}, {StatusChanged}.
     function stopTraining() external onlyRequester inStatus(TaskTypes.Status.PENDING) {
         _terminate(TaskTypes.TerminationReason.Stopped);
+    }
+
+    // ------------------------------------------------------------------ validators: sortition
+
+    /// @notice Fixes the sortition seed: keccak256(blockhash(seedBlock), this task). Nobody knows it when
+    /// recruitment opens; if nobody fixes it within 256 blocks of `seedBlock` (when the hash is no longer
+    /// available) a new seed block is scheduled. Anybody may call it; {claimSeat} calls it too.
+    /// Requirements: status RECRUITING; the seed block has been mined. Emits {SeedFixed} or {SeedScheduled}.
+    function fixSeed() public inStatus(TaskTypes.Status.RECRUITING) returns (uint256) {
+        if (seed != 0) return seed;
+        if (block.number <= seedBlock) revert SeedNotReady(seedBlock);
+        bytes32 hash = blockhash(seedBlock);
+        if (hash == bytes32(0)) {
+            seedBlock = uint64(block.number) + SEED_DELAY;
+            emit SeedScheduled(seedBlock, snapshotBlock);
+            return 0;
+        }
+        seed = uint256(keccak256(abi.encode(hash, address(this))));
+        emit SeedFixed(seed);
+        return seed;
+    }
+
+    /// @notice Takes the caller's committee seats, won by stake-weighted sortition (Algorand): `proof` is
+    /// the caller's VRF proof for this task's seed under the VRF key it registered; with stake w of total
+    /// W (both in stake units, as bonded before recruitment opened) and `committeeSize` τ, the seats are
+    /// the smallest j with output / 2^256 < Σ_{k≤j} B(k; w, τ/W), recomputed here and required to equal
+    /// `seats`. j is the caller's vote weight and its share basis for validator rewards.
+    /// Requirements: status RECRUITING before its deadline; the seed can be fixed; the caller is a
+    /// registered validator not yet seated, `proof` verifies under its registered key for the seed, j ≥ 1
+    /// equals `seats`; its stake is still bonded; fewer than MAX_COMMITTEE members.
+    /// Emits {CommitteeMemberAdded}.
+    function claimSeat(VRF.Proof calldata proof, uint256 seats)
+        external
+        inStatus(TaskTypes.Status.RECRUITING)
+        beforeDeadline
+    {
+        IRefinerRegistry reg = IRefinerRegistry(registry);
+        if (!reg.isValidator(msg.sender)) revert NotRegisteredValidator(msg.sender);
+        if (_seat[msg.sender] != 0) revert AlreadyOnCommittee(msg.sender);
+        if (_committee.length >= MAX_COMMITTEE) revert CommitteeFull(uint32(MAX_COMMITTEE));
+        uint256 s = fixSeed();
+        if (s == 0) revert SeedNotReady(seedBlock);
+        // takes the seat first (one registry call); any refusal below reverts it
+        IRefinerRegistry.SeatDraw memory draw = reg.takeSeat(msg.sender, snapshotBlock);
+        if (proof.pk[0] != draw.vrfKey[0] || proof.pk[1] != draw.vrfKey[1]) revert WrongVrfKey();
+        (uint256 j,) = IRefinerSortition(draw.sortition).verifySeats(
+            proof, s, draw.stakeUnits, draw.totalUnits, _config.committeeSize
+        );
+        if (j == 0) revert NotSelected();
+        if (j != seats) revert WrongSeatCount(seats, j);
+        _committee.push(msg.sender);
+        _seat[msg.sender] = _committee.length | (j << 128);
+        totalWeight += j;
+        emit CommitteeMemberAdded(msg.sender, uint64(j), draw.stake);
     }
 
     // ------------------------------------------------------------------ workers
@@ -360,7 +414,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         _ballots[round][msg.sender] = key;
         r.revealedSeats |= bit;
         r.reveals += 1;
-        uint256 weight = _voteWeight[round][key] + _weights[seat];
+        uint256 weight = _voteWeight[round][key] + _weightOf(msg.sender);
         _voteWeight[round][key] = weight;
         if (r.consensusKey == bytes32(0) && weight * 2 > totalWeight) r.consensusKey = key;
         emit ManifestRevealed(round, msg.sender, key, manifest);
@@ -377,7 +431,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         uint256 bit = 1 << seat;
         if (r.revealedSeats & bit == 0 || _ballots[round][msg.sender] != r.consensusKey) revert NoReward();
         if (r.claimedSeats & bit != 0) revert AlreadyClaimed(msg.sender, round);
-        uint256 amount = r.validatorUnit * _weights[seat];
+        uint256 amount = r.validatorUnit * _weightOf(msg.sender);
         if (amount > r.validatorEscrow) revert RewardExceedsEscrow(amount, r.validatorEscrow);
         r.claimedSeats |= bit;
         r.validatorEscrow -= amount;
@@ -487,7 +541,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
 
     /// @notice Committee members and their vote weights, in seat order.
     function committee() external view returns (address[] memory members, uint64[] memory weights) {
-        return (_committee, _weights);
+        members = _committee;
+        weights = new uint64[](members.length);
+        for (uint256 i = 0; i < members.length; ++i) {
+            weights[i] = uint64(_weightOf(members[i]));
+        }
     }
 
     /// @notice A round's counters, escrow and (once finalized) consensus results.
@@ -551,9 +609,13 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     }
 
     function _seatOf(address account) private view returns (uint256) {
-        uint256 plusOne = _seatPlusOne[account];
+        uint256 plusOne = uint128(_seat[account]);
         if (plusOne == 0) revert NotOnCommittee(account);
         return plusOne - 1;
+    }
+
+    function _weightOf(address account) private view returns (uint256) {
+        return _seat[account] >> 128;
     }
 
     function _consensusRound(uint32 round) private view returns (TaskTypes.Round storage r) {

@@ -94,14 +94,12 @@ library TaskTypes {
     error InvalidConfig(string reason);
 
     /// @notice Reverts with {InvalidConfig} naming the first setting that is out of range.
-    function validate(Config memory c, uint256 maxCommittee) internal pure {
+    function validate(Config memory c) internal pure {
         if (bytes(c.description).length == 0) revert InvalidConfig("description is empty");
         if (c.targetAccuracy > ONE) revert InvalidConfig("targetAccuracy above 1_000_000");
         if (c.maxRounds == 0) revert InvalidConfig("maxRounds is 0");
         if (c.maxWorkers == 0) revert InvalidConfig("maxWorkers is 0");
-        if (c.committeeSize == 0 || c.committeeSize > maxCommittee) {
-            revert InvalidConfig("committeeSize out of 1..256");
-        }
+        if (c.committeeSize == 0) revert InvalidConfig("committeeSize is 0");
         if (c.epsilon == 0) revert InvalidConfig("epsilon is 0");
         if (c.aggregation == Aggregation.FedProx && c.mu == 0) revert InvalidConfig("FedProx needs mu > 0");
         if (c.aggregation == Aggregation.FedAvg && c.mu != 0) revert InvalidConfig("FedAvg takes no mu");

@@ -9,7 +9,6 @@ from refiner.chain import Chain
 from refiner.chain.build import ensure_built
 from tests.helpers import World, build_world
 
-
 # One torch thread: on this shared 2-core machine, two threads under load were measured 10-20x slower.
 torch.set_num_threads(1)
 

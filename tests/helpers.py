@@ -23,6 +23,8 @@ from refiner.chain import (
     WorkerResult,
     demo_account,
 )
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import draw
 
 ETH = 10**18
 WORKER_REWARD = 10**18
@@ -63,7 +65,8 @@ def build_world(chain: Chain, n_workers: int = 6, n_validators: int = 6, n_fresh
     outsider = demo_account("outsider")
     for account in [admin, requester, *workers, *validators, *fresh, outsider]:
         chain.fund(account.address, 1000 * ETH)
-    registry = Registry.deploy(chain, admin, min_stake=10**15, unbonding_delay=500)
+    # one stake unit per ETH: each test validator (1 ETH) has sortition weight 1
+    registry = Registry.deploy(chain, admin, min_stake=10**15, unbonding_delay=500, stake_unit=STAKE)
     for w in workers:
         registry.register_worker(w)
     for v in validators:
@@ -79,7 +82,7 @@ def config(**overrides: object) -> TaskConfig:
         target_accuracy=0.99,
         max_rounds=3,
         max_workers=5,
-        committee_size=5,
+        committee_size=64,  # τ ≥ total stake units: every validator wins all its units (p = 1)
         epsilon=1.0,
         durations=FAST,
     )
@@ -96,16 +99,22 @@ def new_task(world: World, register: bool = True, value: int = 0, **overrides: o
 def recruit(
     world: World, task: Task, n_workers: int = 3, n_validators: int = 3
 ) -> tuple[list[LocalAccount], list[LocalAccount]]:
-    """Open recruitment, sign up the first workers, admit the first validators, close recruitment."""
+    """Open recruitment, sign up the first workers, seat the first validators by sortition, close."""
     workers = world.workers[:n_workers]
     validators = world.validators[:n_validators]
     task.open_recruitment(world.requester)
     for w in workers:
         task.sign_up(w)
     for v in validators:
-        task.admit_validator(world.requester, v.address)
+        seat(world, task, v)
     task.close_recruitment(world.requester)
     return workers, validators
+
+
+def seat(world: World, task: Task, validator: LocalAccount) -> TxResult:
+    """`validator` draws its sortition for `task` and claims the seats it won."""
+    ticket = draw(task, world.registry, validator.address, vrf_key_for(validator))
+    return task.claim_seat(validator, ticket.proof, ticket.seats)
 
 
 def handle(label: str) -> bytes:

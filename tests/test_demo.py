@@ -22,7 +22,9 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
             "--workers",
             "3",
             "--validators",
-            "3",
+            "4",
+            "--committee",
+            "100",  # τ ≥ total stake units: every validator wins all its units, none is left out
             "--model",
             "logistic",
             "--out",
@@ -57,7 +59,9 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
             "seconds",
         }
         assert r["rejected"] == [bad[0]["address"]]
-        assert len(set(r["validator_rewards_wei"].values())) == 1  # agreeing validators earn equal amounts
+        # agreeing validators earn the same per seat (vote weight won by sortition)
+        weight = {v["address"]: v["weight"] for v in s["validators"]}
+        assert len({wei // weight[a] for a, wei in r["validator_rewards_wei"].items()}) == 1
     paid = sum(w["earned_wei"] for w in s["workers"]) + sum(v["earned_wei"] for v in s["validators"])
     assert s["requester_spent_wei"] == paid + s["contract_balance_wei"]
     assert (tmp_path / "out" / "learning_curve.png").stat().st_size > 0

@@ -15,8 +15,11 @@ app = typer.Typer(
 @app.command()
 def demo(
     rounds: Annotated[int, typer.Option(help="learning rounds")] = 3,
-    workers: Annotated[int, typer.Option(help="workers (data sizes 4k, 6k, … 12k)")] = 5,
-    validators: Annotated[int, typer.Option(help="committee members")] = 8,
+    workers: Annotated[int, typer.Option(help="workers (data sizes 6k, 8k, … 14k)")] = 5,
+    validators: Annotated[
+        int, typer.Option(help="registered validators (stakes 1, 1.5, 2, 2.5 ETH, …)")
+    ] = 12,
+    committee: Annotated[int, typer.Option(help="τ: expected committee seats (VRF sortition)")] = 8,
     malicious: Annotated[int, typer.Option(help="workers whose labels are shuffled")] = 1,
     non_iid: Annotated[float | None, typer.Option("--non-iid", help="Dirichlet α for label skew")] = None,
     chain: Annotated[str, typer.Option(help="'embedded' or a JSON-RPC URL")] = "embedded",
@@ -40,6 +43,7 @@ def demo(
             rounds=rounds,
             workers=workers,
             validators=validators,
+            committee=committee,
             malicious=malicious,
             non_iid=non_iid,
             chain=chain,

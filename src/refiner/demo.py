@@ -28,7 +28,8 @@ console = Console(width=120)
 class DemoOptions:
     rounds: int = 3
     workers: int = 5
-    validators: int = 8
+    validators: int = 12
+    committee: int = 8  # τ: expected committee seats
     malicious: int = 1
     non_iid: float | None = None
     chain: str = "embedded"
@@ -43,18 +44,31 @@ class DemoOptions:
     validator_reward: int = 4 * ETH // 10
 
     def check(self) -> None:
-        if min(self.rounds, self.workers, self.validators, self.epochs) < 1:
-            raise ValueError("--rounds, --workers, --validators and --epochs must be at least 1")
+        if min(self.rounds, self.workers, self.validators, self.epochs, self.committee) < 1:
+            raise ValueError("--rounds, --workers, --validators, --committee and --epochs must be at least 1")
         if not 0 <= self.malicious <= self.workers:
             raise ValueError(f"--malicious must be between 0 and --workers ({self.workers})")
 
 
 def shard_sizes(workers: int, available: int) -> list[int]:
-    """Different data sizes, as in the paper's demo: 4k, 6k, … 12k, repeating; scaled down to fit."""
-    sizes = [4000 + 2000 * (i % 5) for i in range(workers)]
+    """Different data sizes: 6k, 8k, … 14k, repeating; scaled down to fit."""
+    sizes = [6000 + 2000 * (i % 5) for i in range(workers)]
     if sum(sizes) > available:
         sizes = [max(1, s * available // sum(sizes)) for s in sizes]
     return sizes
+
+
+def malicious_layout(workers: int, malicious: int) -> list[WorkerBehaviour]:
+    """Which workers have shuffled labels: the second worker (8k images) first, then the following ones,
+    wrapping round to the first."""
+    order = [*range(1, workers), 0]
+    bad = set(order[:malicious])
+    return [WorkerBehaviour.SHUFFLED_LABELS if i in bad else WorkerBehaviour.HONEST for i in range(workers)]
+
+
+def validator_stakes(validators: int) -> list[int]:
+    """Different stakes, as sortition weighs them: 1, 1.5, 2, 2.5 ETH, repeating."""
+    return [ETH + (i % 4) * ETH // 2 for i in range(validators)]
 
 
 def _eth(wei: int) -> str:
@@ -77,9 +91,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
     validation, shards = split_mnist(
         train, shard_sizes(options.workers, len(train) - 2000), 2000, options.non_iid, options.seed
     )
-    behaviours = [WorkerBehaviour.HONEST] * (options.workers - options.malicious) + [
-        WorkerBehaviour.SHUFFLED_LABELS
-    ] * options.malicious
+    behaviours = malicious_layout(options.workers, options.malicious)
     shards = [
         shuffle_labels(s, options.seed + i) if b is WorkerBehaviour.SHUFFLED_LABELS else s
         for i, (s, b) in enumerate(zip(shards, behaviours, strict=True))
@@ -94,7 +106,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
         target_accuracy=1.0,
         max_rounds=options.rounds,
         max_workers=options.workers,
-        committee_size=options.validators,
+        committee_size=options.committee,
         epsilon=1.0,
         durations=default_durations(),
     )
@@ -105,9 +117,11 @@ def run(options: DemoOptions) -> dict[str, Any]:
             shards,
             behaviours,
             [ValidatorBehaviour.HONEST] * options.validators,
+            stakes=validator_stakes(options.validators),
             config=config,
             model=options.model,
             lr=options.lr,
+            epochs=options.epochs,
             seed=options.seed,
             label="demo",
         )
@@ -115,8 +129,10 @@ def run(options: DemoOptions) -> dict[str, Any]:
         f"task {sim.task.address} on {chain.kind} chain, store {storage}\n"
         f"workers: "
         + ", ".join(f"{_short(w.address)} {len(w.data)} samples ({w.behaviour.value})" for w in sim.workers)
-        + f"\ncommittee: {len(sim.validators)} validators, weight 1 each"
     )
+    console.print(_committee_table(sim))
+    if not sim.committee:
+        raise SystemExit("sortition seated nobody: run again (a new seed) or raise --committee")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -134,6 +150,21 @@ def run(options: DemoOptions) -> dict[str, Any]:
             report = sim.run_round(validation, test, progress)
             console.print(_round_table(sim, report))
     return _finish(sim, options, test)
+
+
+def _committee_table(sim: Simulation) -> Table:
+    weights = sim.task.committee()
+    unit = sim.registry.stake_unit()
+    table = Table(
+        title=f"Committee by VRF sortition: τ = {sim.task.config().committee_size} expected seats, "
+        f"{sum(weights.values())} won by {len(weights)} of {len(sim.validators)} validators"
+    )
+    for col in ("validator", "stake (ETH)", "stake units", "seats (vote weight)"):
+        table.add_column(col)
+    for v in sim.validators:
+        stake = sim.registry.validator_info(v.address).stake
+        table.add_row(_short(v.address), _eth(stake), str(stake // unit), str(weights.get(v.address, "—")))
+    return table
 
 
 def _round_table(sim: Simulation, report: RoundReport) -> Table:
@@ -208,7 +239,13 @@ def _finish(sim: Simulation, options: DemoOptions, test: Dataset) -> dict[str, A
             for w in sim.workers
         ],
         "validators": [
-            {"address": v.address, "behaviour": v.behaviour.value, "earned_wei": sim.earned.get(v.address, 0)}
+            {
+                "address": v.address,
+                "behaviour": v.behaviour.value,
+                "stake_wei": sim.registry.validator_info(v.address).stake,
+                "weight": sim.task.committee().get(v.address, 0),
+                "earned_wei": sim.earned.get(v.address, 0),
+            }
             for v in sim.validators
         ],
         "requester_spent_wei": deposited,

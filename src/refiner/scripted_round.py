@@ -29,6 +29,8 @@ from refiner.chain import (
     WorkerResult,
     demo_account,
 )
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import draw
 
 ETH = 10**18
 console = Console(width=110)
@@ -80,7 +82,8 @@ def main() -> int:
         chain.fund(account.address, 100 * ETH)
 
     console.rule("[bold]Refiner: one scripted round on the embedded EVM")
-    registry = Registry.deploy(chain, admin, min_stake=ETH // 10, unbonding_delay=7 * 86400)
+    # one stake unit per ETH and τ = 4 seats for 4 validators of 1 ETH: sortition seats all of them
+    registry = Registry.deploy(chain, admin, min_stake=ETH // 10, unbonding_delay=7 * 86400, stake_unit=ETH)
     console.print(f"administrator deployed the registry at {registry.address}")
     config = TaskConfig(
         description="MNIST digits, 28x28 grayscale, labels 0-9 (synthetic round)",
@@ -108,10 +111,12 @@ def main() -> int:
     for w in workers:
         gas("signUp", task.sign_up(w))
     for v in validators:
-        gas("admitValidator", task.admit_validator(requester, v.address))
+        ticket = draw(task, registry, v.address, vrf_key_for(v))
+        gas("claimSeat", task.claim_seat(v, ticket.proof, ticket.seats))
     gas("closeRecruitment", task.close_recruitment(requester))
     console.print(
-        f"recruited {len(task.workers())} workers and a committee of {len(task.committee())} (weight 1)"
+        f"recruited {len(task.workers())} workers and a committee of {len(task.committee())} "
+        "(VRF sortition, weight 1 each)"
     )
 
     gas(

@@ -77,11 +77,15 @@ class Simulation:
         model: str = "small_cnn",
         lr: float = 0.1,
         epochs: int = 1,
-        stake: int = ETH,
+        stakes: Sequence[int] | None = None,
+        stake_unit: int = ETH // 10,
         seed: int = 0,
         label: str = "sim",
     ) -> Simulation:
-        """Fund and register everyone, create the task, recruit all workers and the committee."""
+        """Fund and register everyone, create the task, sign up all workers; every validator draws its
+        sortition and the winners claim their seats (`config.committee_size` is τ, the expected number
+        of seats). `stakes` defaults to 1 ETH each."""
+        stakes = list(stakes) if stakes is not None else [ETH] * len(validator_behaviours)
         admin_account = demo_account(f"{label}-admin")
         requester_account = demo_account(f"{label}-requester")
         worker_accounts = [demo_account(f"{label}-worker-{i}") for i in range(len(shards))]
@@ -90,7 +94,9 @@ class Simulation:
         ]
         for account in [admin_account, requester_account, *worker_accounts, *validator_accounts]:
             chain.fund(account.address, 10_000 * ETH)
-        registry = Administrator.deploy_registry(chain, admin_account, min_stake=stake // 10)
+        registry = Administrator.deploy_registry(
+            chain, admin_account, min_stake=min(stakes), stake_unit=stake_unit
+        )
         requester = Requester(requester_account, chain, store, registry)
         workers = [
             Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i)
@@ -102,7 +108,7 @@ class Simulation:
         ]
         for w in workers:
             w.register()
-        for v in validators:
+        for v, stake in zip(validators, stakes, strict=True):
             v.register(stake)
         description = TaskDescription(
             public_key_bytes(requester_account).hex(), model=model, lr=lr, epochs=epochs
@@ -111,7 +117,8 @@ class Simulation:
         requester.open_recruitment(task)
         for w in workers:
             w.sign_up(task)
-        requester.admit_validators(task, [v.address for v in validators])
+        for v in validators:
+            v.claim_seat(task)
         requester.close_recruitment(task)
         model_fn = resolve_model(description.model)
         return cls(
@@ -126,28 +133,35 @@ class Simulation:
             initial_state(model_fn, seed),
         )
 
+    @property
+    def committee(self) -> list[Validator]:
+        """The validators that won seats, in seat order."""
+        seated = self.task.committee()
+        return [v for v in self.validators if v.address in seated]
+
     def run_round(self, validation: Dataset, test: Dataset, progress: Progress = _quiet) -> RoundReport:
         """One whole round in auto mode: start, train, evaluate, commit, reveal, finalize, claim, retrieve."""
         t0, gas0 = time.perf_counter(), self.chain.gas_used
         task = self.task
+        committee = self.committee
         self.requester.start_round(task, self.global_state, validation)
         round_ = task.current_round()
-        steps = len(self.workers) + 2 * len(self.validators)
+        steps = len(self.workers) + 2 * len(committee)
         done = 0
         for w in self.workers:
             progress(f"round {round_}: worker {w.address[:8]} trains ({w.behaviour.value})", done, steps)
             w.submit_training_results(task, w.train(task))
             done += 1
         work = {}
-        for v in self.validators:
+        for v in committee:
             progress(f"round {round_}: validator {v.address[:8]} evaluates", done, steps)
             if v.behaviour is not ValidatorBehaviour.COPYCAT:
                 work[v.address] = v.evaluate(task)
             done += 1
         # copycats commit last: they need someone's commitment to copy
-        for v in sorted(self.validators, key=lambda v: v.behaviour is ValidatorBehaviour.COPYCAT):
+        for v in sorted(committee, key=lambda v: v.behaviour is ValidatorBehaviour.COPYCAT):
             v.commit_manifest(task, work.get(v.address))
-        for v in self.validators:
+        for v in committee:
             progress(f"round {round_}: validator {v.address[:8]} reveals", done, steps)
             v.reveal_manifest(task, work.get(v.address))
             done += 1
@@ -157,9 +171,7 @@ class Simulation:
         fin = self.requester.finalize_round(task)
         consensus = "RoundFinalized" in fin.names()
         worker_rewards = {w.address: w.claim_reward(task, round_) if consensus else 0 for w in self.workers}
-        validator_rewards = {
-            v.address: v.claim_reward(task, round_) if consensus else 0 for v in self.validators
-        }
+        validator_rewards = {v.address: v.claim_reward(task, round_) if consensus else 0 for v in committee}
         for who, wei in {**worker_rewards, **validator_rewards}.items():
             self.earned[who] = self.earned.get(who, 0) + wei
         accepted: list[str] = []

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from eth_abi import encode
+from eth_utils import keccak
 from web3.types import TxReceipt
 
 from refiner.chain import Chain, ChainError, ContractRevert, Registry, Status, demo_account
+from refiner.chain.accounts import vrf_key_for
 from refiner.chain.anvil import HOST, Anvil, AnvilError, find_anvil, start_anvil
+from refiner.chain.committee import draw
 from tests.helpers import (
     ETH,
     FAST,
+    STAKE,
     VALIDATOR_REWARD,
     WORKER_REWARD,
     World,
@@ -21,6 +27,7 @@ from tests.helpers import (
     play_round,
     recruit,
     results_tree,
+    seat,
     start_round,
     submit_all,
 )
@@ -143,6 +150,49 @@ def test_refused_call_raises_the_decoded_custom_error(aworld: World) -> None:
     assert not_requester.value.args_by_name["caller"].lower() == aworld.outsider.address.lower()
     # refused during the gas estimate: nothing was sent, nothing paid
     assert aworld.chain.w3.eth.get_transaction_count(worker.address) == nonce
+
+
+def test_sortition_on_a_real_node(aworld: World) -> None:
+    """The seed is the seed block's hash as the node's EVM sees it; weights are stake units; a forged proof
+    comes back as Chainlink's require message and another validator's proof as WrongVrfKey."""
+    chain, reg = aworld.chain, aworld.registry
+    reg.bond(aworld.validators[1], 2 * ETH)
+    task = new_task(aworld)
+    task.open_recruitment(aworld.requester)
+    v0, v1 = aworld.validators[:2]
+    t0 = draw(task, reg, v0.address, vrf_key_for(v0))  # anvil mines up to the seed block
+    assert chain.w3.eth.block_number > task.seed_block()
+    block_hash = bytes(chain.w3.eth.get_block(task.seed_block())["hash"])
+    seed = int.from_bytes(keccak(encode(["bytes32", "address"], [block_hash, task.address])), "big")
+    assert task.sortition_seed() == seed
+
+    with pytest.raises(ContractRevert) as forged:
+        task.claim_seat(v0, replace(t0.proof, s=t0.proof.s ^ 1), t0.seats)
+    assert forged.value.error == "Error"
+    assert forged.value.args_by_name["message"]
+    with pytest.raises(ContractRevert) as replayed:
+        task.claim_seat(v1, t0.proof, t0.seats)
+    assert replayed.value.error == "WrongVrfKey"
+
+    first = task.claim_seat(v0, t0.proof, t0.seats)
+    assert first.event("SeedFixed")["seed"] == seed
+    assert seat(aworld, task, v1).event("CommitteeMemberAdded")["weight"] == 3
+    assert task.committee() == {v0.address: 1, v1.address: 3}
+    assert first.gas_used <= 300_000
+
+
+def test_stake_changes_in_consecutive_blocks(aworld: World) -> None:
+    """Each stake change writes a checkpoint for its block. A node estimates gas on the latest block, where
+    a change of the block before is overwritten rather than pushed: the transaction must still get enough
+    gas (each transaction is mined in a block of its own here)."""
+    reg, v = aworld.registry, aworld.validators[0]
+    blocks = [int(reg.bond(v, ETH).receipt["blockNumber"]) for _ in range(3)]
+    blocks.append(int(reg.request_unbond(v, ETH).receipt["blockNumber"]))
+    assert blocks == list(range(blocks[0], blocks[0] + 4))
+    late = aworld.fresh[0]
+    registered = int(reg.register_validator(late, STAKE).receipt["blockNumber"])
+    assert [reg.stake_at(v.address, b) for b in blocks] == [2 * ETH, 3 * ETH, 4 * ETH, 3 * ETH]
+    assert reg.total_stake_at(registered) == len(aworld.validators) * STAKE + 3 * ETH
 
 
 def test_state_file_keeps_the_chain_across_a_restart(tmp_path: Path) -> None:

@@ -12,10 +12,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from refiner.chain import ContractRevert, Registry, Task, TxResult, public_key_bytes
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import draw
 from refiner.chain.contract import Event
 from refiner.chain.registry import task_codehash
 from refiner.chain.types import ValidatorInfo
-from tests.helpers import STAKE, World, config, new_task, play_round
+from refiner.sortition import VrfKey
+from tests.helpers import ETH, STAKE, World, config, new_task, play_round
+from tests.helpers import seat as claim_seat
 
 MIN_STAKE = 10**15
 DELAY = 500
@@ -64,8 +68,18 @@ def block_time(world: World, result: TxResult) -> int:
     return int(world.chain.w3.eth.get_block(result.receipt["blockNumber"])["timestamp"])
 
 
-def call_direct(world: World, sender: LocalAccount, function: str, *args: Any) -> None:
-    world.chain.transact(sender, world.registry.contract.functions[function](*args))
+def call_direct(world: World, sender: LocalAccount, function: str, *args: Any, value: int = 0) -> TxResult:
+    receipt = world.chain.transact(sender, world.registry.contract.functions[function](*args), value=value)
+    return TxResult(
+        receipt["transactionHash"].hex(), receipt["gasUsed"], world.registry.decode_events(receipt), receipt
+    )
+
+
+def register_with_vrf_key(world: World, account: LocalAccount, vrf_key: tuple[int, int]) -> TxResult:
+    """registerValidator with any VRF public key (the typed layer takes a VrfKey, whose key is valid)."""
+    return call_direct(
+        world, account, "registerValidator", public_key_bytes(account), list(vrf_key), value=STAKE
+    )
 
 
 def approved(registry: Registry, codehash: bytes) -> bool:
@@ -75,7 +89,7 @@ def approved(registry: Registry, codehash: bytes) -> bool:
 def seat(world: World, task: Task, validators: list[LocalAccount]) -> list[TxResult]:
     """Open recruitment on a listed task and seat `validators` on its committee."""
     task.open_recruitment(world.requester)
-    return [task.admit_validator(world.requester, v.address) for v in validators]
+    return [claim_seat(world, task, v) for v in validators]
 
 
 def travel_to(world: World, timestamp: int) -> None:
@@ -91,11 +105,23 @@ def test_deployment_sets_parameters_and_approves_task_code(world: World) -> None
     assert reg.owner() == world.admin.address
     assert reg.min_stake() == MIN_STAKE
     assert reg.unbonding_delay() == DELAY
+    assert reg.stake_unit() == STAKE
     assert approved(reg, task_codehash())
+    sortition = reg.sortition().address
+    assert len(world.chain.w3.eth.get_code(sortition)) > 1000  # a RefinerSortition was deployed with it
     other = Registry.deploy(world.chain, world.admin, min_stake=7, unbonding_delay=9)
     approvals = other.get_events("TaskCodeApproval")
     assert [(e["codehash"], e["approved"]) for e in approvals] == [(task_codehash(), True)]
     assert (other.min_stake(), other.unbonding_delay()) == (7, 9)
+    assert other.stake_unit() == 7  # one unit of weight per minimum stake by default
+    assert other.sortition().address != sortition  # each registry gets its own unless told
+    shared = Registry.deploy(world.chain, world.admin, stake_unit=3, sortition=sortition)
+    assert (shared.stake_unit(), shared.sortition().address) == (3, sortition)
+
+
+def test_stake_unit_of_zero_is_refused(world: World) -> None:
+    with refused("InvalidStakeUnit"):
+        Registry.deploy(world.chain, world.admin, min_stake=MIN_STAKE, stake_unit=0)
 
 
 def test_task_runtime_code_is_what_the_registry_approves(world: World) -> None:
@@ -117,6 +143,7 @@ def test_register_worker_stores_its_own_public_key(world: World) -> None:
     assert not world.registry.is_validator(account.address)
     assert world.registry.worker_key(account.address) == key
     assert world.registry.validator_key(account.address) == b""
+    assert world.registry.vrf_key(account.address) == (0, 0)
     assert world.registry.validator_info(account.address) == ValidatorInfo(0, 0, 0, 0, False)
 
 
@@ -127,14 +154,17 @@ def test_register_validator_stores_key_and_bonds_stake(world: World) -> None:
     before, reg_before = balance(world, account.address), balance(world, world.registry.address)
     result = world.registry.register_validator(account, stake)
     assert result.names() == ["ValidatorRegistered"]
+    vrf = vrf_key_for(account).public_key
     assert result.event("ValidatorRegistered").args == {
         "validator": account.address,
         "publicKey": key,
+        "vrfKey": list(vrf),
         "stake": stake,
     }
     assert world.registry.is_validator(account.address)
     assert not world.registry.is_worker(account.address)
     assert world.registry.validator_key(account.address) == key
+    assert world.registry.vrf_key(account.address) == vrf
     assert world.registry.worker_key(account.address) == b""
     assert world.registry.validator_info(account.address) == ValidatorInfo(stake, 0, 0, 0, True)
     assert balance(world, account.address) == before - stake - fee(result)
@@ -157,7 +187,7 @@ def test_validator_stake_below_minimum_is_refused(world: World, stake: int) -> N
 def _register(world: World, role: str, account: LocalAccount, key: bytes | None = None) -> TxResult:
     if role == "worker":
         return world.registry.register_worker(account, key)
-    return world.registry.register_validator(account, STAKE, key)
+    return world.registry.register_validator(account, STAKE, public_key=key)
 
 
 @pytest.mark.parametrize("role", ["worker", "validator"])
@@ -201,6 +231,44 @@ def test_world_participants_cannot_switch_roles(world: World) -> None:
         world.registry.register_validator(world.workers[0], STAKE)
     with refused("AlreadyRegistered", account=world.validators[0].address):
         world.registry.register_worker(world.validators[0])
+
+
+# ---------------------------------------------------------------------- VRF keys
+
+
+def test_a_validator_registers_a_vrf_key_of_its_choice(world: World) -> None:
+    account, key = world.fresh[0], VrfKey.from_seed_bytes(b"kept in its own keystore")
+    result = world.registry.register_validator(account, STAKE, vrf_key=key)
+    assert result.event("ValidatorRegistered")["vrfKey"] == list(key.public_key)
+    assert world.registry.vrf_key(account.address) == key.public_key
+    # each world validator has the key derived from its account key, all distinct
+    keys = [world.registry.vrf_key(v.address) for v in world.validators]
+    assert keys == [vrf_key_for(v).public_key for v in world.validators]
+    assert len(set(keys)) == len(keys)
+
+
+def test_zero_vrf_key_is_refused(world: World) -> None:
+    account = world.fresh[0]
+    with refused("InvalidVrfKey"):
+        register_with_vrf_key(world, account, (0, 0))
+    assert not world.registry.is_validator(account.address)
+
+
+def test_a_vrf_key_is_used_by_one_validator_only(world: World) -> None:
+    holder = world.validators[0]
+    taken = vrf_key_for(holder)
+    with refused("VrfKeyTaken", owner=holder.address):
+        world.registry.register_validator(world.fresh[0], STAKE, vrf_key=taken)
+    # a key taken by a newly registered validator, too
+    own = VrfKey.from_seed_bytes(b"fresh-1")
+    world.registry.register_validator(world.fresh[1], STAKE, vrf_key=own)
+    with refused("VrfKeyTaken", owner=world.fresh[1].address):
+        world.registry.register_validator(world.fresh[2], STAKE, vrf_key=own)
+    assert not world.registry.is_validator(world.fresh[0].address)
+    assert not world.registry.is_validator(world.fresh[2].address)
+    # the refused account is free to register with a key of its own
+    world.registry.register_validator(world.fresh[0], STAKE)
+    assert world.registry.vrf_key(world.fresh[0].address) == vrf_key_for(world.fresh[0]).public_key
 
 
 # ---------------------------------------------------------------------- stake
@@ -326,6 +394,57 @@ def test_registry_holds_exactly_every_stake(world: World) -> None:
     assert balance(world, reg.address) == sum(i.stake + i.unbonding for i in infos) == total + 7 + MIN_STAKE
 
 
+def _block(result: TxResult) -> int:
+    return int(result.receipt["blockNumber"])
+
+
+def test_stake_changes_are_checkpointed_by_block(world: World) -> None:
+    """stakeAt / totalStakeAt give the stake at the end of any past block: what sortition counts."""
+    reg, v, late = world.registry, world.validators[0], world.fresh[0]
+    total = len(world.validators) * STAKE
+    start = world.chain.w3.eth.block_number
+    bonded = _block(reg.bond(v, 2 * ETH))
+    registered = _block(reg.register_validator(late, 3 * ETH))
+    unbonded = _block(reg.request_unbond(v, ETH // 2))
+    world.chain.mine(2)
+    history = {
+        start: (STAKE, 0, total),
+        bonded - 1: (STAKE, 0, total),
+        bonded: (3 * ETH, 0, total + 2 * ETH),
+        registered - 1: (3 * ETH, 0, total + 2 * ETH),
+        registered: (3 * ETH, 3 * ETH, total + 5 * ETH),
+        unbonded - 1: (3 * ETH, 3 * ETH, total + 5 * ETH),
+        unbonded: (5 * ETH // 2, 3 * ETH, total + 9 * ETH // 2),
+        unbonded + 2: (5 * ETH // 2, 3 * ETH, total + 9 * ETH // 2),
+    }
+    for block, (stake_v, stake_late, all_stake) in history.items():
+        assert reg.stake_at(v.address, block) == stake_v, block
+        assert reg.stake_at(late.address, block) == stake_late, block
+        assert reg.total_stake_at(block) == all_stake, block
+    # the latest checkpoints are the current stakes
+    latest = world.chain.w3.eth.block_number
+    assert reg.stake_at(v.address, latest) == reg.validator_info(v.address).stake
+    assert reg.total_stake_at(latest) == sum(
+        reg.validator_info(a.address).stake for a in [*world.validators, late]
+    )
+    # accounts that never held stake, and blocks before the registry existed
+    assert reg.stake_at(world.workers[0].address, latest) == 0
+    assert reg.stake_at(v.address, 0) == 0
+    assert reg.total_stake_at(0) == 0
+
+
+def test_withdrawing_does_not_change_the_checkpointed_stake(world: World) -> None:
+    """Unbonding stake stops counting when it is requested, not when it is withdrawn."""
+    reg, v = world.registry, world.validators[0]
+    request = reg.request_unbond(v, STAKE // 4)
+    travel_to(world, block_time(world, request) + DELAY)
+    withdrawn = _block(reg.withdraw_stake(v))
+    assert (
+        reg.stake_at(v.address, _block(request)) == reg.stake_at(v.address, withdrawn) == STAKE - STAKE // 4
+    )
+    assert reg.total_stake_at(withdrawn) == len(world.validators) * STAKE - STAKE // 4
+
+
 # ---------------------------------------------------------------------- committee seats
 
 
@@ -352,15 +471,58 @@ def test_seat_reports_the_current_bonded_stake(world: World) -> None:
     assert only(registry_events(world, result), "SeatTaken")["stake"] == STAKE + 3
     assert task.get_events("CommitteeMemberAdded")[0]["stake"] == STAKE + 3
 
+    # stake bonded after recruitment opened is locked with the seat (and reported), though it won nothing
+    w = world.validators[1]
+    later = new_task(world)
+    later.open_recruitment(world.requester)
+    world.registry.bond(w, 2 * ETH)
+    result = claim_seat(world, later, w)
+    assert only(registry_events(world, result), "SeatTaken")["stake"] == 3 * ETH
+    assert later.committee() == {w.address: 1}
 
-def test_seat_needs_min_stake_still_bonded(world: World) -> None:
+
+def test_seat_needs_the_snapshot_stake_still_bonded(world: World) -> None:
+    """Seats are drawn with the stake bonded before recruitment opened; a validator who unbonds part of it
+    afterwards (allowed while it sits on no committee) cannot take them."""
     v = world.validators[0]
-    world.registry.request_unbond(v, STAKE - MIN_STAKE + 1)
     task = new_task(world)
     task.open_recruitment(world.requester)
-    with refused("StakeTooLow", stake=MIN_STAKE - 1, minimum=MIN_STAKE):
-        task.admit_validator(world.requester, v.address)
+    world.registry.request_unbond(v, 1)
+    with refused("StakeTooLow", stake=STAKE - 1, minimum=STAKE):
+        claim_seat(world, task, v)
     assert world.registry.validator_info(v.address).active_seats == 0
+    world.registry.bond(v, 1)  # bonded again: the seats can be taken
+    claim_seat(world, task, v)
+    assert world.registry.validator_info(v.address).active_seats == 1
+
+
+def test_seat_needs_min_stake_still_bonded(world: World) -> None:
+    """With a stake unit below the minimum stake, a validator who unbonded to under the minimum before
+    recruitment opened still has weight, but the registry does not seat it."""
+    unit = MIN_STAKE // 10
+    reg = Registry.deploy(
+        world.chain,
+        world.admin,
+        min_stake=MIN_STAKE,
+        unbonding_delay=DELAY,
+        stake_unit=unit,
+        sortition=world.registry.sortition().address,
+    )
+    low, ok = world.fresh[0], world.fresh[1]
+    reg.register_validator(low, MIN_STAKE)
+    reg.register_validator(ok, MIN_STAKE)
+    reg.request_unbond(low, MIN_STAKE // 2)  # 5 units, below the minimum
+    task = Task.deploy(world.chain, world.requester, reg.address, config())
+    reg.register_task(world.requester, task.address)
+    task.open_recruitment(world.requester)
+    ticket = draw(task, reg, low.address, vrf_key_for(low))
+    assert (ticket.stake_units, ticket.total_units, ticket.seats) == (5, 15, 5)
+    with refused("StakeTooLow", stake=MIN_STAKE // 2, minimum=MIN_STAKE):
+        task.claim_seat(low, ticket.proof, ticket.seats)
+    assert reg.validator_info(low.address).active_seats == 0
+    ticket = draw(task, reg, ok.address, vrf_key_for(ok))
+    task.claim_seat(ok, ticket.proof, ticket.seats)
+    assert task.committee() == {ok.address: 10}
 
 
 def test_request_unbond_is_refused_while_seated(world: World) -> None:
@@ -400,6 +562,7 @@ def _terminate(world: World, task: Task, how: str, validators: list[LocalAccount
 def test_withdraw_is_refused_while_seated_until_the_task_terminates(world: World, how: str) -> None:
     v = world.validators[0]
     unbond = STAKE // 2
+    world.registry.bond(v, unbond)  # so that a whole unit of stake (weight 1) stays bonded
     unlocks = block_time(world, world.registry.request_unbond(v, unbond)) + DELAY
     task = new_task(world, max_rounds=1 if how == "max_rounds" else 3)
     task.open_recruitment(world.requester)
@@ -407,7 +570,7 @@ def test_withdraw_is_refused_while_seated_until_the_task_terminates(world: World
         task.sign_up(w)
     committee = [v, *world.validators[1:3]]
     for member in committee:
-        task.admit_validator(world.requester, member.address)
+        claim_seat(world, task, member)
     task.close_recruitment(world.requester)
     travel_to(world, unlocks)
     with refused("SeatedOnActiveTask", seats=1):
@@ -544,7 +707,7 @@ def test_task_callbacks_refuse_accounts_that_are_not_active_tasks(world: World, 
     ]
     new_task(world)  # some active task exists, but the caller is not it
     with refused("NotActiveTask", caller=account.address):
-        call_direct(world, account, "takeSeat", world.validators[0].address)
+        call_direct(world, account, "takeSeat", world.validators[0].address, 0)
     with refused("NotActiveTask", caller=account.address):
         call_direct(world, account, "onTaskTerminated")
     assert world.registry.validator_info(world.validators[0].address).active_seats == 0

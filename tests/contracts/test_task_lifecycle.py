@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from refiner.chain import Status, TerminationReason
 from tests.helpers import (
+    ETH,
+    STAKE,
     VALIDATOR_REWARD,
     WORKER_REWARD,
     World,
@@ -13,6 +15,7 @@ from tests.helpers import (
     recruit,
     results_tree,
     reveal_all,
+    seat,
     start_round,
     submit_all,
 )
@@ -27,7 +30,7 @@ def test_statuses_follow_the_paper(world: World) -> None:
     for w in workers:
         task.sign_up(w)
     for v in validators:
-        task.admit_validator(world.requester, v.address)
+        seat(world, task, v)
     task.close_recruitment(world.requester)
     seen.append(task.status())
     start_round(world, task)
@@ -54,13 +57,66 @@ def test_statuses_follow_the_paper(world: World) -> None:
     ]
 
 
-def test_committee_is_admitted_with_weight_one_until_sortition(world: World) -> None:
-    """Interim admission (replaced by VRF sortition): the requester seats registered validators, weight 1."""
+def test_committee_is_seated_by_sortition_with_the_seats_won(world: World) -> None:
+    """Validators claim their own seats (the requester plays no part); with τ ≥ W every validator wins
+    its stake units, here one each."""
     task = new_task(world)
-    _, validators = recruit(world, task, n_workers=1, n_validators=4)
+    opened = task.open_recruitment(world.requester)
+    block = int(opened.receipt["blockNumber"])
+    assert (task.snapshot_block(), task.seed_block()) == (block - 1, block + 2)
+    validators = world.validators[:4]
+    added = [seat(world, task, v).event("CommitteeMemberAdded") for v in validators]
+    assert [(e["validator"], e["weight"], e["stake"]) for e in added] == [
+        (v.address, 1, STAKE) for v in validators
+    ]
+    task.close_recruitment(world.requester)
     assert task.committee() == {v.address: 1 for v in validators}
     assert task.total_weight() == 4
     assert world.registry.seats_of(task.address) == [v.address for v in validators]
+
+
+def test_votes_and_validator_rewards_are_weighted_by_seats(world: World) -> None:
+    """Stakes of 1, 2 and 4 ETH win 1, 2 and 4 seats. The 4-seat validator outvotes the other two
+    together (4 of 7 > half), and agreeing validators share the reward in proportion to their seats."""
+    small, middle, large = world.validators[:3]
+    world.registry.bond(middle, 1 * ETH)
+    world.registry.bond(large, 3 * ETH)
+    task = new_task(world)
+    task.open_recruitment(world.requester)
+    workers = world.workers[:2]
+    for w in workers:
+        task.sign_up(w)
+    for v in (small, middle, large):
+        seat(world, task, v)
+    task.close_recruitment(world.requester)
+    assert task.committee() == {small.address: 1, middle.address: 2, large.address: 4}
+    assert task.total_weight() == 7
+
+    start_round(world, task)
+    submit_all(task, workers)
+    honest = results_tree(workers).manifest(900_000, b"\x09" * 32)
+    other = results_tree(workers).manifest(800_000, b"\x0a" * 32)
+    commit_all(task, [small, middle, large], [other, other, honest])
+    reveal_all(task, [small, middle, large], [other, other, honest])
+    fin = task.finalize_round(world.outsider)
+    assert fin.event("RoundFinalized")["agreeingWeight"] == 4
+    assert fin.event("RoundFinalized")["accuracy"] == 900_000
+    assert task.claim_validator_reward(large, 1).event("RewardClaimed")["amount"] == VALIDATOR_REWARD // 4 * 4
+
+    # the next round: the small and the large validator agree (5 of 7), the middle one dissents
+    start_round(world, task)
+    submit_all(task, workers)
+    r = task.current_round()
+    commit_all(task, [small, middle, large], [honest, other, honest])
+    reveal_all(task, [small, middle, large], [honest, other, honest])
+    assert task.vote_weight_of(r, honest.vote_key()) == 5
+    assert task.vote_weight_of(r, other.vote_key()) == 2
+    fin = task.finalize_round(world.outsider)
+    assert fin.event("RoundFinalized")["agreeingWeight"] == 5
+    unit = VALIDATOR_REWARD // 5
+    paid = [task.claim_validator_reward(v, r).event("RewardClaimed")["amount"] for v in (small, large)]
+    assert paid == [unit, 4 * unit]
+    assert task.balance() == task.owed()
 
 
 def test_round_pays_workers_by_contribution_and_agreeing_validators_equally(world: World) -> None:

@@ -7,8 +7,22 @@ from dataclasses import replace
 
 import pytest
 
-from refiner.chain import Aggregation, ContractRevert, Durations, Manifest, Status, Task, WorkerResult
+from refiner.chain import (
+    Aggregation,
+    ContractRevert,
+    Durations,
+    Manifest,
+    Status,
+    Task,
+    WorkerResult,
+    demo_account,
+)
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import draw, wait_for_seed
+from refiner.sortition import prove
 from tests.helpers import (
+    FAST,
+    STAKE,
     VALIDATOR_REWARD,
     WORKER_REWARD,
     World,
@@ -22,6 +36,7 @@ from tests.helpers import (
     results_tree,
     reveal_all,
     salt_for,
+    seat,
     start_round,
     submit_all,
 )
@@ -34,8 +49,7 @@ from tests.helpers import (
         ({"target_accuracy": 1.5}, "targetAccuracy above 1_000_000"),
         ({"max_rounds": 0}, "maxRounds is 0"),
         ({"max_workers": 0}, "maxWorkers is 0"),
-        ({"committee_size": 0}, "committeeSize out of 1..256"),
-        ({"committee_size": 257}, "committeeSize out of 1..256"),
+        ({"committee_size": 0}, "committeeSize is 0"),
         ({"epsilon": 0.0}, "epsilon is 0"),
         ({"aggregation": Aggregation.FedProx, "mu": 0.0}, "FedProx needs mu > 0"),
         ({"mu": 0.01}, "FedAvg takes no mu"),
@@ -51,6 +65,13 @@ def test_invalid_config_is_refused_at_deployment(
     assert exc.value.args_by_name == {"reason": reason}
 
 
+@pytest.mark.parametrize("size", [1, 256, 257, 2**32 - 1])
+def test_committee_size_is_the_expected_seats_without_upper_bound(world: World, size: int) -> None:
+    """τ is an expected seat count, not a member count (the 256-member limit is enforced at claim time)."""
+    task = new_task(world, committee_size=size)
+    assert task.config().committee_size == size
+
+
 def test_fedprox_config_is_kept(world: World) -> None:
     task = new_task(world, aggregation=Aggregation.FedProx, mu=0.01)
     assert task.config().aggregation == Aggregation.FedProx
@@ -58,7 +79,7 @@ def test_fedprox_config_is_kept(world: World) -> None:
 
 
 def test_recruitment_refusals(world: World) -> None:
-    task = new_task(world, register=False, max_workers=2, committee_size=2)
+    task = new_task(world, register=False, max_workers=2)
     with refused("NotRegisteredInRegistry"):
         task.open_recruitment(world.requester)
     world.registry.register_task(world.requester, task.address)
@@ -79,18 +100,18 @@ def test_recruitment_refusals(world: World) -> None:
     task.sign_up(world.workers[1])
     with refused("WorkersFull"):
         task.sign_up(world.workers[2])
-    with refused("NotRequester"):
-        task.admit_validator(world.outsider, world.validators[0].address)
-    with refused("NotRegisteredValidator"):
-        task.admit_validator(world.requester, world.workers[3].address)
-    with refused("NotRegisteredValidator"):
-        task.admit_validator(world.requester, world.fresh[0].address)
-    task.admit_validator(world.requester, world.validators[0].address)
+    seed = wait_for_seed(task)
+    for account in (world.workers[3], world.fresh[0], world.requester):  # no validator, whatever proof
+        with refused("NotRegisteredValidator"):
+            task.claim_seat(account, prove(vrf_key_for(account), seed), 1)
+    ticket = draw(task, world.registry, world.validators[0].address, vrf_key_for(world.validators[0]))
+    with refused("NotRegisteredValidator"):  # nor with a validator's proof
+        task.claim_seat(world.outsider, ticket.proof, ticket.seats)
+    task.claim_seat(world.validators[0], ticket.proof, ticket.seats)
     with refused("AlreadyOnCommittee"):
-        task.admit_validator(world.requester, world.validators[0].address)
-    task.admit_validator(world.requester, world.validators[1].address)
-    with refused("CommitteeFull"):
-        task.admit_validator(world.requester, world.validators[2].address)
+        task.claim_seat(world.validators[0], ticket.proof, ticket.seats)
+    seat(world, task, world.validators[1])
+    assert task.committee() == {world.validators[0].address: 1, world.validators[1].address: 1}
     with refused("NotRequester"):
         task.close_recruitment(world.outsider)
     task.close_recruitment(world.requester)
@@ -98,15 +119,55 @@ def test_recruitment_refusals(world: World) -> None:
         task.open_recruitment(world.requester)
     with refused("WrongStatus"):
         task.sign_up(world.workers[3])
+    with refused("WrongStatus"):
+        seat(world, task, world.validators[2])
+
+
+@pytest.mark.slow
+def test_committee_is_full_at_256_members(world: World) -> None:
+    """MAX_COMMITTEE: the 257th validator to win seats cannot claim them (seat bit sets fit one word)."""
+    extra = [demo_account(f"committee-{i}") for i in range(257 - len(world.validators))]
+    for account in extra:
+        world.chain.fund(account.address, 2 * STAKE)
+        world.registry.register_validator(account, STAKE)
+    members = [*world.validators, *extra]
+    # τ ≥ W: every validator wins its one seat; every block moves the embedded clock on by a second
+    task = new_task(world, committee_size=1000, durations=replace(FAST, recruitment=3600))
+    task.open_recruitment(world.requester)
+    seed = wait_for_seed(task)
+    for v in members[:256]:
+        task.claim_seat(v, prove(vrf_key_for(v), seed), 1)
+    last = members[256]
+    with refused("CommitteeFull"):
+        task.claim_seat(last, prove(vrf_key_for(last), seed), 1)
+    assert len(task.committee()) == task.total_weight() == 256
+    assert last.address not in task.committee()
 
 
 def test_validator_without_enough_bonded_stake_is_not_seated(world: World) -> None:
-    v = world.validators[5]
-    world.registry.request_unbond(v, world.registry.validator_info(v.address).stake)
+    """Weight is the stake bonded before recruitment opened, in whole units: a validator who unbonded to
+    under one unit before has weight 0; one who unbonds after the snapshot (it may, until seated) no
+    longer has the stake its seats were drawn with; once seated it cannot unbond."""
+    reg = world.registry
+    before, after, seated = world.validators[3:6]
+    reg.request_unbond(before, STAKE - reg.min_stake())  # still registered, at the minimum stake
     task = new_task(world)
     task.open_recruitment(world.requester)
+    ticket = draw(task, reg, before.address, vrf_key_for(before))
+    assert (ticket.stake_units, ticket.seats) == (0, 0)
+    with refused("NotSelected"):
+        task.claim_seat(before, ticket.proof, ticket.seats)
+
+    reg.request_unbond(after, 1)
+    ticket = draw(task, reg, after.address, vrf_key_for(after))
+    assert ticket.seats == 1
     with refused("StakeTooLow"):
-        task.admit_validator(world.requester, v.address)
+        task.claim_seat(after, ticket.proof, ticket.seats)
+
+    seat(world, task, seated)
+    with refused("SeatedOnActiveTask"):
+        reg.request_unbond(seated, 1)
+    assert task.committee() == {seated.address: 1}
 
 
 def test_start_round_refusals(world: World) -> None:
@@ -285,7 +346,7 @@ def test_advance_refusals(world: World) -> None:
         task.advance(world.outsider)
     workers, validators = world.workers[:1], world.validators[:1]
     task.sign_up(workers[0])
-    task.admit_validator(world.requester, validators[0].address)
+    seat(world, task, validators[0])
     task.close_recruitment(world.requester)
     start_round(world, task)
     submit_all(task, workers)

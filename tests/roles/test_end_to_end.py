@@ -55,6 +55,7 @@ def test_a_task_with_malicious_participants_pays_only_the_honest(
         config=config(rounds=2),
         model="logistic",
         lr=0.05,
+        stake_unit=ETH,  # 1 unit each and τ = 5 ≥ W: all five validators win one seat
         label="e2e",
     )
     honest_workers = sim.workers[:3]
@@ -104,6 +105,7 @@ def test_the_requester_retrieves_the_consensus_model(
         [VH, VH, VH],
         config=config(rounds=1),
         model="logistic",
+        stake_unit=ETH,
         label="retrieve",
     )
     sim.run_round(validation, test)

@@ -15,6 +15,8 @@ from eth_account.signers.local import LocalAccount
 from eth_keys import keys
 from eth_utils import keccak
 
+from refiner.sortition.vrf import VrfKey
+
 __all__ = [
     "KeystoreError",
     "LocalAccount",
@@ -23,6 +25,7 @@ __all__ = [
     "load_keystore",
     "public_key_bytes",
     "save_keystore",
+    "vrf_key_for",
 ]
 
 
@@ -36,6 +39,13 @@ def demo_account(label: str) -> LocalAccount:
     Never use these keys with real Ether: anyone can derive them.
     """
     return from_key(keccak(text=f"refiner-demo:{label}"))
+
+
+def vrf_key_for(account: LocalAccount) -> VrfKey:
+    """A VRF key derived from the account key (a different scalar: a VRF proof never reveals the account
+    key). Derived so that a restarted validator finds its key again; a key generated on its own
+    (``VrfKey.generate()``) kept in its own keystore is the stronger choice."""
+    return VrfKey.from_seed_bytes(b"account:" + bytes(account.key))
 
 
 def from_key(private_key: bytes | str) -> LocalAccount:

@@ -27,7 +27,7 @@ BUILD_DIR = PROJECT_ROOT / "build" / "contracts"
 FINGERPRINT_FILE = BUILD_DIR / "fingerprint"
 
 #: Contracts whose artifacts are written (the rest are libraries and interfaces).
-DEPLOYABLE = ("RefinerRegistry", "RefinerTask")
+DEPLOYABLE = ("RefinerRegistry", "RefinerTask", "RefinerSortition")
 #: npm packages whose version is part of the fingerprint.
 TOOLCHAIN_PACKAGES = ("solc", "@openzeppelin/contracts", "@chainlink/contracts")
 

@@ -21,7 +21,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxParams, TxReceipt, Wei
 
 from refiner.chain.build import Artifact
-from refiner.chain.errors import ChainError, decode_revert
+from refiner.chain.errors import ChainError, ContractRevert, decode_revert
 
 EMBEDDED = "embedded"
 _REVERTS = (ContractCustomError, ContractLogicError, TransactionFailed)
@@ -75,9 +75,14 @@ class Chain:
                 # and a generous limit costs nothing: only the gas used is paid.
                 call.call(dict(params))  # type: ignore[arg-type]
                 params["gas"] = EMBEDDED_GAS_LIMIT
+            else:
+                # estimate on the pending block, where the transaction will run: on the latest block a
+                # storage slot written earlier in that block (e.g. a stake checkpoint) looks cheaper
+                estimate = call.estimate_gas(dict(params), block_identifier="pending")  # type: ignore[arg-type]
+                params["gas"] = estimate * 6 // 5
             tx = call.build_transaction(self._fill(sender, params))
         except _REVERTS as exc:
-            raise decode_revert(_revert_data(exc)) from None
+            raise _refusal(exc) from None
         return self._send(sender, tx)
 
     def deploy(
@@ -89,7 +94,7 @@ class Chain:
                 self._fill(sender, {"from": sender.address, "value": Wei(value)})
             )
         except _REVERTS as exc:
-            raise decode_revert(_revert_data(exc)) from None
+            raise _refusal(exc) from None
         receipt = self._send(sender, tx)
         address = receipt["contractAddress"]
         if address is None:
@@ -146,6 +151,15 @@ class Chain:
         else:
             raise ChainError("time travel needs a dev chain (embedded or anvil)")
 
+    def mine(self, blocks: int = 1) -> None:
+        """Mine empty blocks (dev chains only), e.g. to reach a task's seed block."""
+        if self.kind == EMBEDDED:
+            self._testing.mine(blocks)
+        elif self.kind == "anvil":
+            self.w3.provider.make_request("anvil_mine", [blocks])  # type: ignore[arg-type]
+        else:
+            raise ChainError("mining on demand needs a dev chain (embedded or anvil)")
+
     def snapshot(self) -> Any:
         return self._testing.snapshot()
 
@@ -156,6 +170,19 @@ class Chain:
     def _testing(self) -> Any:
         # web3 attaches the `testing` module at runtime; its methods map to evm_* / testing_* RPCs.
         return self.w3.testing  # type: ignore[attr-defined]
+
+
+def _refusal(exc: BaseException) -> ContractRevert:
+    """The contract's refusal behind a failed call: its custom error, or a `require` message."""
+    data = _revert_data(exc)
+    if data is None:
+        reason = _REASON_TEXT.search(str(exc))
+        if reason:  # the embedded EVM gives `require` messages as text
+            return ContractRevert("Error", {"message": reason.group(1).strip()})
+    return decode_revert(data)
+
+
+_REASON_TEXT = re.compile(r"execution reverted: (?!b['\"])(.+)", re.DOTALL)
 
 
 def _revert_data(exc: BaseException) -> bytes | str | None:

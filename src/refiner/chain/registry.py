@@ -5,11 +5,13 @@ from __future__ import annotations
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from refiner.chain.accounts import public_key_bytes
+from refiner.chain.accounts import public_key_bytes, vrf_key_for
 from refiner.chain.build import load_artifact
 from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, TxResult
+from refiner.chain.sortition import Sortition
 from refiner.chain.types import ValidatorInfo
+from refiner.sortition.vrf import VrfKey
 
 
 def task_codehash() -> bytes:
@@ -28,11 +30,25 @@ class Registry(ContractWrapper):
         *,
         min_stake: int = 10**15,
         unbonding_delay: int = 7 * 86400,
+        stake_unit: int | None = None,
+        sortition: str | None = None,
         approved_task_code: bytes | None = None,
     ) -> Registry:
+        """Deploy the registry (and, unless given, the sortition contract it points every task to).
+        `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight."""
         codehash = task_codehash() if approved_task_code is None else approved_task_code
+        if sortition is None:
+            sortition = Sortition.deploy(chain, admin).address
+        unit = min_stake if stake_unit is None else stake_unit
         address, receipt = chain.deploy(
-            admin, load_artifact(cls.ARTIFACT), admin.address, min_stake, unbonding_delay, codehash
+            admin,
+            load_artifact(cls.ARTIFACT),
+            admin.address,
+            min_stake,
+            unbonding_delay,
+            unit,
+            sortition,
+            codehash,
         )
         return cls(chain, address, from_block=receipt["blockNumber"])
 
@@ -43,10 +59,17 @@ class Registry(ContractWrapper):
         return self._send(worker, "registerWorker", key)
 
     def register_validator(
-        self, validator: LocalAccount, stake: int, public_key: bytes | None = None
+        self,
+        validator: LocalAccount,
+        stake: int,
+        vrf_key: VrfKey | None = None,
+        public_key: bytes | None = None,
     ) -> TxResult:
+        """Register with the account's public key, a VRF key (default: derived from the account key,
+        see `vrf_key_for`) and `stake` wei bonded."""
         key = public_key_bytes(validator) if public_key is None else public_key
-        return self._send(validator, "registerValidator", key, value=stake)
+        vrf = vrf_key_for(validator) if vrf_key is None else vrf_key
+        return self._send(validator, "registerValidator", key, list(vrf.public_key), value=stake)
 
     def bond(self, validator: LocalAccount, amount: int) -> TxResult:
         return self._send(validator, "bond", value=amount)
@@ -88,6 +111,23 @@ class Registry(ContractWrapper):
 
     def validator_key(self, validator: str) -> bytes:
         return bytes(self._call("validatorKey", validator))
+
+    def stake_unit(self) -> int:
+        return int(self._call("stakeUnit"))
+
+    def sortition(self) -> Sortition:
+        return Sortition(self.chain, self._call("sortition"))
+
+    def vrf_key(self, validator: str) -> tuple[int, int]:
+        x, y = self._call("vrfKey", validator)
+        return int(x), int(y)
+
+    def stake_at(self, validator: str, block: int) -> int:
+        """The validator's bonded stake at the end of `block`."""
+        return int(self._call("stakeAt", validator, block))
+
+    def total_stake_at(self, block: int) -> int:
+        return int(self._call("totalStakeAt", block))
 
     def validator_info(self, validator: str) -> ValidatorInfo:
         return ValidatorInfo(*self._call("validatorInfo", validator))

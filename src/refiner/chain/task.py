@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from refiner.chain.build import load_artifact
 from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, Event, TxResult
 from refiner.chain.types import Manifest, RoundInfo, Status, TaskConfig, WorkerResult, commitment
+from refiner.sortition.vrf import Proof
 
 
 class Task(ContractWrapper):
@@ -53,9 +56,6 @@ class Task(ContractWrapper):
 
     def open_recruitment(self, requester: LocalAccount) -> TxResult:
         return self._send(requester, "openRecruitment")
-
-    def admit_validator(self, requester: LocalAccount, validator: str) -> TxResult:
-        return self._send(requester, "admitValidator", self.chain.w3.to_checksum_address(validator))
 
     def close_recruitment(self, requester: LocalAccount) -> TxResult:
         return self._send(requester, "closeRecruitment")
@@ -107,6 +107,31 @@ class Task(ContractWrapper):
         )
 
     # ------------------------------------------------------------------ validators
+
+    def fix_seed(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "fixSeed")
+
+    def claim_seat(self, validator: LocalAccount, proof: Proof, seats: int) -> TxResult:
+        return self._send(validator, "claimSeat", proof.as_tuple(), seats)
+
+    def sortition_seed(self) -> int | None:
+        """The seed validators prove for: fixed on chain, or computed from the seed block's hash once that
+        block exists (as `fixSeed` will); None while the seed block is in the future."""
+        fixed = int(self._call("seed"))
+        if fixed:
+            return fixed
+        seed_block = int(self._call("seedBlock"))
+        latest = self.chain.w3.eth.block_number
+        if seed_block == 0 or latest < seed_block or latest - seed_block >= 256:
+            return None  # not mined yet, or its hash is gone: `fixSeed` will schedule a new seed block
+        block_hash = bytes(self.chain.w3.eth.get_block(seed_block)["hash"])
+        return int.from_bytes(keccak(encode(["bytes32", "address"], [block_hash, self.address])), "big")
+
+    def seed_block(self) -> int:
+        return int(self._call("seedBlock"))
+
+    def snapshot_block(self) -> int:
+        return int(self._call("snapshotBlock"))
 
     def commitment_for(self, validator: str, round_: int, manifest: Manifest, salt: bytes) -> bytes:
         """The commitment `validator` must send for `manifest` (computed locally, as the contract does)."""

@@ -20,6 +20,9 @@ class Administrator(Participant):
         *,
         min_stake: int = 10**17,
         unbonding_delay: int = 7 * 86400,
+        stake_unit: int | None = None,
     ) -> Registry:
-        """Deploy the registry, approving the current RefinerTask code for listing."""
-        return Registry.deploy(chain, account, min_stake=min_stake, unbonding_delay=unbonding_delay)
+        """Deploy the sortition contract and the registry, approving the current RefinerTask code."""
+        return Registry.deploy(
+            chain, account, min_stake=min_stake, unbonding_delay=unbonding_delay, stake_unit=stake_unit
+        )

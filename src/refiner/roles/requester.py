@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from refiner.chain import Task, TaskConfig, TxResult, public_key_bytes
@@ -27,10 +26,6 @@ class Requester(Participant):
 
     def open_recruitment(self, task: Task) -> TxResult:
         return task.open_recruitment(self.account)
-
-    def admit_validators(self, task: Task, validators: Sequence[str]) -> list[TxResult]:
-        """Interim committee admission (weight 1 each) until VRF sortition replaces it."""
-        return [task.admit_validator(self.account, v) for v in validators]
 
     def close_recruitment(self, task: Task) -> TxResult:
         return task.close_recruitment(self.account)

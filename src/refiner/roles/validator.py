@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Task, TxResult, WorkerResult
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import Ticket, draw
 from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
 from refiner.fl.models import ModelValidationError, State, deserialize, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
@@ -21,6 +23,7 @@ from refiner.roles.participant import (
 )
 from refiner.roles.wire import dataset_from_bytes
 from refiner.sharing import Context, SharingError, retrieve, share
+from refiner.sortition import VrfKey
 from refiner.storage import Handle, StorageError
 
 
@@ -45,9 +48,26 @@ class Evaluated:
 class Validator(Participant):
     behaviour: ValidatorBehaviour = ValidatorBehaviour.HONEST
     measure: ContributionMeasure = field(default_factory=LeaveOneOut)
+    #: The VRF key registered for sortition (default: derived from the account key).
+    vrf_key: VrfKey | None = None
+
+    @property
+    def sortition_key(self) -> VrfKey:
+        return self.vrf_key or vrf_key_for(self.account)
 
     def register(self, stake: int) -> TxResult:
-        return self.registry.register_validator(self.account, stake)
+        return self.registry.register_validator(self.account, stake, self.sortition_key)
+
+    def sortition(self, task: Task) -> Ticket:
+        """Evaluate this validator's sortition for `task` privately (paper 2.3.3)."""
+        return draw(task, self.registry, self.address, self.sortition_key, sender=self.account)
+
+    def claim_seat(self, task: Task) -> TxResult | None:
+        """Claim the committee seats sortition gave this validator, if any (None when it won none)."""
+        ticket = self.sortition(task)
+        if ticket.seats == 0:
+            return None
+        return task.claim_seat(self.account, ticket.proof, ticket.seats)
 
     def evaluate(self, task: Task) -> Evaluated:
         """Fetch the validation set and every submitted update; score, aggregate, measure contributions

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
+
+/// @title What a task needs from the sortition contract.
+interface IRefinerSortition {
+    /// @notice Verifies `proof` for `seed` and returns the seats it wins with `stake` of `totalStake`
+    /// when `tau` seats are expected, and the VRF output.
+    function verifySeats(VRF.Proof calldata proof, uint256 seed, uint256 stake, uint256 totalStake, uint256 tau)
+        external
+        view
+        returns (uint256 j, uint256 output);
+}
