@@ -61,6 +61,33 @@ def demo(
     run(options)
 
 
+@app.command()
+def committee(
+    task: Annotated[str, typer.Argument(help="the task contract's address")],
+    chain: Annotated[str, typer.Option(help="JSON-RPC URL of the node")] = "http://127.0.0.1:8545",
+) -> None:
+    """Who sits on a task's committee, with what vote weight (seats won by VRF sortition) and stake."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from refiner.chain import Chain, ChainError, Registry, Task
+
+    try:
+        connection = Chain.connect(chain)
+        t = Task(connection, task)
+        registry = Registry(connection, t.registry())
+        members = t.committee()
+    except (ChainError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    cfg = t.config()
+    table = Table(title=f"Committee of {t.address}: τ = {cfg.committee_size}, {sum(members.values())} seats")
+    for col in ("validator", "seats (vote weight)", "stake (wei)"):
+        table.add_column(col)
+    for member, weight in members.items():
+        table.add_row(member, str(weight), str(registry.validator_info(member).stake))
+    Console(width=140).print(table)
+
+
 @app.command("scripted-round")
 def scripted_round() -> None:
     """One scripted round with synthetic manifests: the contracts' rules, refusals and gas per call."""
