@@ -8,6 +8,8 @@ import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IRefinerRegistry} from "./interfaces/IRefinerRegistry.sol";
 import {IRefinerTask} from "./interfaces/IRefinerTask.sol";
+import {IRefinerSortition} from "./interfaces/IRefinerSortition.sol";
+import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
 
 /// @title Refiner registry: the catalogue of workers, validators and active tasks (paper 2.1, 2.3).
 /// @notice Deployed once by the administrator. An address registers as a worker or as a validator, never
@@ -121,17 +123,21 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     }
 
     /// @notice Registers the caller as a validator with its account key (for encryption) and its VRF
-    /// public key (for sortition), and bonds `msg.value` as stake. The VRF key is fixed for good: a
+    /// public key (for sortition), and bonds `msg.value` as stake. `possession` is a VRF proof under the
+    /// new key for the seed {possessionSeed}(caller): only the key's holder can register it, so nobody
+    /// can squat another validator's key or register one that cannot prove. The key is fixed for good: a
     /// validator cannot pick a new key after seeing a task's seed.
-    /// Requirements: as {registerWorker}; `vrfKey` non-zero and used by no other validator;
-    /// `msg.value` ≥ {minStake}. Emits {ValidatorRegistered}.
-    function registerValidator(bytes calldata publicKey, uint256[2] calldata vrfKey) external payable {
+    /// Requirements: as {registerWorker}; the key (`possession.pk`) non-zero and used by no other
+    /// validator; `possession` verifies; `msg.value` ≥ {minStake}. Emits {ValidatorRegistered}.
+    function registerValidator(bytes calldata publicKey, VRF.Proof calldata possession) external payable {
         _checkNewAccount(publicKey);
+        uint256[2] calldata vrfKey = possession.pk;
         if (vrfKey[0] == 0 && vrfKey[1] == 0) revert InvalidVrfKey();
         bytes32 keyHash = keccak256(abi.encode(vrfKey));
         address holder = _vrfKeyOwner[keyHash];
         if (holder != address(0)) revert VrfKeyTaken(holder);
         if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
+        IRefinerSortition(sortition).randomness(possession, possessionSeed(msg.sender));
         _validatorKeys[msg.sender] = publicKey;
         _vrfKeys[msg.sender] = vrfKey;
         _vrfKeyOwner[keyHash] = msg.sender;
@@ -139,6 +145,12 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         v.registered = true;
         _setStake(msg.sender, v, msg.value);
         emit ValidatorRegistered(msg.sender, publicKey, vrfKey, msg.value);
+    }
+
+    /// @notice The seed a validator proves its VRF key with at registration (bound to chain, registry
+    /// and account, so a possession proof cannot be replayed elsewhere).
+    function possessionSeed(address validator) public view returns (uint256) {
+        return uint256(keccak256(abi.encode("refiner-vrf-possession", block.chainid, address(this), validator)));
     }
 
     /// @notice Adds `msg.value` to the caller's bonded stake.

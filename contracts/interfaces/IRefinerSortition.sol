@@ -5,6 +5,9 @@ import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
 
 /// @title What a task needs from the sortition contract.
 interface IRefinerSortition {
+    /// @notice The VRF output `proof` proves for `seed` under `proof.pk`; reverts if the proof is invalid.
+    function randomness(VRF.Proof calldata proof, uint256 seed) external view returns (uint256);
+
     /// @notice Verifies `proof` for `seed` and returns the seats it wins with `stake` of `totalStake`
     /// when `tau` seats are expected, and the VRF output.
     function verifySeats(VRF.Proof calldata proof, uint256 seed, uint256 stake, uint256 totalStake, uint256 tau)

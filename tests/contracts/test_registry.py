@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from refiner.chain.committee import draw
 from refiner.chain.contract import Event
 from refiner.chain.registry import task_codehash
 from refiner.chain.types import ValidatorInfo
-from refiner.sortition import VrfKey
+from refiner.sortition import VrfKey, prove
 from tests.helpers import ETH, STAKE, World, config, new_task, play_round
 from tests.helpers import seat as claim_seat
 
@@ -76,9 +77,16 @@ def call_direct(world: World, sender: LocalAccount, function: str, *args: Any, v
 
 
 def register_with_vrf_key(world: World, account: LocalAccount, vrf_key: tuple[int, int]) -> TxResult:
-    """registerValidator with any VRF public key (the typed layer takes a VrfKey, whose key is valid)."""
+    """registerValidator claiming any VRF public key, with a possession proof made under another key
+    (the typed layer proves with the key it is given)."""
+    proof = prove(VrfKey.from_seed_bytes(b"somebody"), world.registry.possession_seed(account.address))
     return call_direct(
-        world, account, "registerValidator", public_key_bytes(account), list(vrf_key), value=STAKE
+        world,
+        account,
+        "registerValidator",
+        public_key_bytes(account),
+        replace(proof, pk=vrf_key).as_tuple(),
+        value=STAKE,
     )
 
 
@@ -252,6 +260,24 @@ def test_zero_vrf_key_is_refused(world: World) -> None:
     with refused("InvalidVrfKey"):
         register_with_vrf_key(world, account, (0, 0))
     assert not world.registry.is_validator(account.address)
+
+
+def test_a_vrf_key_needs_a_proof_of_possession(world: World) -> None:
+    """Nobody can register a VRF key it cannot prove with (squatting another validator's key, or a key
+    that could never win a seat), nor replay another account's registration proof."""
+    account, victim_key = world.fresh[0], VrfKey.from_seed_bytes(b"victim")
+    with pytest.raises(ContractRevert) as exc:
+        register_with_vrf_key(world, account, victim_key.public_key)
+    assert exc.value.error == "Error"  # Chainlink VRF.sol's refusal, e.g. a failed witness check
+    replayed = prove(victim_key, world.registry.possession_seed(world.fresh[1].address))
+    with pytest.raises(ContractRevert) as exc:
+        call_direct(
+            world, account, "registerValidator", public_key_bytes(account), replayed.as_tuple(), value=STAKE
+        )
+    assert exc.value.error == "Error"
+    assert not world.registry.is_validator(account.address)
+    world.registry.register_validator(account, STAKE, vrf_key=victim_key)  # its holder can
+    assert world.registry.vrf_key(account.address) == victim_key.public_key
 
 
 def test_a_vrf_key_is_used_by_one_validator_only(world: World) -> None:

@@ -11,7 +11,7 @@ from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, TxResult
 from refiner.chain.sortition import Sortition
 from refiner.chain.types import ValidatorInfo
-from refiner.sortition.vrf import VrfKey
+from refiner.sortition.vrf import VrfKey, prove
 
 
 def task_codehash() -> bytes:
@@ -66,10 +66,15 @@ class Registry(ContractWrapper):
         public_key: bytes | None = None,
     ) -> TxResult:
         """Register with the account's public key, a VRF key (default: derived from the account key,
-        see `vrf_key_for`) and `stake` wei bonded."""
+        see `vrf_key_for`) proven by a VRF proof for `possession_seed`, and `stake` wei bonded."""
         key = public_key_bytes(validator) if public_key is None else public_key
         vrf = vrf_key_for(validator) if vrf_key is None else vrf_key
-        return self._send(validator, "registerValidator", key, list(vrf.public_key), value=stake)
+        possession = prove(vrf, self.possession_seed(validator.address))
+        return self._send(validator, "registerValidator", key, possession.as_tuple(), value=stake)
+
+    def possession_seed(self, validator: str) -> int:
+        """The seed a validator proves its VRF key with when it registers."""
+        return int(self._call("possessionSeed", validator))
 
     def bond(self, validator: LocalAccount, amount: int) -> TxResult:
         return self._send(validator, "bond", value=amount)
