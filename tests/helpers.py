@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -34,11 +35,20 @@ FAST = Durations(recruitment=100, training=100, evaluation=100, reveal=100, idle
 
 
 @contextmanager
-def refused(error: str) -> Iterator[None]:
-    """Expect the block to be refused by a contract with the custom error `error`."""
+def refused(error: str, **args: Any) -> Iterator[None]:
+    """Expect the block to be refused by a contract with the custom error `error` and (some of) these
+    arguments; hex strings compare without regard to case."""
     with pytest.raises(ContractRevert) as exc:
         yield
     assert exc.value.error == error, f"expected {error}, got {exc.value}"
+    for name, value in args.items():
+        actual = exc.value.args_by_name[name]
+        same = (
+            actual.lower() == value.lower()
+            if isinstance(actual, str) and isinstance(value, str)
+            else (actual == value)
+        )
+        assert same, f"{name}: {exc.value.args_by_name}"
 
 
 @dataclass

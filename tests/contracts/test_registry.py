@@ -3,8 +3,6 @@ task listing and the active-task list."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +17,7 @@ from refiner.chain.contract import Event
 from refiner.chain.registry import task_codehash
 from refiner.chain.types import ValidatorInfo
 from refiner.sortition import VrfKey, prove
-from tests.helpers import ETH, STAKE, World, config, new_task, play_round
+from tests.helpers import ETH, STAKE, World, config, new_task, play_round, refused
 from tests.helpers import seat as claim_seat
 
 MIN_STAKE = 10**15
@@ -27,23 +25,6 @@ DELAY = 500
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    """Equality that ignores the case of hex addresses (revert args are not checksummed)."""
-    if isinstance(actual, str) and isinstance(expected, str):
-        return actual.lower() == expected.lower()
-    return bool(actual == expected)
-
-
-@contextmanager
-def refused(error: str, **args: Any) -> Iterator[None]:
-    """Expect a ContractRevert with custom error `error` and (some of) its arguments."""
-    with pytest.raises(ContractRevert) as exc:
-        yield
-    assert exc.value.error == error, f"expected {error}, got {exc.value}"
-    for name, value in args.items():
-        assert _same(exc.value.args_by_name[name], value), f"{name}: {exc.value.args_by_name}"
 
 
 def registry_events(world: World, result: TxResult) -> list[Event]:

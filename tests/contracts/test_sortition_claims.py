@@ -19,7 +19,7 @@ from refiner.chain import ContractRevert, Status, Task
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
 from refiner.sortition import VrfKey, evaluate, prove, seats
-from tests.helpers import ETH, FAST, STAKE, World, new_task, seat
+from tests.helpers import ETH, FAST, STAKE, World, new_task, refused, seat
 
 # VRF.sol's refusals, in the order it checks: c·pk + s·G against uWitness, c·gamma, s·H(pk, seed)
 LINEAR_COMBINATION = "addr(c*pk+s*g)!=_uWitness"
@@ -31,23 +31,6 @@ CLAIM_GAS_CEILING = 300_000
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    """Equality that ignores the case of hex addresses (revert args are not checksummed)."""
-    if isinstance(actual, str) and isinstance(expected, str):
-        return actual.lower() == expected.lower()
-    return bool(actual == expected)
-
-
-@contextmanager
-def refused(error: str, **args: Any) -> Iterator[None]:
-    """Expect a ContractRevert with custom error `error` and (some of) its arguments."""
-    with pytest.raises(ContractRevert) as exc:
-        yield
-    assert exc.value.error == error, f"expected {error}, got {exc.value}"
-    for name, value in args.items():
-        assert _same(exc.value.args_by_name[name], value), f"{name}: {exc.value.args_by_name}"
 
 
 @contextmanager
