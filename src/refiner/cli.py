@@ -35,7 +35,7 @@ def demo(
     json_path: Annotated[Path | None, typer.Option("--json", help="write a JSON summary here")] = None,
     seed: Annotated[int, typer.Option(help="seed for data splits and initial model")] = 0,
 ) -> None:
-    """Train MNIST with Refiner: 5 workers (one with shuffled labels), 8 validators, 3 rounds."""
+    """Train MNIST with Refiner: 5 workers (one shuffled), 12 validators drawing τ = 8 seats, 3 rounds."""
     from refiner.demo import DemoOptions, run
 
     try:

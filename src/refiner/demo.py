@@ -1,5 +1,6 @@
-"""The paper's demonstration (section 3): MNIST digits, 5 workers (one with shuffled labels), a committee of
-8 validators, several rounds on the embedded chain and a local store, every participant with its own key."""
+"""The paper's demonstration (section 3): MNIST digits, 5 workers (one with shuffled labels), a committee
+drawn by VRF sortition from 12 validators, several rounds on the embedded chain and a local store, every
+participant with its own key."""
 
 from __future__ import annotations
 
