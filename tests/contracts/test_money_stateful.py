@@ -1,0 +1,732 @@
+"""Where the task's Ether goes, under random actors, random calls and random time jumps.
+
+A Hypothesis state machine drives one fresh task per example over the real contracts on the embedded
+EVM: the requester funds, withdraws and starts rounds (sometimes paying too little), random workers
+sign up and submit, random validators are admitted, commit and reveal one of a few candidate manifests
+(or a wrong salt, a copied commitment...), anybody advances, finalizes and releases, and workers and
+validators claim rewards with honest or forged leaves and proofs. Calls the contract refuses are part of
+the walk. The machine books what was deposited, what was paid out and what each address is entitled to,
+and after every step checks that:
+
+1. the contract holds exactly its budget plus every round's escrow (and ``owed()`` agrees);
+2. nobody was ever paid more than its entitlement in a round's consensus manifest;
+3. rewards plus withdrawals never exceed deposits (the balance is exactly their difference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from eth_account.signers.local import LocalAccount
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from refiner.chain import (
+    ChainError,
+    ContractRevert,
+    Durations,
+    Manifest,
+    ResultsTree,
+    Status,
+    Task,
+    TxResult,
+    WorkerResult,
+)
+from refiner.chain.accounts import vrf_key_for
+from refiner.chain.committee import draw
+from refiner.sortition import Proof, prove
+from tests.helpers import STAKE, World, handle, new_task
+
+WORKER_REWARD = 10**18 + 7  # odd amounts, so that shares and units leave rounding dust
+VALIDATOR_REWARD = 3 * 10**17 + 1
+NEEDED = WORKER_REWARD + VALIDATOR_REWARD
+TARGET = 0.95
+DURATIONS = Durations(recruitment=200, training=200, evaluation=200, reveal=200, idle=1000, claim=100)
+ZERO32 = b"\0" * 32
+AHEAD = 30 * 86400  # seconds the chain's clock is put ahead of the wall clock, per example
+
+SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[p for p in Phase if p != Phase.explain],  # explaining re-runs the EVM under a tracer: too slow
+    suppress_health_check=list(HealthCheck),
+)
+
+# ---------------------------------------------------------------- the actions and their arguments
+
+# An actor is `who` in a pool of accounts (the pool's last two have the wrong role); with `fit`, it is
+# rather one of those the protocol expects next (e.g. a signed-up worker that has not submitted yet).
+FIT = st.sampled_from([True, True, True, False])
+WHO = st.integers(0, 7)
+AS_REQUESTER = st.sampled_from([True, True, True, True, True, False])  # False: the outsider tries
+ROUND_PICK = st.sampled_from([0, 0, 0, 1, 2, 3])  # 0: the latest settled (else current) round
+CANDIDATE = st.sampled_from([0, 0, 0, 0, 0, 1, 2])
+
+ACTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    # 150 s outlasts a claim window, 250 s a timed phase, 1100 s even the idle wait between rounds
+    "wait": {
+        "seconds": st.sampled_from([150, 1, 30, 60, 250, 1100]),
+        "poke": st.sampled_from([True, True, False]),
+    },
+    "advance": {},
+    "fund": {"amount": st.sampled_from([0, 1, 10**17, NEEDED]), "as_requester": AS_REQUESTER},
+    "withdraw": {
+        "how": st.sampled_from(["all", "half", "one", "too_much", "zero"]),
+        "as_requester": AS_REQUESTER,
+    },
+    "open_recruitment": {"as_requester": AS_REQUESTER},
+    "sign_up": {"fit": FIT, "who": WHO},
+    # a validator claims the seats its sortition won, or more, or with another validator's VRF proof
+    "claim_seat": {
+        "fit": FIT,
+        "who": WHO,
+        "forge": st.sampled_from(["honest"] * 4 + ["more_seats", "borrowed"]),
+    },
+    "close_recruitment": {"as_requester": AS_REQUESTER},
+    "start_round": {
+        "value": st.sampled_from(["enough", "enough", "none", "short", "plenty"]),
+        "as_requester": AS_REQUESTER,
+    },
+    "stop_training": {"as_requester": AS_REQUESTER},
+    "submit": {"fit": FIT, "who": WHO, "samples": st.sampled_from([1000, 1000, 700, 1, 0])},
+    "commit": {
+        "fit": FIT,
+        "who": WHO,
+        "choice": CANDIDATE,
+        "contributions": st.lists(
+            st.one_of(st.integers(1, 400), st.integers(-100, 0)), min_size=6, max_size=6
+        ),
+        "accepted": st.lists(st.sampled_from([True, True, True, False]), min_size=6, max_size=6),
+        "variant": st.sampled_from(["honest", "honest", "honest", "payees+1", "half_total", "wrong_samples"]),
+        "accuracy": st.sampled_from([900_000, 900_000, 960_000]),  # 960_000 reaches the target
+        "mode": st.sampled_from(["own"] * 8 + ["copy", "zero", "other_round"]),
+    },
+    "reveal": {
+        "fit": FIT,
+        "who": WHO,
+        "salt_ok": st.sampled_from([True] * 5 + [False]),
+        "what": st.sampled_from(["committed"] * 6 + ["other_candidate", "other_handles"]),
+    },
+    "finalize": {
+        "what": st.sampled_from(["consensus", "consensus", "consensus", "candidate", "empty", "tampered"]),
+        "choice": CANDIDATE,
+    },
+    "claim_reward": {
+        "fit": FIT,
+        "who": WHO,
+        "round_pick": ROUND_PICK,
+        "forge": st.sampled_from(
+            ["honest"] * 4 + ["other_tree", "inflate", "steal", "bad_samples", "accept", "no_proof"]
+        ),
+    },
+    "claim_validator_reward": {"fit": FIT, "who": WHO, "round_pick": ROUND_PICK},
+    "release_unclaimed": {"round_pick": ROUND_PICK},
+}
+
+
+@dataclass
+class Commit:
+    """What a validator committed to, as far as the machine knows."""
+
+    commitment: bytes
+    manifest: Manifest
+    salt: bytes
+    own: bool  # False: a copied commitment or one for another round, which it cannot open
+
+
+@dataclass
+class RoundModel:
+    submitters: dict[str, int] = field(default_factory=dict)  # worker → samples
+    candidates: dict[int, Manifest] = field(default_factory=dict)
+    trees: dict[bytes, ResultsTree] = field(default_factory=dict)  # results root → tree
+    commits: dict[str, Commit] = field(default_factory=dict)
+    reveals: dict[str, bytes] = field(default_factory=dict)  # validator → vote key, in reveal order
+    consensus_key: bytes | None = None
+    finalized: bool = False
+    consensus: Manifest | None = None  # the manifest the round was finalized with, if it had consensus
+    agreeing: int = 0  # vote weight that revealed the consensus key
+
+
+class MoneyMachine(RuleBasedStateMachine):
+    world: ClassVar[World]
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = self.world
+        self.snapshot = w.chain.snapshot()
+        self.worker_pool = [*w.workers, w.validators[0], w.outsider]
+        self.validator_pool = [*w.validators, w.workers[0], w.outsider]
+        self.accounts = {a.address: a for a in [*self.worker_pool, *self.validator_pool]}
+        self.deposited = 0
+        self.withdrawn = 0
+        self.worker_paid: dict[tuple[int, str], int] = {}
+        self.validator_paid: dict[tuple[int, str], int] = {}
+        self.rounds: dict[int, RoundModel] = {}
+        self.escrow: dict[int, tuple[int, int, int]] = {}  # round → worker, validator escrow, claim deadline
+        self.signed_up: list[str] = []
+        self.committee: dict[str, int] = {}  # validator → vote weight
+        self.opened = False
+        self.status = Status.PENDING
+        self.current_round = 0
+        self.deadline = 0
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "task"):
+                task = self.task
+                assert (task.status(), task.current_round(), task.deadline()) == (
+                    self.status,
+                    self.current_round,
+                    self.deadline,
+                )
+        finally:
+            self.world.chain.revert(self.snapshot)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def outsider(self) -> LocalAccount:
+        return self.world.outsider
+
+    def _boss(self, as_requester: bool) -> LocalAccount:
+        return self.world.requester if as_requester else self.outsider
+
+    def _actor(self, pool: list[LocalAccount], expected: Sequence[str], fit: bool, who: int) -> LocalAccount:
+        if fit and expected:
+            return self.accounts[expected[who % len(expected)]]
+        return pool[who]
+
+    def _round(self, pick: int) -> int:
+        """Round `pick`, or for 0 the latest settled round, preferably one with rewards left to claim."""
+        return pick or max(self.rounds, key=self._claim_priority, default=self.current_round)
+
+    def _claim_priority(self, r: int) -> tuple[bool, bool, int]:
+        return self.rounds[r].finalized, any(self._unpaid(r)), r
+
+    def _unpaid(self, r: int) -> tuple[list[str], list[str]]:
+        """Workers and validators that can still claim a reward of round `r`: entitled, not paid yet, the
+        escrow left covers it and, for a worker, its leaf has the samples it submitted."""
+        rm = self._model(r)
+        worker_left, validator_left, _ = self.escrow.get(r, (0, 0, 0))
+        tree = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
+        workers = [
+            w
+            for w, samples in rm.submitters.items()
+            if (r, w) not in self.worker_paid
+            and 0 < self._worker_entitlement(r, w) <= worker_left
+            and tree is not None
+            and tree.result_of(w).samples == samples
+        ]
+        validators = [
+            v
+            for v in rm.reveals
+            if (r, v) not in self.validator_paid and 0 < self._validator_entitlement(r, v) <= validator_left
+        ]
+        return workers, validators
+
+    def _model(self, r: int) -> RoundModel:
+        return self.rounds.get(r) or RoundModel()
+
+    def _try(self, send: Callable[[], TxResult], kind: str = "") -> TxResult | None:
+        """Send a transaction; a refusal is fine. Books the rewards and withdrawals it paid."""
+        try:
+            res = send()
+        except ContractRevert:
+            res = None
+        except ChainError as exc:
+            # The embedded chain simulates a call on the latest block but mines it in the next one, one
+            # second later: at `now == deadline` the simulation passes and the transaction reverts on
+            # chain. Nothing changed either way.
+            if "reverted on chain" not in str(exc):
+                raise
+            res = None
+        else:
+            for e in res.events:
+                if e.name == "RewardClaimed":
+                    assert kind in ("worker", "validator"), f"RewardClaimed emitted by a {kind!r} call"
+                    paid = self.worker_paid if kind == "worker" else self.validator_paid
+                    key = (int(e["round"]), str(e["account"]))
+                    paid[key] = paid.get(key, 0) + int(e["amount"])
+                elif e.name == "Withdrawn":
+                    assert kind == "withdraw", f"Withdrawn emitted by a {kind!r} call"
+                    self.withdrawn += int(e["amount"])
+                elif e.name == "StatusChanged":  # followed from the events: cheaper than three calls
+                    self.status, self.current_round = Status(e["to"]), int(e["round"])
+                    self.deadline = int(e["deadline"])
+        return res
+
+    # ------------------------------------------------------------------ setup
+
+    @initialize(
+        value=st.sampled_from([0, 0, NEEDED, 2 * NEEDED + 1]),
+        max_rounds=st.sampled_from([3, 2, 1]),
+        committee=st.sampled_from([1, 3, 3, 4]),
+        bonus=st.sampled_from([0, 2, 2, 1]),
+        max_workers=st.sampled_from([2, 4]),
+        recruited=st.booleans(),
+        eager=st.sampled_from([True, True, False]),
+        workers=st.lists(st.integers(0, 5), min_size=1, max_size=4, unique=True),
+        validators=st.lists(st.integers(0, 5), min_size=1, max_size=4, unique=True),
+    )
+    def deploy(
+        self,
+        value: int,
+        max_rounds: int,
+        committee: int,
+        bonus: int,
+        max_workers: int,
+        recruited: bool,
+        eager: bool,
+        workers: list[int],
+        validators: list[int],
+    ) -> None:
+        # A new block's timestamp is max(parent + 1, wall clock). Running ahead of the wall clock makes it
+        # parent + 1: the same in every run of an example, as Hypothesis needs (deadlines decide what
+        # happens, and which steps the walk offers).
+        self.world.chain.increase_time(AHEAD)
+        heavy = validators[0]  # bonds more stake before recruitment opens: its seats weigh more
+        if bonus:
+            self.world.registry.bond(self.world.validators[heavy], bonus * STAKE)
+        self.task: Task = new_task(
+            self.world,
+            value=value,
+            worker_reward=WORKER_REWARD,
+            validator_reward=VALIDATOR_REWARD,
+            target_accuracy=TARGET,
+            max_rounds=max_rounds,
+            max_workers=max_workers,
+            durations=DURATIONS,
+        )
+        self.deposited = value
+        self.max_workers, self.committee_target = max_workers, committee
+        self.stake_units = {
+            v.address: 1 + (bonus if i == heavy else 0) for i, v in enumerate(self.world.validators)
+        }
+        self.eager = eager  # do participants claim their rewards first thing? (else some are left unclaimed)
+        if recruited:  # half the examples skip the recruitment walk, to get further into the rounds
+            self.open_recruitment(True)
+            for i in workers:
+                self.sign_up(False, i)
+            for i in validators:
+                self.claim_seat(False, i, "honest")
+            self.close_recruitment(True)
+
+    # ------------------------------------------------------------------ the walk
+
+    def _next_step(self) -> str:
+        """The action that moves the protocol on from here (the walk's most likely pick)."""
+        s, rm = self.status, self._model(self.current_round)
+        if self.eager and s in (Status.PENDING, Status.TERMINATED) and self.current_round:  # claim first
+            workers, validators = self._unpaid(self._round(0))
+            if workers or self._awake(validators):
+                return "claim_reward" if workers else "claim_validator_reward"
+        timed = (Status.RECRUITING, Status.TRAINING, Status.EVALUATING, Status.REVEALING)
+        if s in timed and self.world.chain.now() >= self.deadline:
+            return "wait"  # the phase is over: time to `advance`
+        if s == Status.PENDING:
+            if not self.opened:
+                return "open_recruitment"
+            if self._releasable():  # the requester takes back what was left unclaimed
+                return "release_unclaimed"
+            return "start_round" if self.signed_up and self.committee else "wait"  # else: idle until stopped
+        if s == Status.RECRUITING:
+            if len(self.committee) < self.committee_target:
+                return "claim_seat"
+            return "sign_up" if len(self.signed_up) < min(2, self.max_workers) else "close_recruitment"
+        if s == Status.TRAINING and any(w not in rm.submitters for w in self.signed_up):
+            return "submit"
+        if s == Status.EVALUATING and any(v not in rm.commits for v in self.committee):
+            return "commit"
+        if s == Status.REVEALING and any(c.own and v not in rm.reveals for v, c in rm.commits.items()):
+            return "reveal"
+        if s == Status.REWARDING:
+            return "finalize"
+        if s == Status.TERMINATED:
+            if self._releasable():
+                return "release_unclaimed"
+            return "wait" if any(w + v for w, v, _ in self.escrow.values()) else "withdraw"
+        return "wait"
+
+    def _menu(self) -> list[str]:
+        """Actions to pick from now, repeated to weigh them: mostly the protocol's next step (by whoever,
+        with whatever arguments), then the status's other steps, time, money and, once a round is
+        settled, claims; and now and then any action at all."""
+        s = self.status
+        steps = [self._next_step()] * 3
+        if s == Status.RECRUITING:
+            steps += ["sign_up", "claim_seat", "close_recruitment"]
+        elif s == Status.PENDING and self.current_round:
+            steps += ["start_round", "stop_training"]
+        elif s in (Status.TRAINING, Status.EVALUATING, Status.REVEALING):
+            steps += [{Status.TRAINING: "submit", Status.EVALUATING: "commit", Status.REVEALING: "reveal"}[s]]
+        steps += ["wait", "fund", "withdraw", "anything"]
+        if self.settled():  # claims, honest or forged
+            steps += ["claim_reward", "claim_reward", "claim_validator_reward", "release_unclaimed"]
+        return steps
+
+    def settled(self) -> bool:
+        return any(m.finalized for m in self.rounds.values())
+
+    @rule(data=st.data())
+    def act(self, data: st.DataObject) -> None:
+        """One step of the walk. (A single rule, rather than one per action, keeps Hypothesis's swarm
+        testing from switching off the steps that every deeper state depends on.)"""
+        name = data.draw(st.sampled_from(self._menu()), label="action")
+        if name == "anything":  # any action whatever the status: mostly a refusal, sometimes a success
+            name = data.draw(st.sampled_from(sorted(ACTIONS)), label="any action")
+        kwargs = {k: data.draw(s, label=k) for k, s in ACTIONS[name].items()}
+        getattr(self, name)(**kwargs)
+
+    # ------------------------------------------------------------------ anyone
+
+    def wait(self, seconds: int, poke: bool) -> None:
+        """Time passes; then, maybe, the outsider pokes `advance`."""
+        self.world.chain.increase_time(seconds)
+        if poke:
+            self.advance()
+
+    def advance(self) -> None:
+        self._try(lambda: self.task.advance(self.outsider))
+
+    # ------------------------------------------------------------------ requester
+
+    def fund(self, amount: int, as_requester: bool) -> None:
+        before = self.status
+        if self._try(lambda: self.task.fund(self._boss(as_requester), amount)):
+            assert as_requester and amount > 0 and before != Status.TERMINATED
+            self.deposited += amount
+
+    def withdraw(self, how: str, as_requester: bool) -> None:
+        budget = self.task.budget()
+        amount = {"all": budget, "half": budget // 2, "one": 1, "too_much": budget + 1, "zero": 0}[how]
+        res = self._try(lambda: self.task.withdraw(self._boss(as_requester), amount), "withdraw")
+        if res:
+            assert as_requester and 0 < amount <= budget
+            assert res.event("Withdrawn")["amount"] == amount
+
+    def open_recruitment(self, as_requester: bool) -> None:
+        if self._try(lambda: self.task.open_recruitment(self._boss(as_requester))):
+            assert as_requester and not self.opened
+            self.opened = True
+
+    def sign_up(self, fit: bool, who: int) -> None:
+        expected = [w.address for w in self.world.workers if w.address not in self.signed_up]
+        worker = self._actor(self.worker_pool, expected, fit, who)
+        if self._try(lambda: self.task.sign_up(worker)):
+            assert worker.address in expected and len(self.signed_up) < self.max_workers
+            self.signed_up.append(worker.address)
+
+    def claim_seat(self, fit: bool, who: int, forge: str) -> None:
+        expected = [v.address for v in self.world.validators if v.address not in self.committee]
+        validator = self._actor(self.validator_pool, expected, fit, who)
+        proof, seats = self._ticket(validator)
+        if forge == "more_seats":
+            seats += 1
+        elif forge == "borrowed":
+            proof = self._ticket(next(v for v in self.world.validators if v.address != validator.address))[0]
+        res = self._try(lambda: self.task.claim_seat(validator, proof, seats))
+        if res:
+            assert forge == "honest" and validator.address in expected
+            # the committee size τ of the config exceeds the total stake: every stake unit wins a seat
+            weight = int(res.event("CommitteeMemberAdded")["weight"])
+            assert weight == seats == self.stake_units[validator.address]
+            self.committee[validator.address] = weight
+
+    def _ticket(self, account: LocalAccount) -> tuple[Proof, int]:
+        """`account`'s VRF proof for the task's sortition seed and the seats it wins (mining the seed block
+        if need be); when there is no seed to prove for (before recruitment), a proof for a made-up one."""
+        recruiting = self.status == Status.RECRUITING
+        if not recruiting and self.task.sortition_seed() is None:
+            return prove(vrf_key_for(account), 1), 1
+        sender = self.outsider if recruiting else None  # re-schedules a seed whose block hash aged out
+        ticket = draw(self.task, self.world.registry, account.address, vrf_key_for(account), sender=sender)
+        return ticket.proof, ticket.seats
+
+    def close_recruitment(self, as_requester: bool) -> None:
+        if self._try(lambda: self.task.close_recruitment(self._boss(as_requester))):
+            assert as_requester
+
+    def start_round(self, value: str, as_requester: bool) -> None:
+        r = self.current_round + 1
+        budget = self.task.budget()
+        shortfall = max(0, NEEDED - budget)
+        amount = {"none": 0, "short": max(0, shortfall - 1), "enough": shortfall, "plenty": NEEDED}[value]
+        res = self._try(
+            lambda: self.task.start_round(
+                self._boss(as_requester),
+                handle(f"model-{r}"),
+                handle(f"model-keys-{r}"),
+                handle(f"validation-{r}"),
+                handle(f"validation-keys-{r}"),
+                value=amount,
+            )
+        )
+        if res:
+            assert as_requester and budget + amount >= NEEDED and self.signed_up and self.committee
+            assert self.current_round == r and r not in self.rounds
+            self.deposited += amount
+            self.rounds[r] = RoundModel()
+
+    def stop_training(self, as_requester: bool) -> None:
+        if self._try(lambda: self.task.stop_training(self._boss(as_requester))):
+            assert as_requester
+
+    # ------------------------------------------------------------------ workers
+
+    def submit(self, fit: bool, who: int, samples: int) -> None:
+        r = self.current_round
+        rm = self._model(r)
+        expected = [w for w in self.signed_up if w not in rm.submitters]
+        worker = self._actor(self.worker_pool, expected, fit, who)
+        if self._try(
+            lambda: self.task.submit_training_results(
+                worker, handle(f"update-{r}-{worker.address}"), handle(f"keys-{r}-{worker.address}"), samples
+            )
+        ):
+            assert worker.address in expected and samples > 0
+            rm.submitters[worker.address] = samples
+
+    def claim_reward(self, fit: bool, who: int, round_pick: int, forge: str) -> None:
+        r = self._round(round_pick)
+        rm = self._model(r)
+        consensus = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
+        worker = self._actor(self.worker_pool, self._unpaid(r)[0] or list(rm.submitters), fit, who)
+        others = [t for t in rm.trees.values() if t is not consensus]
+        tree = consensus or (others[0] if others else None)
+        if forge == "other_tree" and others:
+            tree = others[-1]
+        if tree is not None and any(x.worker == worker.address for x in tree.results):
+            result, proof = tree.result_of(worker.address), tree.proof(worker.address)
+        else:
+            result, proof = WorkerResult(worker.address, True, rm.submitters.get(worker.address, 1), 100), []
+        if forge == "inflate":
+            result = replace(result, contribution=2 * result.contribution + 1)
+        elif forge == "steal" and tree is not None:
+            victims = [x for x in tree.results if x.worker != worker.address]
+            if victims:
+                result, proof = victims[0], tree.proof(victims[0].worker)
+        elif forge == "bad_samples":
+            result = replace(result, samples=result.samples + 1)
+        elif forge == "accept":
+            result = replace(result, accepted=True, contribution=max(result.contribution, 1))
+        elif forge == "no_proof":
+            proof = []
+        res = self._try(lambda: self.task.claim_reward(worker, r, result, proof), "worker")
+        if res:  # an accepted claim pays the share exactly (the invariants check it is not more)
+            assert res.event("RewardClaimed")["amount"] == self._worker_entitlement(r, worker.address)
+
+    # ------------------------------------------------------------------ validators
+
+    def _candidate(
+        self,
+        rm: RoundModel,
+        choice: int,
+        contributions: list[int],
+        accepted: list[bool],
+        variant: str,
+        acc: int,
+    ) -> Manifest:
+        """Candidate manifest `choice` of the round, made up by the first validator that picks it: a results
+        tree over the round's submitters, sometimes with a lying total, payee count or sample count."""
+        if choice not in rm.candidates:
+            results = [
+                WorkerResult(w, accepted[i], n + (variant == "wrong_samples"), contributions[i])
+                for i, (w, n) in enumerate(sorted(rm.submitters.items()))
+            ]
+            tree = ResultsTree(results)
+            m = tree.manifest(acc, hashlib.sha256(f"model-{choice}-{variant}".encode()).digest())
+            if variant == "payees+1":
+                m = replace(m, payees=m.payees + 1)
+            elif variant == "half_total":
+                m = replace(m, total_contribution=(m.total_contribution + 1) // 2)
+            rm.candidates[choice] = m
+            rm.trees[tree.root] = tree
+        return rm.candidates[choice]
+
+    def commit(
+        self,
+        fit: bool,
+        who: int,
+        choice: int,
+        contributions: list[int],
+        accepted: list[bool],
+        variant: str,
+        accuracy: int,
+        mode: str,
+    ) -> None:
+        r = self.current_round
+        rm = self._model(r)
+        validator = self._actor(
+            self.validator_pool, [v for v in self.committee if v not in rm.commits], fit, who
+        )
+        v = validator.address
+        base = self._candidate(rm, choice, contributions, accepted, variant, accuracy)
+        # each validator names its own copies of the model and details: same vote, different commitment
+        manifest = replace(
+            base, aggregate_handle=handle(f"agg-{v}-{r}"), details_handle=handle(f"det-{v}-{r}")
+        )
+        salt = hashlib.sha256(f"salt-{v}-{r}".encode()).digest()
+        copied = [c for a, c in rm.commits.items() if a != v]
+        if mode == "copy" and copied:
+            c = replace(copied[0], own=False)
+        elif mode == "other_round":
+            c = Commit(self.task.commitment_for(v, r + 1, manifest, salt), manifest, salt, False)
+        elif mode == "zero":
+            c = Commit(ZERO32, manifest, salt, False)
+        else:
+            c = Commit(self.task.commitment_for(v, r, manifest, salt), manifest, salt, True)
+        if self._try(lambda: self.task.commit_manifest(validator, c.commitment)):
+            assert v in self.committee and v not in rm.commits and c.commitment != ZERO32
+            rm.commits[v] = c
+
+    def reveal(self, fit: bool, who: int, salt_ok: bool, what: str) -> None:
+        r = self.current_round
+        rm = self._model(r)
+        expected = [v for v in rm.commits if v not in rm.reveals]
+        validator = self._actor(self.validator_pool, expected, fit, who)
+        v = validator.address
+        c = rm.commits.get(v)
+        manifest, salt = (c.manifest, c.salt) if c else (rm.candidates.get(0, Manifest.empty()), ZERO32)
+        if what == "other_candidate":
+            manifest = next(
+                (m for m in rm.candidates.values() if m.vote_key() != manifest.vote_key()), manifest
+            )
+        elif what == "other_handles":
+            manifest = replace(manifest, aggregate_handle=handle(f"stolen-{r}"))
+        if not salt_ok:
+            salt = bytes([salt[0] ^ 1]) + salt[1:]
+        if self._try(lambda: self.task.reveal_manifest(validator, manifest, salt)):
+            # only a validator's own commitment opens, and only with its manifest and salt
+            assert c is not None and c.own and salt == c.salt and manifest == c.manifest
+            assert v not in rm.reveals
+            key = manifest.vote_key()
+            rm.reveals[v] = key
+            if rm.consensus_key is None and 2 * self._votes(rm, key) > sum(self.committee.values()):
+                rm.consensus_key = key
+
+    def _awake(self, validators: list[str]) -> list[str]:
+        """All but the last member of a committee of three or more, who oversleeps its claims (so that
+        some rewards are left for `release_unclaimed`)."""
+        sleeper = list(self.committee)[-1] if len(self.committee) >= 3 else None
+        return [v for v in validators if v != sleeper]
+
+    def _votes(self, rm: RoundModel, key: bytes) -> int:
+        """Vote weight revealed for `key`."""
+        return sum(self.committee[v] for v, k in rm.reveals.items() if k == key)
+
+    def claim_validator_reward(self, fit: bool, who: int, round_pick: int) -> None:
+        r = self._round(round_pick)
+        rm = self._model(r)
+        unpaid = self._unpaid(r)[1]
+        validator = self._actor(
+            self.validator_pool, self._awake(unpaid) or self._awake(list(rm.reveals)), fit, who
+        )
+        res = self._try(lambda: self.task.claim_validator_reward(validator, r), "validator")
+        if res:
+            assert res.event("RewardClaimed")["amount"] == self._validator_entitlement(r, validator.address)
+
+    # ------------------------------------------------------------------ settlement
+
+    def finalize(self, what: str, choice: int) -> None:
+        r = self.current_round
+        rm = self._model(r)
+        agreed = [rm.commits[v].manifest for v, key in rm.reveals.items() if key == rm.consensus_key]
+        if what == "consensus" and agreed:
+            manifest = agreed[-1]
+        elif what == "tampered" and agreed:
+            manifest = replace(agreed[0], accuracy=agreed[0].accuracy + 1)
+        elif what == "candidate" and rm.candidates:
+            manifest = rm.candidates.get(choice, next(iter(rm.candidates.values())))
+        else:
+            manifest = Manifest.empty()
+        res = self._try(lambda: self.task.finalize_round(self.outsider, manifest))
+        if res is None:
+            return
+        assert r in self.rounds and not rm.finalized
+        rm.finalized = True
+        if rm.consensus_key is None:
+            res.event("NoConsensus")
+        else:
+            assert res.event("RoundFinalized")["voteKey"] == rm.consensus_key == manifest.vote_key()
+            rm.consensus = manifest
+            rm.agreeing = self._votes(rm, rm.consensus_key)
+
+    def _releasable(self) -> list[int]:
+        """Settled rounds with escrow left whose claim window has closed."""
+        now = self.world.chain.now()
+        return [
+            r
+            for r, (worker_left, validator_left, closes) in self.escrow.items()
+            if worker_left + validator_left and self.rounds[r].finalized and now >= closes
+        ]
+
+    def release_unclaimed(self, round_pick: int) -> None:
+        r = round_pick or max(self._releasable(), default=self._round(0))
+        if self._try(lambda: self.task.release_unclaimed(self.outsider, r)):
+            assert self._model(r).finalized and self.world.chain.now() > self.escrow[r][2]
+
+    # ------------------------------------------------------------------ invariants
+
+    def _worker_entitlement(self, r: int, worker: str) -> int:
+        """workerReward × c / total for the worker's leaf in the consensus manifest, if accepted and c > 0."""
+        rm = self._model(r)
+        m = rm.consensus
+        if m is None or m.payees == 0 or m.total_contribution == 0:
+            return 0
+        tree = rm.trees.get(m.results_root)
+        if tree is None or not any(x.worker == worker for x in tree.results):
+            return 0
+        result = tree.result_of(worker)
+        if not result.accepted or result.contribution <= 0:
+            return 0
+        return WORKER_REWARD * result.contribution // m.total_contribution
+
+    def _validator_entitlement(self, r: int, validator: str) -> int:
+        """validatorUnit × weight, if the validator revealed the consensus vote key (validatorUnit: the
+        validator reward over the agreeing weight)."""
+        rm = self._model(r)
+        if rm.consensus is None or rm.reveals.get(validator) != rm.consensus_key:
+            return 0
+        return VALIDATOR_REWARD // rm.agreeing * self.committee[validator]
+
+    @invariant()
+    def balance_is_budget_plus_escrow(self) -> None:
+        escrow = 0
+        for r in range(1, self.current_round + 1):
+            info = self.task.round_info(r)
+            escrow += info.worker_escrow + info.validator_escrow
+            # kept for the walk, which releases what is left once the claim window has closed
+            self.escrow[r] = (info.worker_escrow, info.validator_escrow, info.claim_deadline)
+        budget, balance = self.task.budget(), self.task.balance()
+        assert balance == budget + escrow, (balance, budget, escrow)
+        assert balance == self.task.owed()
+
+    @invariant()
+    def nobody_paid_beyond_entitlement(self) -> None:
+        for (r, worker), amount in self.worker_paid.items():
+            assert amount <= self._worker_entitlement(r, worker), ("worker", r, worker, amount)
+        for (r, validator), amount in self.validator_paid.items():
+            assert amount <= self._validator_entitlement(r, validator), ("validator", r, validator, amount)
+
+    @invariant()
+    def paid_out_within_deposits(self) -> None:
+        paid_out = self.withdrawn + sum(self.worker_paid.values()) + sum(self.validator_paid.values())
+        assert paid_out <= self.deposited
+        assert self.task.balance() == self.deposited - paid_out
+
+
+def test_money_is_conserved_under_random_play(world: World) -> None:
+    machine = type("TaskMoneyMachine", (MoneyMachine,), {"world": world})
+    # Run in a fresh thread, whose Python stack starts empty: under pytest's deeper stack, CPython 3.11's
+    # frame stack crosses a chunk boundary inside the EVM's hot loop and maps and unmaps memory millions of
+    # times, which makes this test 2-3 times slower.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(run_state_machine_as_test, machine, settings=SETTINGS).result()
