@@ -47,7 +47,6 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
 
     address[] private _activeTasks;
     mapping(address task => uint256 indexPlusOne) private _taskIndex;
-    mapping(address task => address[]) private _seats;
 
     event TaskCodeApproval(bytes32 indexed codehash, bool approved);
     event WorkerRegistered(address indexed worker, bytes publicKey);
@@ -226,7 +225,6 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         draw.stakeUnits = draw.stake / stakeUnit;
         draw.totalUnits = _totalStakeHistory.upperLookupRecent(at) / stakeUnit;
         draw.sortition = sortition;
-        _seats[msg.sender].push(validator);
         v.activeSeats += 1;
         emit SeatTaken(msg.sender, validator, v.stake);
     }
@@ -242,11 +240,11 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         _taskIndex[last] = indexPlusOne;
         _activeTasks.pop();
         delete _taskIndex[msg.sender];
-        address[] storage seats = _seats[msg.sender];
+        // the task is approved code: its committee is exactly the validators it seated through takeSeat
+        address[] memory seats = IRefinerTask(msg.sender).committeeMembers();
         for (uint256 i = 0; i < seats.length; ++i) {
             _validators[seats[i]].activeSeats -= 1;
         }
-        delete _seats[msg.sender];
         emit TaskRemoved(msg.sender);
     }
 
@@ -313,9 +311,10 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         }
     }
 
-    /// @notice Validators seated on `task`'s committee while it is active.
+    /// @notice Validators seated on `task`'s committee while it is active (their stake is locked).
     function seatsOf(address task) external view returns (address[] memory) {
-        return _seats[task];
+        if (_taskIndex[task] == 0) return new address[](0);
+        return IRefinerTask(task).committeeMembers();
     }
 
     // ------------------------------------------------------------------ internal

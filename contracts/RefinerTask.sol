@@ -539,6 +539,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         return _workers;
     }
 
+    /// @inheritdoc IRefinerTask
+    function committeeMembers() external view returns (address[] memory) {
+        return _committee;
+    }
+
     /// @notice Committee members and their vote weights, in seat order.
     function committee() external view returns (address[] memory members, uint64[] memory weights) {
         members = _committee;

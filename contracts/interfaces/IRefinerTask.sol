@@ -11,4 +11,7 @@ interface IRefinerTask {
 
     /// @notice Whether the task is in its initial PENDING state (never opened for recruitment).
     function isNew() external view returns (bool);
+
+    /// @notice The validators seated on the committee, in seat order.
+    function committeeMembers() external view returns (address[] memory);
 }

@@ -2,11 +2,12 @@
 
 A Hypothesis state machine drives one fresh task per example over the real contracts on the embedded
 EVM: the requester funds, withdraws and starts rounds (sometimes paying too little), random workers
-sign up and submit, random validators are admitted, commit and reveal one of a few candidate manifests
-(or a wrong salt, a copied commitment...), anybody advances, finalizes and releases, and workers and
-validators claim rewards with honest or forged leaves and proofs. Calls the contract refuses are part of
-the walk. The machine books what was deposited, what was paid out and what each address is entitled to,
-and after every step checks that:
+sign up and submit, random validators claim committee seats by sortition (one of them, with more stake,
+weighs more), commit and reveal one of a few candidate manifests (or a wrong salt, a copied
+commitment...), anybody advances, finalizes and releases, and workers and validators claim rewards with
+honest or forged leaves and proofs. Calls the contract refuses are part of the walk. The machine books
+what was deposited, what was paid out and what each address is entitled to, and after every step checks
+that:
 
 1. the contract holds exactly its budget plus every round's escrow (and ``owed()`` agrees);
 2. nobody was ever paid more than its entitlement in a round's consensus manifest;
@@ -48,6 +49,10 @@ NEEDED = WORKER_REWARD + VALIDATOR_REWARD
 TARGET = 0.95
 DURATIONS = Durations(recruitment=200, training=200, evaluation=200, reveal=200, idle=1000, claim=100)
 ZERO32 = b"\0" * 32
+# Expected committee size: above the validators' total stake units (6 to 8), so every unit wins a seat
+# whatever the sortition seed. (The seed comes from a block hash, which the embedded chain randomizes: a
+# partial draw would make an example play differently from one run to the next.)
+TAU = 64
 AHEAD = 30 * 86400  # seconds the chain's clock is put ahead of the wall clock, per example
 
 SETTINGS = settings(
@@ -124,10 +129,15 @@ ACTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "who": WHO,
         "round_pick": ROUND_PICK,
         "forge": st.sampled_from(
-            ["honest"] * 4 + ["other_tree", "inflate", "steal", "bad_samples", "accept", "no_proof"]
+            ["honest"] * 4 + ["again", "other_tree", "inflate", "steal", "bad_samples", "accept", "no_proof"]
         ),
     },
-    "claim_validator_reward": {"fit": FIT, "who": WHO, "round_pick": ROUND_PICK},
+    "claim_validator_reward": {
+        "fit": FIT,
+        "who": WHO,
+        "round_pick": ROUND_PICK,
+        "again": st.sampled_from([False, False, False, True]),  # True: one that has been paid claims again
+    },
     "release_unclaimed": {"round_pick": ROUND_PICK},
 }
 
@@ -235,32 +245,38 @@ class MoneyMachine(RuleBasedStateMachine):
     def _model(self, r: int) -> RoundModel:
         return self.rounds.get(r) or RoundModel()
 
-    def _try(self, send: Callable[[], TxResult], kind: str = "") -> TxResult | None:
-        """Send a transaction; a refusal is fine. Books the rewards and withdrawals it paid."""
+    def _try(self, send: Callable[[], TxResult], kind: str = "", replay: bool = True) -> TxResult | None:
+        """Send a transaction; a refusal is fine. Books the rewards and withdrawals it paid. An accepted
+        one-shot call (all but funding and withdrawing) is replayed at once, and must be refused."""
+        res = self._send(send, kind)
+        if res is not None and replay:
+            assert self._send(send, kind) is None, f"accepted twice: {res.names()}"
+        return res
+
+    def _send(self, send: Callable[[], TxResult], kind: str) -> TxResult | None:
         try:
             res = send()
         except ContractRevert:
-            res = None
+            return None
         except ChainError as exc:
             # The embedded chain simulates a call on the latest block but mines it in the next one, one
             # second later: at `now == deadline` the simulation passes and the transaction reverts on
             # chain. Nothing changed either way.
             if "reverted on chain" not in str(exc):
                 raise
-            res = None
-        else:
-            for e in res.events:
-                if e.name == "RewardClaimed":
-                    assert kind in ("worker", "validator"), f"RewardClaimed emitted by a {kind!r} call"
-                    paid = self.worker_paid if kind == "worker" else self.validator_paid
-                    key = (int(e["round"]), str(e["account"]))
-                    paid[key] = paid.get(key, 0) + int(e["amount"])
-                elif e.name == "Withdrawn":
-                    assert kind == "withdraw", f"Withdrawn emitted by a {kind!r} call"
-                    self.withdrawn += int(e["amount"])
-                elif e.name == "StatusChanged":  # followed from the events: cheaper than three calls
-                    self.status, self.current_round = Status(e["to"]), int(e["round"])
-                    self.deadline = int(e["deadline"])
+            return None
+        for e in res.events:
+            if e.name == "RewardClaimed":
+                assert kind in ("worker", "validator"), f"RewardClaimed emitted by a {kind!r} call"
+                paid = self.worker_paid if kind == "worker" else self.validator_paid
+                key = (int(e["round"]), str(e["account"]))
+                paid[key] = paid.get(key, 0) + int(e["amount"])
+            elif e.name == "Withdrawn":
+                assert kind == "withdraw", f"Withdrawn emitted by a {kind!r} call"
+                self.withdrawn += int(e["amount"])
+            elif e.name == "StatusChanged":  # followed from the events: cheaper than three calls
+                self.status, self.current_round = Status(e["to"]), int(e["round"])
+                self.deadline = int(e["deadline"])
         return res
 
     # ------------------------------------------------------------------ setup
@@ -268,7 +284,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @initialize(
         value=st.sampled_from([0, 0, NEEDED, 2 * NEEDED + 1]),
         max_rounds=st.sampled_from([3, 2, 1]),
-        committee=st.sampled_from([1, 3, 3, 4]),
+        members=st.sampled_from([1, 3, 3, 4]),
         bonus=st.sampled_from([0, 2, 2, 1]),
         max_workers=st.sampled_from([2, 4]),
         recruited=st.booleans(),
@@ -280,7 +296,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self,
         value: int,
         max_rounds: int,
-        committee: int,
+        members: int,
         bonus: int,
         max_workers: int,
         recruited: bool,
@@ -303,10 +319,11 @@ class MoneyMachine(RuleBasedStateMachine):
             target_accuracy=TARGET,
             max_rounds=max_rounds,
             max_workers=max_workers,
+            committee_size=TAU,
             durations=DURATIONS,
         )
         self.deposited = value
-        self.max_workers, self.committee_target = max_workers, committee
+        self.max_workers, self.members = max_workers, members  # members: committee members the walk seats
         self.stake_units = {
             v.address: 1 + (bonus if i == heavy else 0) for i, v in enumerate(self.world.validators)
         }
@@ -338,7 +355,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 return "release_unclaimed"
             return "start_round" if self.signed_up and self.committee else "wait"  # else: idle until stopped
         if s == Status.RECRUITING:
-            if len(self.committee) < self.committee_target:
+            if len(self.committee) < self.members:
                 return "claim_seat"
             return "sign_up" if len(self.signed_up) < min(2, self.max_workers) else "close_recruitment"
         if s == Status.TRAINING and any(w not in rm.submitters for w in self.signed_up):
@@ -400,14 +417,16 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def fund(self, amount: int, as_requester: bool) -> None:
         before = self.status
-        if self._try(lambda: self.task.fund(self._boss(as_requester), amount)):
+        if self._try(lambda: self.task.fund(self._boss(as_requester), amount), replay=False):
             assert as_requester and amount > 0 and before != Status.TERMINATED
             self.deposited += amount
 
     def withdraw(self, how: str, as_requester: bool) -> None:
         budget = self.task.budget()
         amount = {"all": budget, "half": budget // 2, "one": 1, "too_much": budget + 1, "zero": 0}[how]
-        res = self._try(lambda: self.task.withdraw(self._boss(as_requester), amount), "withdraw")
+        res = self._try(
+            lambda: self.task.withdraw(self._boss(as_requester), amount), "withdraw", replay=False
+        )
         if res:
             assert as_requester and 0 < amount <= budget
             assert res.event("Withdrawn")["amount"] == amount
@@ -435,7 +454,6 @@ class MoneyMachine(RuleBasedStateMachine):
         res = self._try(lambda: self.task.claim_seat(validator, proof, seats))
         if res:
             assert forge == "honest" and validator.address in expected
-            # the committee size τ of the config exceeds the total stake: every stake unit wins a seat
             weight = int(res.event("CommitteeMemberAdded")["weight"])
             assert weight == seats == self.stake_units[validator.address]
             self.committee[validator.address] = weight
@@ -498,7 +516,11 @@ class MoneyMachine(RuleBasedStateMachine):
         r = self._round(round_pick)
         rm = self._model(r)
         consensus = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
-        worker = self._actor(self.worker_pool, self._unpaid(r)[0] or list(rm.submitters), fit, who)
+        paid = [w for round_, w in self.worker_paid if round_ == r]
+        if forge == "again" and paid:  # a worker that has been paid claims again
+            worker = self.accounts[paid[who % len(paid)]]
+        else:
+            worker = self._actor(self.worker_pool, self._unpaid(r)[0] or list(rm.submitters), fit, who)
         others = [t for t in rm.trees.values() if t is not consensus]
         tree = consensus or (others[0] if others else None)
         if forge == "other_tree" and others:
@@ -622,13 +644,16 @@ class MoneyMachine(RuleBasedStateMachine):
         """Vote weight revealed for `key`."""
         return sum(self.committee[v] for v, k in rm.reveals.items() if k == key)
 
-    def claim_validator_reward(self, fit: bool, who: int, round_pick: int) -> None:
+    def claim_validator_reward(self, fit: bool, who: int, round_pick: int, again: bool) -> None:
         r = self._round(round_pick)
         rm = self._model(r)
         unpaid = self._unpaid(r)[1]
-        validator = self._actor(
-            self.validator_pool, self._awake(unpaid) or self._awake(list(rm.reveals)), fit, who
-        )
+        paid = [v for round_, v in self.validator_paid if round_ == r]
+        if again and paid:
+            validator = self.accounts[paid[who % len(paid)]]
+        else:
+            expected = self._awake(unpaid) or self._awake(list(rm.reveals))
+            validator = self._actor(self.validator_pool, expected, fit, who)
         res = self._try(lambda: self.task.claim_validator_reward(validator, r), "validator")
         if res:
             assert res.event("RewardClaimed")["amount"] == self._validator_entitlement(r, validator.address)
