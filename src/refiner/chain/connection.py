@@ -73,7 +73,7 @@ class Chain:
             if self.kind == EMBEDDED:
                 # py-evm estimates gas by binary search (~15 executions); one eth_call finds a refusal,
                 # and a generous limit costs nothing: only the gas used is paid.
-                call.call(dict(params))  # type: ignore[arg-type]
+                call.call(dict(params), block_identifier="pending")  # type: ignore[arg-type]
                 params["gas"] = EMBEDDED_GAS_LIMIT
             else:
                 # estimate on the pending block, where the transaction will run: on the latest block a
