@@ -83,7 +83,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     event TrainingResultsSubmitted(
         uint32 indexed round, address indexed worker, uint64 samples, bytes modelHandle, bytes keysHandle
     );
-    event ManifestCommitted(uint32 indexed round, address indexed validator, bytes32 commitment);
+    event ManifestCommitted(uint32 indexed round, address indexed validator, bytes32 commitment, bytes32 memo);
     event ManifestRevealed(
         uint32 indexed round, address indexed validator, bytes32 indexed voteKey, TaskTypes.Manifest manifest
     );
@@ -381,7 +381,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     /// the round and the caller. The last commitment moves the task to REVEALING.
     /// Requirements: status EVALUATING before its deadline; caller on the committee, not committed yet;
     /// `commitment` non-zero. Emits {ManifestCommitted}.
-    function commitManifest(bytes32 commitment) external inStatus(TaskTypes.Status.EVALUATING) beforeDeadline {
+    /// `memo` is not checked: it is an opaque note the validator leaves for itself in the event log.
+    /// Refiner's validator agent puts there the handle of its stored manifest details, encrypted to its
+    /// own key, so that after a crash it can rebuild and reveal the manifest from the chain and the store
+    /// alone (and so can nobody else).
+    function commitManifest(bytes32 commitment, bytes32 memo) external inStatus(TaskTypes.Status.EVALUATING) beforeDeadline {
         _seatOf(msg.sender);
         if (commitment == bytes32(0)) revert EmptyCommitment();
         uint32 round = currentRound;
@@ -389,7 +393,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         _ballots[round][msg.sender] = commitment;
         TaskTypes.Round storage r = _rounds[round];
         r.commits += 1;
-        emit ManifestCommitted(round, msg.sender, commitment);
+        emit ManifestCommitted(round, msg.sender, commitment, memo);
         if (r.commits == _committee.length) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
     }
 

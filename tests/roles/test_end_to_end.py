@@ -112,3 +112,43 @@ def test_the_requester_retrieves_the_consensus_model(
     manifest = sim.task.consensus_manifest(1)
     assert manifest is not None
     assert model_digest(sim.requester.retrieve_model(sim.task, 1)) == manifest.model_digest
+
+
+def test_a_restarted_validator_rebuilds_its_commitment_from_the_chain_and_the_store(
+    mnist: tuple[Dataset, list[Dataset], Dataset], tmp_path: Path
+) -> None:
+    """A validator that crashed after committing keeps no local state, yet reveals: its commitment's memo
+    holds its details handle encrypted to itself; nobody else can read it."""
+    from refiner.roles import Validator
+
+    validation, shards, _ = mnist
+    sim = Simulation.deploy(
+        Chain.connect(),
+        DirectoryStore(tmp_path / "store"),
+        shards[:2],
+        [H, H],
+        [VH, VH, VH],
+        config=config(rounds=1),
+        model="logistic",
+        stake_unit=ETH,
+        label="recover",
+    )
+    task = sim.task
+    sim.requester.start_round(task, sim.global_state, validation)
+    for w in sim.workers:
+        w.submit_training_results(task, w.train(task))
+    first, *others = sim.committee
+    assert first.recover(task, 1) is None  # nothing committed yet
+    work = first.evaluate(task)
+    first.commit_manifest(task, work)
+    restarted = Validator(first.account, sim.chain, sim.store, sim.registry)
+    recovered = restarted.recover(task, 1)
+    assert recovered is not None and recovered.manifest == work.manifest
+    # another validator reading the same memo finds nothing it can use
+    memo = task.round_events("ManifestCommitted", 1)[0]["memo"]
+    assert bytes(memo) != bytes(work.manifest.details_handle)[2:]
+    assert others[0].recover(task, 1) is None
+    for v in others:
+        v.commit_manifest(task, v.evaluate(task))
+    restarted.reveal_manifest(task, recovered)
+    assert first.address in task.revealed_manifests(1)

@@ -137,8 +137,11 @@ class Task(ContractWrapper):
         """The commitment `validator` must send for `manifest` (computed locally, as the contract does)."""
         return commitment(self.chain.chain_id, self.address, round_, validator, manifest.hash(), salt)
 
-    def commit_manifest(self, validator: LocalAccount, commitment_: bytes) -> TxResult:
-        return self._send(validator, "commitManifest", commitment_)
+    def commit_manifest(
+        self, validator: LocalAccount, commitment_: bytes, memo: bytes = bytes(32)
+    ) -> TxResult:
+        """Commit to a manifest; `memo` is an opaque 32-byte note kept in the event (see the contract)."""
+        return self._send(validator, "commitManifest", commitment_, memo)
 
     def reveal_manifest(self, validator: LocalAccount, manifest: Manifest, salt: bytes) -> TxResult:
         return self._send(validator, "revealManifest", manifest.as_tuple(), salt)

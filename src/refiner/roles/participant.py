@@ -64,6 +64,22 @@ def salt_for(account: LocalAccount, task: str, round_: int) -> bytes:
     return keccak(b"refiner-salt" + bytes(account.key) + bytes.fromhex(task[2:]) + round_.to_bytes(4, "big"))
 
 
+def memo_pad(account: LocalAccount, task: str, round_: int) -> bytes:
+    """The one-time pad a validator XORs its details handle with in its commitment's memo: only it can
+    read the memo back, and only for this task and round."""
+    return keccak(b"refiner-memo" + bytes(account.key) + bytes.fromhex(task[2:]) + round_.to_bytes(4, "big"))
+
+
+def seal_memo(account: LocalAccount, task: str, round_: int, details: Handle) -> bytes:
+    digest = bytes(details)[2:]  # the sha2-256 digest of the 34-byte multihash 0x12 0x20 <digest>
+    return bytes(a ^ b for a, b in zip(digest, memo_pad(account, task, round_), strict=True))
+
+
+def open_memo(account: LocalAccount, task: str, round_: int, memo: bytes) -> Handle:
+    digest = bytes(a ^ b for a, b in zip(memo, memo_pad(account, task, round_), strict=True))
+    return Handle.from_bytes(b"\x12\x20" + digest)
+
+
 @dataclass(frozen=True)
 class ManifestDetails:
     """The full manifest a validator stores (the chain holds its Merkle root): per-worker verdicts, the
@@ -76,11 +92,21 @@ class ManifestDetails:
     accuracy: int
     loss: int
     model_digest: str
+    aggregate_handle: str
     aggregate_keys_handle: str
 
     def tree(self) -> ResultsTree:
         return ResultsTree(
             [WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"]) for r in self.results]
+        )
+
+    def manifest(self, details_handle: Handle) -> Manifest:
+        """The manifest these details (stored under `details_handle`) stand for."""
+        return self.tree().manifest(
+            self.accuracy,
+            bytes.fromhex(self.model_digest),
+            bytes(Handle.parse(self.aggregate_handle)),
+            bytes(details_handle),
         )
 
     def to_bytes(self) -> bytes:
@@ -94,10 +120,10 @@ class ManifestDetails:
             raise ProtocolError(f"stored manifest details are malformed: {exc}") from None
 
 
-def load_details(store: Store, manifest: Manifest) -> ManifestDetails:
-    return ManifestDetails.from_bytes(
-        store.get(Handle.from_bytes(manifest.details_handle), max_size=MAX_DETAILS)
-    )
+def load_details(store: Store, source: Manifest | Handle) -> ManifestDetails:
+    """The stored details of a manifest (or under a details handle)."""
+    handle = source if isinstance(source, Handle) else Handle.from_bytes(source.details_handle)
+    return ManifestDetails.from_bytes(store.get(handle, max_size=MAX_DETAILS))
 
 
 def consensus_details(participant: Participant, task: Task, round_: int) -> tuple[Manifest, ManifestDetails]:

@@ -17,9 +17,12 @@ from refiner.roles.participant import (
     Participant,
     ProtocolError,
     description_of,
+    load_details,
     model_of,
+    open_memo,
     round_inputs,
     salt_for,
+    seal_memo,
 )
 from refiner.roles.wire import dataset_from_bytes
 from refiner.sharing import Context, SharingError, retrieve, share
@@ -143,15 +146,30 @@ class Validator(Participant):
             accuracy=evaluation.accuracy_ppm,
             loss=evaluation.loss_ppm,
             model_digest=evaluation.digest.hex(),
+            aggregate_handle=str(aggregate_h),
             aggregate_keys_handle=str(aggregate_k),
         )
-        manifest = tree.manifest(
-            evaluation.accuracy_ppm,
-            evaluation.digest,
-            bytes(aggregate_h),
-            bytes(self.store.put(details.to_bytes())),
-        )
+        details_handle = self.store.put(details.to_bytes())
+        manifest = details.manifest(details_handle)
+        assert manifest.results_root == tree.root
         return Evaluated(round_, manifest, details, evaluation, rejected)
+
+    def recover(self, task: Task, round_: int) -> Evaluated | None:
+        """Rebuild the manifest this validator committed to in `round_` from its commitment's memo and
+        the stored details (after a restart); None if it has not committed or the details are gone."""
+        mine = [e for e in task.round_events("ManifestCommitted", round_) if e["validator"] == self.address]
+        if not mine:
+            return None
+        try:
+            handle = open_memo(self.account, task.address, round_, bytes(mine[-1]["memo"]))
+            details = load_details(self.store, handle)
+        except (StorageError, ProtocolError, ValueError):
+            return None
+        manifest = details.manifest(handle)
+        salt = salt_for(self.account, task.address, round_)
+        if task.commitment_for(self.address, round_, manifest, salt) != bytes(mine[-1]["commitment"]):
+            return None
+        return Evaluated(round_, manifest, details, None, {})
 
     @staticmethod
     def _samples(task: Task, round_: int, worker: str) -> int:
@@ -168,8 +186,9 @@ class Validator(Participant):
         if work is None:
             raise ProtocolError("evaluate the round before committing")
         salt = salt_for(self.account, task.address, round_)
+        memo = seal_memo(self.account, task.address, round_, Handle.from_bytes(work.manifest.details_handle))
         return task.commit_manifest(
-            self.account, task.commitment_for(self.address, round_, work.manifest, salt)
+            self.account, task.commitment_for(self.address, round_, work.manifest, salt), memo
         )
 
     def reveal_manifest(self, task: Task, work: Evaluated | None) -> TxResult | None:
