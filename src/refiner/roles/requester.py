@@ -36,17 +36,18 @@ class Requester(Participant):
         round_ = task.current_round() + 1
         workers = {w: self.registry.worker_key(w) for w in task.workers()}
         committee = {v: self.registry.validator_key(v) for v in task.committee()}
+        me = {self.address: public_key_bytes(self.account)}  # so that it can audit the round later
         model_h, model_k = share(
             self.store,
             serialize(global_state),
             Context(task.address, round_, self.address, "model"),
-            {**workers, **committee},
+            {**workers, **committee, **me},
         )
         val_h, val_k = share(
             self.store,
             dataset_to_bytes(validation),
             Context(task.address, round_, self.address, "validation"),
-            committee,
+            {**committee, **me},
         )
         cfg = task.config()
         shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())

@@ -67,11 +67,15 @@ class Worker(Participant):
         return train_local(factory, global_state, self.data, config)
 
     def submit_training_results(self, task: Task, state: State) -> TxResult:
-        """Share the local model with the committee and publish its handles (SubmitTrainingResults)."""
+        """Share the local model with the committee (and the requester, for audits) and publish its handles
+        (SubmitTrainingResults)."""
         round_ = task.current_round()
-        committee = {v: self.registry.validator_key(v) for v in task.committee()}
+        recipients = {v: self.registry.validator_key(v) for v in task.committee()}
+        # the requester too: it may re-run the committee's evaluation (`refiner audit`)
+        requester = task.requester()
+        recipients[requester] = description_of(task).requester_key(requester)
         model_h, keys_h = share(
-            self.store, serialize(state), Context(task.address, round_, self.address, "update"), committee
+            self.store, serialize(state), Context(task.address, round_, self.address, "update"), recipients
         )
         return task.submit_training_results(self.account, bytes(model_h), bytes(keys_h), len(self.data))
 

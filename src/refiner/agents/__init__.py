@@ -1,0 +1,11 @@
+"""Long-running participant agents for multi-process deployments (`refiner worker run`, `refiner
+validator run`, `refiner requester run`, `refiner storage serve`): each follows the chain with a block
+cursor and acts on what is due, using the same role code as the in-process demo."""
+
+from refiner.agents.base import Agent, chain_now
+from refiner.agents.cursor import BlockCursor
+from refiner.agents.requester import RequesterAgent
+from refiner.agents.validator import ValidatorAgent
+from refiner.agents.worker import WorkerAgent
+
+__all__ = ["Agent", "BlockCursor", "RequesterAgent", "ValidatorAgent", "WorkerAgent", "chain_now"]

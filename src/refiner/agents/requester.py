@@ -1,0 +1,114 @@
+"""The requester agent: drives its task from recruitment to the last round on its own (auto mode) and
+keeps the latest consensus model (paper 2.3.2, 2.3.4, 2.3.8).
+
+Between rounds it needs the previous round's consensus model, which it retrieves from the validators'
+encrypted aggregates; everything else it reads from the chain, so it can be killed and restarted at any
+time. If it dies for good, the round in flight still completes and pays (workers and validators need
+nothing from it after `startRound`), and the task ends by itself after the idle deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from refiner.agents.base import Agent
+from refiner.chain import Status, Task
+from refiner.fl.data import Dataset
+from refiner.fl.models import State, initial_state, model_digest, resolve_model, serialize
+from refiner.roles.participant import ProtocolError, description_of
+from refiner.roles.requester import Requester
+
+
+@dataclass
+class RequesterAgent(Agent):
+    requester: Requester | None = None
+    validation: Dataset | None = None
+    #: Where the latest consensus model is written (safetensors), if anywhere.
+    out: Path | None = None
+    #: Close recruitment early once this many workers signed up and this much committee weight is seated
+    #: (0: wait for the recruitment deadline).
+    min_workers: int = 0
+    min_seats: int = 0
+    seed: int = 0
+    saved: set[str] = field(default_factory=set)
+
+    @property
+    def role(self) -> Requester:
+        assert self.requester is not None
+        return self.requester
+
+    def prepare(self) -> None:
+        pass
+
+    def act(self, task: Task) -> bool:
+        if task.requester() != self.address:
+            return True  # not ours
+        status = task.status()
+        if status is Status.PENDING and not task.recruitment_closed():
+            if not task.get_events("SeedScheduled"):
+                self.role.open_recruitment(task)
+                self.log.info("task %s: recruitment opened", task.address[:10])
+        elif status is Status.RECRUITING:
+            workers, seats = len(task.workers()), sum(task.committee().values())
+            if self.min_workers and workers >= self.min_workers and seats >= max(1, self.min_seats):
+                self.role.close_recruitment(task)
+                self.log.info(
+                    "task %s: recruitment closed: %d workers, %d seats", task.address[:10], workers, seats
+                )
+        elif status is Status.PENDING:
+            self._start_round(task)
+        elif status is Status.REWARDING:
+            result = self.role.finalize_round(task)
+            self.log.info(
+                "task %s: finalized round %d: %s",
+                task.address[:10],
+                task.current_round(),
+                ", ".join(result.names()),
+            )
+        elif status is Status.TERMINATED:
+            self._save(task)
+            return True
+        self.advance_if_due(task, task.status())
+        return False
+
+    def latest_model(self, task: Task) -> tuple[int, State]:
+        """The newest consensus model (round, state); round 0 is the initial model."""
+        round_ = task.last_consensus_round()
+        if round_:
+            return round_, self.role.retrieve_model(task, round_)
+        return 0, initial_state(resolve_model(description_of(task).model), self.seed)
+
+    def _start_round(self, task: Task) -> None:
+        if self.validation is None:
+            raise ProtocolError("the requester agent needs a validation set to start rounds")
+        try:
+            round_, state = self.latest_model(task)
+        except ProtocolError as exc:
+            self.log.warning("task %s: %s; waiting", task.address[:10], exc)
+            return
+        result = self.role.start_round(task, state, self.validation)
+        self.log.info(
+            "task %s: started round %d from the model of round %d (gas %d)",
+            task.address[:10],
+            task.current_round(),
+            round_,
+            result.gas_used,
+        )
+
+    def _save(self, task: Task) -> None:
+        if self.out is None or task.address in self.saved:
+            return
+        round_, state = self.latest_model(task)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_name(self.out.name + ".part")
+        tmp.write_bytes(serialize(state))
+        tmp.replace(self.out)
+        self.saved.add(task.address)
+        self.log.info(
+            "task %s: model of round %d (digest %s) saved to %s",
+            task.address[:10],
+            round_,
+            model_digest(state).hex()[:16],
+            self.out,
+        )

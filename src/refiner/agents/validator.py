@@ -1,0 +1,135 @@
+"""The validator agent: claims the committee seats sortition gives it, evaluates, commits, reveals,
+settles rounds and claims its rewards (paper 2.3.3, 2.3.6–2.3.8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refiner.agents.base import Agent
+from refiner.chain import Status, Task
+from refiner.roles.validator import Evaluated, Validator, ValidatorBehaviour
+
+
+@dataclass
+class ValidatorAgent(Agent):
+    validator: Validator | None = None
+    #: Stake to bond when registering (wei).
+    stake: int = 0
+    #: Work evaluated but not revealed yet, by (task, round): a cache; after a restart it is rebuilt from
+    #: the commitment's memo and the store (`Validator.recover`).
+    work: dict[tuple[str, int], Evaluated] = field(default_factory=dict)
+    #: Tasks whose sortition this validator lost, and rounds settled (nothing more to claim).
+    not_selected: set[str] = field(default_factory=set)
+    settled: dict[str, set[int]] = field(default_factory=dict)
+
+    @property
+    def role(self) -> Validator:
+        assert self.validator is not None
+        return self.validator
+
+    def prepare(self) -> None:
+        if not self.registry.is_validator(self.address):
+            self.role.register(self.stake)
+            self.log.info("registered as a validator with a stake of %d wei", self.stake)
+
+    def act(self, task: Task) -> bool:
+        status = task.status()
+        if status is Status.RECRUITING:
+            self._sortition(task)
+        seated = self.address in task.committee()
+        if not seated:
+            self.advance_if_due(task, status)
+            return task.recruitment_closed() or status is Status.TERMINATED
+        round_ = task.current_round()
+        if status is Status.EVALUATING and task.ballot_of(round_, self.address) == bytes(32):
+            self._evaluate_and_commit(task, round_)
+        elif status is Status.REVEALING:
+            self._reveal(task, round_)
+        elif status is Status.REWARDING:
+            result = task.finalize_round(self.account)
+            self.log.info(
+                "task %s: finalized round %d: %s", task.address[:10], round_, ", ".join(result.names())
+            )
+        self._claim(task, task.current_round())
+        self.advance_if_due(task, task.status())
+        return task.status() is Status.TERMINATED and set(range(1, round_ + 1)) <= self.settled.get(
+            task.address, set()
+        )
+
+    def _sortition(self, task: Task) -> None:
+        if task.address in self.not_selected or self.address in task.committee():
+            return
+        seed_block = task.seed_block()
+        head = task.chain.w3.eth.block_number
+        if head - seed_block >= 256:
+            task.fix_seed(self.account)  # the seed block's hash aged out: schedule a new one
+            return
+        if task.sortition_seed() is None or head <= seed_block:
+            return  # the seed block is not mined yet
+        ticket = self.role.sortition(task)
+        if ticket.seats == 0:
+            self.not_selected.add(task.address)
+            self.log.info(
+                "task %s: not selected (stake %d of %d units)",
+                task.address[:10],
+                ticket.stake_units,
+                ticket.total_units,
+            )
+            return
+        task.claim_seat(self.account, ticket.proof, ticket.seats)
+        self.log.info("task %s: claimed %d committee seat(s)", task.address[:10], ticket.seats)
+
+    def _evaluate_and_commit(self, task: Task, round_: int) -> None:
+        work = None
+        if self.role.behaviour is not ValidatorBehaviour.COPYCAT:
+            self.log.info("task %s: evaluating round %d", task.address[:10], round_)
+            work = self.role.evaluate(task)
+            self.work[(task.address, round_)] = work
+            accepted = sum(1 for r in work.details.results if r["accepted"])
+            self.log.info(
+                "task %s: round %d: %d of %d updates qualified, aggregate accuracy %.4f",
+                task.address[:10],
+                round_,
+                accepted,
+                len(work.details.results),
+                work.details.accuracy / 1e6,
+            )
+        result = self.role.commit_manifest(task, work)
+        self.log.info("task %s: committed round %d (gas %d)", task.address[:10], round_, result.gas_used)
+
+    def _reveal(self, task: Task, round_: int) -> None:
+        if self.role.behaviour is not ValidatorBehaviour.HONEST:
+            return
+        if self.address in task.revealed_manifests(round_):
+            return
+        if task.ballot_of(round_, self.address) == bytes(32):
+            return  # did not commit in time: nothing to reveal
+        work = self.work.get((task.address, round_)) or self.role.recover(task, round_)
+        if work is None:
+            self.log.warning(
+                "task %s: cannot rebuild the manifest committed in round %d", task.address[:10], round_
+            )
+            return
+        result = self.role.reveal_manifest(task, work)
+        self.log.info(
+            "task %s: revealed round %d (gas %s)",
+            task.address[:10],
+            round_,
+            result.gas_used if result else "-",
+        )
+
+    def _claim(self, task: Task, current: int) -> None:
+        settled = self.settled.setdefault(task.address, set())
+        for round_ in range(1, current + 1):
+            if round_ in settled:
+                continue
+            info = task.round_info(round_)
+            if not info.finalized:
+                continue
+            if info.consensus_key == bytes(32):
+                settled.add(round_)
+                continue
+            wei = self.role.claim_reward(task, round_)
+            settled.add(round_)
+            self.work.pop((task.address, round_), None)
+            self.log.info("task %s: round %d validator reward: %d wei", task.address[:10], round_, wei)
