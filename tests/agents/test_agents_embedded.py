@@ -33,7 +33,8 @@ def test_agents_run_a_task_to_the_end_through_restarts(
     validation, shards = data
     chain = Chain.connect()
     store = DirectoryStore(tmp_path / "store")
-    accounts = {name: demo_account(f"agents-{name}") for name in ["admin", "req", "w0", "w1", "w2", "v0", "v1", "v2"]}
+    names = ["admin", "req", "w0", "w1", "w2", "v0", "v1", "v2"]
+    accounts = {name: demo_account(f"agents-{name}") for name in names}
     for a in accounts.values():
         chain.fund(a.address, 100 * ETH)
     registry = Administrator.deploy_registry(chain, accounts["admin"], min_stake=ETH, stake_unit=ETH)
@@ -65,7 +66,12 @@ def test_agents_run_a_task_to_the_end_through_restarts(
         agent.prepare()
     task = requester.create_task(config, description)
     boss = RequesterAgent(
-        accounts["req"], registry, requester=requester, validation=validation, min_workers=3, min_seats=3,
+        accounts["req"],
+        registry,
+        requester=requester,
+        validation=validation,
+        min_workers=3,
+        min_seats=3,
         out=tmp_path / "model.safetensors",
     )
     agents: list[Agent] = [boss, *workers, *validators]
@@ -79,7 +85,8 @@ def test_agents_run_a_task_to_the_end_through_restarts(
             chain.mine(2)  # the seed block
         if status is Status.REVEALING and task.round_info(task.current_round()).reveals == 2:
             chain.increase_time(61)  # the non-revealer makes everyone wait for the reveal deadline
-        if status is Status.REVEALING and not restarted and task.round_info(task.current_round()).reveals == 0:
+        reveals = task.round_info(task.current_round()).reveals
+        if status is Status.REVEALING and not restarted and reveals == 0:
             # a validator and a worker crash: their replacements know only the chain and the store
             agents[agents.index(validators[0])] = validator_agent(0)
             agents[agents.index(workers[1])] = worker_agent(1)
