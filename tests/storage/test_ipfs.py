@@ -24,7 +24,7 @@ from refiner.storage import (
     StorageError,
     open_store,
 )
-from refiner.storage.kubo_config import problems
+from refiner.storage.kubo_config import loopback_only, problems
 from refiner.storage.unixfs import CHUNK_SIZE, MAX_LINKS
 
 from .conftest import IpfsFactory
@@ -88,6 +88,17 @@ def test_config_is_loopback_only(node_a: IpfsStore) -> None:
     assert listeners and all(addr.startswith("/ip4/127.0.0.1/") for addr in listeners)
     assert config["Swarm"]["DisableNatPortMap"] is True
     assert all(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in node_a.listen_addresses())
+
+
+def test_config_listen_port() -> None:
+    config = loopback_only({"Addresses": {"Swarm": ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"]}}, 4101)
+    assert config["Addresses"]["Swarm"] == ["/ip4/127.0.0.1/tcp/4101"]
+    assert config["Addresses"]["API"] == config["Addresses"]["Gateway"] == "/ip4/127.0.0.1/tcp/0"
+    assert problems(config) == []
+    assert loopback_only(config)["Addresses"]["Swarm"] == ["/ip4/127.0.0.1/tcp/0"]
+    for bad in (-1, 65536, True, "4101"):
+        with pytest.raises(ValueError, match="listen port"):
+            loopback_only(config, bad)  # type: ignore[arg-type]
 
 
 def _inet_sockets_of_this_process() -> list[tuple[str, str, str]]:

