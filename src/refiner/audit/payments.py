@@ -1,0 +1,139 @@
+"""Payment checks: what each worker and validator was owed by the contract's formulas, what was paid, and
+whether the task's Ether adds up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+
+from refiner.audit.checks import conclude
+from refiner.audit.record import RoundRecord, TaskRecord
+from refiner.audit.report import Check, eth, short
+from refiner.roles.participant import ManifestDetails
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    account: str
+    role: str  # "worker" | "validator"
+    amount: int
+
+
+def entitlements(
+    rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | None
+) -> tuple[int, list[Entitlement], list[Entitlement] | None]:
+    """The validator unit and the exact wei the contract lets each payee claim in a consensus round,
+    rounding down as it does: a worker gets ⌊workerReward·c / Σc⌋, an agreeing validator
+    ⌊validatorReward / agreeing weight⌋ per seat. (The validator dust returns to the budget at finalization;
+    the workers' only once every payee has claimed, else with the unclaimed rewards.) Returns the unit,
+    the validators' and the workers' entitlements; the latter None if the round paid workers and its
+    consensus `details` are unavailable."""
+    weight = sum(rec.committee.get(rv.validator, 0) for rv in rr.agreeing)
+    unit = rec.config.validator_reward // weight if weight else 0
+    validators = [
+        Entitlement(rv.validator, "validator", unit * rec.committee.get(rv.validator, 0))
+        for rv in rr.agreeing
+    ]
+    total = rr.info.total_contribution
+    if rr.info.payees == 0 or total == 0:  # the contract returned the whole worker pool at finalization
+        return unit, validators, []
+    if details is None:
+        return unit, validators, None
+    reward = rec.config.worker_reward
+    paid = [r for r in details.tree().results if r.paid]
+    workers = [
+        Entitlement(to_checksum_address(r.worker), "worker", reward * r.contribution // total) for r in paid
+    ]
+    return unit, validators, workers
+
+
+def check_payments(rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | None) -> Check:
+    """Every RewardClaimed equals its entitlement, nobody else was paid, and the round's escrow balances:
+    escrowed = paid + returned to the budget + still held."""
+    info = rr.info
+    claims = [(to_checksum_address(e["account"]), int(e["amount"])) for e in rr.of("RewardClaimed")]
+    released = sum(int(e["amount"]) for e in rr.of("EscrowReleased"))
+    refunded = sum(int(e["refunded"]) for e in rr.of("NoConsensus"))
+    paid = sum(amount for _, amount in claims)
+    held = info.worker_escrow + info.validator_escrow
+    escrowed = sum(rr.pools)
+    problems: list[str] = []
+    if escrowed != paid + released + refunded + held:
+        problems.append(
+            f"escrow does not balance: {eth(escrowed)} escrowed ≠ {eth(paid)} paid + "
+            f"{eth(released + refunded)} returned + {eth(held)} held"
+        )
+    if not info.consensus:
+        if claims:
+            problems.append(f"{len(claims)} rewards paid in a round without consensus")
+        return conclude(
+            "payments", problems, f"no consensus: nobody paid, {eth(refunded)} returned to the budget"
+        )
+    unit, validators, workers = entitlements(rec, rr, details)
+    if info.validator_unit != unit:
+        problems.append(f"the contract's validator unit is {eth(info.validator_unit)}, not {eth(unit)}")
+    unchecked = [] if workers is not None else ["worker entitlements unknown without the consensus details"]
+    remaining = validators + (workers or [])
+    worker_claims = 0
+    for account, amount in claims:
+        match = next((e for e in remaining if e.account == account and e.amount == amount), None)
+        if match is not None:
+            remaining.remove(match)
+            worker_claims += match.role == "worker"
+            continue
+        expected = [e for e in remaining if e.account == account]
+        if expected:
+            problems.append(f"{short(account)} was paid {eth(amount)}, entitled to {eth(expected[0].amount)}")
+        elif workers is None and account in rr.submissions:
+            unchecked.append(f"{short(account)}'s {eth(amount)} unverified")
+        else:
+            problems.append(f"{short(account)} was paid {eth(amount)} without an entitlement")
+    if workers is not None and info.workers_paid != worker_claims:
+        problems.append(f"the contract counts {info.workers_paid} paid workers, the events {worker_claims}")
+    summary = f"{len(claims)} claims ({eth(paid)}) match their entitlements; {eth(released)} returned"
+    unclaimed = [e for e in remaining if e.amount > 0]
+    if unclaimed:
+        where = "still in escrow" if held else "returned to the budget"
+        who = ", ".join(f"{short(e.account)} {eth(e.amount)} ({e.role})" for e in unclaimed)
+        summary += f"; unclaimed ({where}): {who}"
+    return conclude("payments", problems, summary, unchecked)
+
+
+def check_ledger(rec: TaskRecord) -> Check:
+    """The task's Ether: balance = owed() = budget + every round's remaining escrow; the budget is what
+    the events say (deposits − withdrawals − escrowed + returned); and deposits = withdrawals + rewards
+    paid + owed (nothing created or lost). A surplus (Ether forced in without fund()) is owed to nobody
+    and only noted."""
+    task = rec.task
+    balance, owed, budget = task.balance(), task.owed(), task.budget()
+    rounds = rec.rounds.values()
+    escrow = sum(rr.info.worker_escrow + rr.info.validator_escrow for rr in rounds)
+    deposits = sum(int(e["amount"]) for e in rec.funded)
+    withdrawn = sum(int(e["amount"]) for e in rec.withdrawn)
+    escrowed = sum(sum(rr.pools) for rr in rounds)
+    returned = sum(int(e["amount"]) for rr in rounds for e in rr.of("EscrowReleased"))
+    returned += sum(int(e["refunded"]) for rr in rounds for e in rr.of("NoConsensus"))
+    paid = sum(int(e["amount"]) for rr in rounds for e in rr.of("RewardClaimed"))
+    problems: list[str] = []
+    if owed != budget + escrow:
+        problems.append(f"owed() {eth(owed)} ≠ budget {eth(budget)} + escrow {eth(escrow)}")
+    if budget != deposits - withdrawn - escrowed + returned:
+        problems.append(
+            f"budget {eth(budget)} ≠ {eth(deposits)} deposited − {eth(withdrawn)} withdrawn − "
+            f"{eth(escrowed)} escrowed + {eth(returned)} returned"
+        )
+    if deposits != withdrawn + paid + owed:
+        problems.append(
+            f"{eth(deposits)} deposited ≠ {eth(withdrawn)} withdrawn + {eth(paid)} paid + {eth(owed)} owed"
+        )
+    if balance < owed:
+        problems.append(f"the balance {eth(balance)} is {eth(owed - balance)} short of owed() {eth(owed)}")
+    summary = (
+        f"balance {eth(balance)} = owed: budget {eth(budget)} + escrow {eth(escrow)}; "
+        f"{eth(deposits)} deposited = {eth(withdrawn)} withdrawn + {eth(paid)} paid + owed"
+    )
+    if balance > owed:
+        summary = summary.replace(" = owed:", f" ≥ owed {eth(owed)}:", 1)
+        summary += f"; {eth(balance - owed)} surplus sent without fund() (owed to nobody)"
+    return conclude("ledger", problems, summary)
