@@ -100,6 +100,14 @@ class Agent(ABC):
                 # somebody else moved the task on between our read and our transaction: look again
                 self.log.info("task %s: %s; will look again", address[:10], _short(exc))
                 finished = False
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # one bad task (a peer's corrupt file, ...) must not stop the agent
+                self.log.warning(
+                    "task %s: %s: %s; will look again", address[:10], type(exc).__name__, _short(exc)
+                )
+                self.log.debug("details", exc_info=True)
+                finished = False
             done = done and finished
         return done and bool(self.tasks)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
 from web3.types import TxParams, TxReceipt, Wei
 
 from refiner.chain.build import Artifact
@@ -26,6 +27,8 @@ from refiner.chain.errors import ChainError, ContractRevert, decode_revert
 EMBEDDED = "embedded"
 _REVERTS = (ContractCustomError, ContractLogicError, TransactionFailed)
 EMBEDDED_GAS_LIMIT = 10_000_000
+#: Seconds a sent transaction may be unknown to the node before it counts as dropped.
+DROPPED_AFTER = 5.0
 
 
 @dataclass
@@ -118,11 +121,36 @@ class Chain:
         if self.kind == EMBEDDED:  # mined on send: one lookup instead of polling
             receipt = self.w3.eth.get_transaction_receipt(tx_hash)
         else:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+            receipt = self._wait_for_receipt(tx_hash)
         self.gas_used += int(receipt["gasUsed"])
         if receipt["status"] != 1:
             raise ChainError(f"transaction {tx_hash.hex()} reverted on chain (gas used {receipt['gasUsed']})")
         return receipt
+
+    def _wait_for_receipt(self, tx_hash: Any, timeout: float = 300.0, poll: float = 0.2) -> TxReceipt:
+        """Wait for the transaction to be mined. A transaction the node no longer knows (a restarted dev
+        node forgets its mempool) raises :class:`ChainError` after a few seconds instead of hanging: the
+        caller re-reads the state and decides again."""
+        deadline = time.monotonic() + timeout
+        unknown_since: float | None = None
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                pass
+            now = time.monotonic()
+            try:
+                self.w3.eth.get_transaction(tx_hash)
+                unknown_since = None
+            except TransactionNotFound:
+                unknown_since = unknown_since or now
+                if now - unknown_since > DROPPED_AFTER:
+                    raise ChainError(
+                        f"transaction {tx_hash.hex()} was dropped by the node before being mined"
+                    ) from None
+            if now > deadline:
+                raise ChainError(f"transaction {tx_hash.hex()} not mined within {timeout:g} s")
+            time.sleep(poll)
 
     # ------------------------------------------------------------------ dev-chain helpers
 

@@ -104,5 +104,23 @@ def build_contracts() -> None:
     raise typer.Exit(main())
 
 
+def _register() -> None:
+    from refiner.cli import agent_cmds, read_cmds, requester_cmds, setup_cmds
+
+    app.add_typer(setup_cmds.chain_app, name="chain")
+    app.add_typer(setup_cmds.account_app, name="account")
+    app.add_typer(setup_cmds.admin_app, name="admin")
+    app.add_typer(requester_cmds.app, name="requester")
+    app.add_typer(agent_cmds.worker_app, name="worker")
+    app.add_typer(agent_cmds.validator_app, name="validator")
+    app.add_typer(agent_cmds.storage_app, name="storage")
+    app.add_typer(read_cmds.task_app, name="task")
+    app.add_typer(read_cmds.data_app, name="data")
+    app.command("tasks")(read_cmds.tasks)
+    app.command("audit")(read_cmds.audit)
+
+
+_register()
+
 if __name__ == "__main__":
     app()
