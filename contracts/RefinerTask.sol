@@ -45,6 +45,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     uint64 public snapshotBlock;
     /// @notice The block whose hash, mixed with this task's address, is the sortition seed.
     uint64 public seedBlock;
+    /// @notice The block this task was deployed in: where readers start scanning its events.
+    uint64 public createdBlock;
     /// @notice The sortition seed (0 until fixed by {fixSeed} or the first {claimSeat}).
     uint256 public seed;
 
@@ -160,6 +162,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         requester = msg.sender;
         registry = registry_;
         _config = config_;
+        createdBlock = uint64(block.number);
         if (msg.value != 0) {
             budget = msg.value;
             emit Funded(msg.sender, msg.value, msg.value);

@@ -6,11 +6,14 @@ from collections.abc import Sequence
 
 from eth_abi import encode
 from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
+from web3.exceptions import Web3Exception
 
 from refiner.chain.build import load_artifact
 from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, Event, TxResult
+from refiner.chain.errors import ChainError
 from refiner.chain.types import Manifest, RoundInfo, Status, TaskConfig, WorkerResult, commitment
 from refiner.sortition.vrf import Proof
 
@@ -18,9 +21,17 @@ from refiner.sortition.vrf import Proof
 class Task(ContractWrapper):
     ARTIFACT = "RefinerTask"
 
-    def __init__(self, chain: Chain, address: str, from_block: int = 0) -> None:
-        super().__init__(chain, address, from_block)
+    def __init__(self, chain: Chain, address: str, from_block: int | None = None) -> None:
+        super().__init__(chain, address, 0)
         self._round_blocks: dict[int, int] = {}
+        # events are scanned from the deployment block (public nodes limit eth_getLogs ranges)
+        self.from_block = from_block if from_block is not None else self._created_block()
+
+    def _created_block(self) -> int:
+        try:
+            return int(self._call("createdBlock"))
+        except (Web3Exception, ChainError, ValueError, TransactionFailed):  # not a task: found out later
+            return 0
 
     @classmethod
     def deploy(
