@@ -77,6 +77,14 @@ def parse_wei(value: object) -> int:
     return _amount(value, _UNITS, "0.5 ether", "wei")
 
 
+def parse_address(value: str) -> str:
+    """A checksummed Ethereum address: 0x + 40 hex digits; a mixed-case one must have a valid checksum."""
+    mixed = value[2:] not in (value[2:].lower(), value[2:].upper())
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", value) or (mixed and not is_checksum_address(value)):
+        raise ValueError(f"not an Ethereum address (0x + 40 hex digits, mixed case = checksum): {value!r}")
+    return str(to_checksum_address(value))
+
+
 def parse_seconds(value: object) -> int:
     """A duration in seconds: an int or "45s", "10m", "2h", "1d", "1h30m" (a bare number is seconds)."""
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -234,14 +242,7 @@ class ClientSettings(BaseModel):
     @field_validator("registry")
     @classmethod
     def _registry_address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        mixed = value[2:] not in (value[2:].lower(), value[2:].upper())
-        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", value) or (mixed and not is_checksum_address(value)):
-            raise ValueError(
-                f"not an Ethereum address (0x + 40 hex digits, mixed case = checksum): {value!r}"
-            )
-        return to_checksum_address(value)
+        return None if value is None else parse_address(value)
 
     def merged(self, **overrides: Any) -> ClientSettings:
         """A copy where every non-None override (a CLI flag) replaces the file's value."""

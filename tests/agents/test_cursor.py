@@ -30,7 +30,9 @@ def test_logs_are_delivered_once_and_in_order(world: World) -> None:
     assert amounts(task, cursor.poll()) == [3]
 
 
-def test_a_reorganisation_redelivers_the_replaced_blocks(world: World, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_reorganisation_redelivers_the_replaced_blocks(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     task = new_task(world)
     cursor = BlockCursor(world.chain, [task.address], task.from_block)
     task.fund(world.requester, 1)

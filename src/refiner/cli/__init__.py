@@ -69,6 +69,7 @@ def committee(
     """Who sits on a task's committee, with what vote weight (seats won by VRF sortition) and stake."""
     from rich.console import Console
     from rich.table import Table
+    from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
     from refiner.chain import Chain, ChainError, Registry, Task
 
@@ -79,6 +80,8 @@ def committee(
         members = t.committee()
     except (ChainError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
+    except (BadFunctionCallOutput, ContractLogicError):
+        raise typer.BadParameter(f"no Refiner task at {task} on {chain}") from None
     cfg = t.config()
     table = Table(title=f"Committee of {t.address}: τ = {cfg.committee_size}, {sum(members.values())} seats")
     for col in ("validator", "seats (vote weight)", "stake (wei)"):

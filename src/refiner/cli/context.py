@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -15,10 +15,12 @@ from typing import Annotated, NoReturn
 import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from rich.markup import escape
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
-from refiner.chain import Chain, ChainError, Registry
+from refiner.chain import Chain, ChainError, Registry, Task
 from refiner.chain.accounts import KeystoreError, load_keystore
-from refiner.config import ClientSettings, ConfigError, load_settings
+from refiner.config import ClientSettings, ConfigError, load_settings, parse_address
 from refiner.storage import StorageError, Store, open_store
 
 ConfigOpt = Annotated[
@@ -40,7 +42,8 @@ out = Console(highlight=False, width=140)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    # the message is text, not markup ("[task]" must show); soft wrap: one line per line, at any width
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,6 +54,8 @@ def user_errors() -> Iterator[None]:
         yield
     except (ConfigError, ChainError, KeystoreError, StorageError, ValueError, OSError) as exc:
         fail(str(exc))
+    except (BadFunctionCallOutput, ContractLogicError) as exc:  # a read from a contract that is not ours
+        fail(f"a contract call failed: is the address a Refiner contract on this chain? ({exc})")
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Ctx:
     _chain: Chain | None = field(default=None, init=False)
     _store: Store | None = field(default=None, init=False)
     _account: LocalAccount | None = field(default=None, init=False)
+    _registry: Registry | None = field(default=None, init=False)
 
     @classmethod
     def load(
@@ -106,10 +112,29 @@ class Ctx:
 
     @property
     def registry(self) -> Registry:
-        address = self.settings.registry
-        if not address:
-            fail("no registry: pass --registry ADDRESS (printed by `refiner admin deploy-registry`)")
-        return Registry(self.chain, address)
+        if self._registry is None:
+            address = self.settings.registry
+            if not address:
+                fail("no registry: pass --registry ADDRESS (printed by `refiner admin deploy-registry`)")
+            registry = Registry(self.chain, address)
+            self._probe(registry.owner, registry.address, "registry")
+            self._registry = registry
+        return self._registry
+
+    def task(self, address: str) -> Task:
+        """The task contract at `address`, checked to be one before anything is sent to it (a transfer
+        to an address without code succeeds, and the Ether is lost)."""
+        with user_errors():
+            task = Task(self.chain, parse_address(address))
+        self._probe(task.registry, task.address, "task")
+        return task
+
+    def _probe(self, read: Callable[[], object], address: str, what: str) -> None:
+        with user_errors():
+            try:
+                read()
+            except (BadFunctionCallOutput, ContractLogicError):
+                fail(f"no Refiner {what} at {address} on {self.settings.chain}")
 
     def close(self) -> None:
         if self._store is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from refiner.cli.context import (
@@ -45,7 +46,8 @@ def tasks(config: ConfigOpt = None, chain: ChainOpt = None, registry: RegistryOp
                 f"{sum(t.committee().values())} (τ={cfg.committee_size})",
                 str(t.budget()),
             )
-    out.print(table)
+    # whole addresses (what the other commands take): the table is wider than `out`'s 140 columns
+    Console(highlight=False, width=200).print(table)
 
 
 @task_app.command("show")
@@ -57,12 +59,11 @@ def task_show(
     """Configuration, phase and deadline, money, members and every round's outcome."""
     from datetime import UTC, datetime
 
-    from refiner.chain import Task
     from refiner.chain.types import from_fixed
 
     ctx = Ctx.load(config, chain)
     with user_errors():
-        t = Task(ctx.chain, task)
+        t = ctx.task(task)
         cfg, status, round_ = t.config(), t.status(), t.current_round()
         deadline = t.deadline()
         out.print(f"[bold]task[/] {t.address}  requester {t.requester()}")

@@ -77,11 +77,9 @@ def _simple(name: str, method: str, doc: str) -> None:
         keystore: KeystoreOpt = None,
         registry: RegistryOpt = None,
     ) -> None:
-        from refiner.chain import Task
-
         ctx = Ctx.load(config, chain, keystore=keystore, registry=registry)
         with user_errors():
-            t = Task(ctx.chain, task)
+            t = ctx.task(task)
             result = getattr(t, method)(ctx.account)
         out.print(f"{name}: {', '.join(result.names())} (gas {result.gas_used})")
 
@@ -103,12 +101,11 @@ def fund(
     keystore: KeystoreOpt = None,
 ) -> None:
     """Add to the task's budget (rewards are escrowed from it when a round starts)."""
-    from refiner.chain import Task
     from refiner.config import parse_wei
 
     ctx = Ctx.load(config, chain, keystore=keystore)
     with user_errors():
-        t = Task(ctx.chain, task)
+        t = ctx.task(task)
         t.fund(ctx.account, parse_wei(amount))
         out.print(f"budget: {t.budget()} wei")
 
@@ -118,11 +115,9 @@ def withdraw(
     task: TaskArg, config: ConfigOpt = None, chain: ChainOpt = None, keystore: KeystoreOpt = None
 ) -> None:
     """Take back the whole unspent budget (never the escrow of a round in flight)."""
-    from refiner.chain import Task
-
     ctx = Ctx.load(config, chain, keystore=keystore)
     with user_errors():
-        t = Task(ctx.chain, task)
+        t = ctx.task(task)
         amount = t.budget()
         if not amount:
             fail("the budget is empty")
@@ -144,12 +139,11 @@ def start_round(
     """Start the next round from the latest consensus model (the initial model in round 1), escrowing
     the round's rewards (topping the budget up from the account if needed)."""
     from refiner.agents import RequesterAgent
-    from refiner.chain import Task
 
     ctx = Ctx.load(config, chain, storage, keystore, registry)
     agent = RequesterAgent(ctx.account, ctx.registry, requester=_requester(ctx), seed=seed)
     with user_errors():
-        t = Task(ctx.chain, task)
+        t = ctx.task(task)
         round_, state = agent.latest_model(t)
         result = agent.role.start_round(t, state, _load_dataset(validation))
     out.print(f"round {t.current_round()} started from the model of round {round_} (gas {result.gas_used})")
@@ -168,12 +162,11 @@ def retrieve_model(
     registry: RegistryOpt = None,
 ) -> None:
     """Fetch and decrypt a round's consensus model, check its digest, write it as safetensors."""
-    from refiner.chain import Task
     from refiner.fl.models import model_digest, serialize
 
     ctx = Ctx.load(config, chain, storage, keystore, registry)
     with user_errors():
-        t = Task(ctx.chain, task)
+        t = ctx.task(task)
         r = round_ or t.last_consensus_round()
         if not r:
             fail("no round of this task has reached consensus yet")
@@ -227,3 +220,11 @@ def _run_agent(agent: Agent, exit_when_done: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     agent.log.info("%s running as %s", type(agent).__name__, agent.address)
     agent.run(stop, exit_when_done=exit_when_done)
+
+
+@app.command("status")
+def status(task: TaskArg, config: ConfigOpt = None, chain: ChainOpt = None) -> None:
+    """The task's phase, money, members and rounds (the same as `refiner task show`)."""
+    from refiner.cli.read_cmds import task_show
+
+    task_show(task, config, chain)

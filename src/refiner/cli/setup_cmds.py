@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from refiner.cli.context import ChainOpt, ConfigOpt, Ctx, KeystoreOpt, fail, out, password, user_errors
-from refiner.config import parse_seconds, parse_wei
+from refiner.config import parse_address, parse_seconds, parse_wei
 
 chain_app = typer.Typer(help="A local dev chain (anvil) for trying Refiner; any JSON-RPC node works too.")
 account_app = typer.Typer(help="Encrypted keys: every participant acts with its own Ethereum account.")
@@ -56,7 +56,7 @@ def chain_fund(
     """Give an account Ether from a dev chain's unlocked faucet account (anvil or embedded only)."""
     ctx = Ctx.load(config, chain)
     with user_errors():
-        wei = parse_wei(amount)
+        wei, address = parse_wei(amount), parse_address(address)
         ctx.chain.fund(address, wei)
         balance = ctx.chain.w3.eth.get_balance(ctx.chain.w3.to_checksum_address(address))
     out.print(f"{address} now holds {balance} wei")
