@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+VENDOR := build/web/vendor
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup contracts demo test lint typecheck clean
 
-setup: $(PY_STAMP) $(NPM_STAMP) contracts
+setup: $(PY_STAMP) $(NPM_STAMP) contracts $(VENDOR)/chart.umd.min.js
 
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +26,19 @@ $(NPM_STAMP): package.json package-lock.json
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -c 'import sys; from refiner.chain.build import main; sys.exit(main())'
 
+# Front-end assets come from pinned npm packages, copied next to the build (never from a CDN).
+$(VENDOR)/chart.umd.min.js: $(NPM_STAMP)
+	mkdir -p $(VENDOR)
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 demo: setup
 	$(PY) -m refiner demo
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
 	$(PY) -m pytest

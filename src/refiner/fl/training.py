@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +42,11 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 
 
 def train_local(
-    model_fn: ModelFn, global_state: Mapping[str, torch.Tensor], data: Dataset, cfg: TrainingConfig
+    model_fn: ModelFn,
+    global_state: Mapping[str, torch.Tensor],
+    data: Dataset,
+    cfg: TrainingConfig,
+    progress: Callable[[int, int], None] | None = None,
 ) -> State:
     """Start from ``global_state`` and run ``cfg.epochs`` epochs of mini-batch SGD on ``data``.
 
@@ -50,7 +54,8 @@ def train_local(
     epoch is added to its last batch). The sample order (and any randomness inside the model, e.g.
     dropout) comes from ``cfg.seed`` only, so a run is reproducible on the same machine and thread
     count; the global RNG is not touched.
-    Torch's thread count is left as the caller configured it.
+    Torch's thread count is left as the caller configured it. ``progress(done, total)`` is called after
+    every batch (for progress bars).
     """
     if len(data) == 0:
         raise ValueError("cannot train on an empty dataset")
@@ -64,6 +69,8 @@ def train_local(
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
         g = torch.Generator().manual_seed(cfg.seed)
         n = len(data)
+        total = cfg.epochs * len(_batches(torch.arange(n), cfg.batch_size))
+        done = 0
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=g)
             for idx in _batches(order, cfg.batch_size):
@@ -74,6 +81,9 @@ def train_local(
                     loss = loss + 0.5 * cfg.mu * prox.sum()
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     return clone_state(model.state_dict())
 
 

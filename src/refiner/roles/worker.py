@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,7 +41,7 @@ class Worker(Participant):
     def sign_up(self, task: Task) -> TxResult:
         return task.sign_up(self.account)
 
-    def train(self, task: Task) -> State:
+    def train(self, task: Task, progress: Callable[[int, int], None] | None = None) -> State:
         """Fetch and decrypt this round's global model and update it on the local data (paper 2.3.5)."""
         round_ = task.current_round()
         description = description_of(task)
@@ -64,7 +65,7 @@ class Worker(Participant):
             mu=task.config().mu,
             seed=self.seed + round_,
         )
-        return train_local(factory, global_state, self.data, config)
+        return train_local(factory, global_state, self.data, config, progress)
 
     def submit_training_results(self, task: Task, state: State) -> TxResult:
         """Share the local model with the committee (and the requester, for audits) and publish its handles

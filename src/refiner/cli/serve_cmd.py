@@ -1,0 +1,42 @@
+"""`refiner serve`: the web interface."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from refiner.cli.context import fail, out
+
+
+def serve(
+    demo: Annotated[
+        bool, typer.Option(help="host the demo's participants in the server (embedded chain)")
+    ] = False,
+    host: Annotated[
+        str, typer.Option(help="interface to bind (loopback unless you mean otherwise)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="demo workers")] = 5,
+    validators: Annotated[
+        int, typer.Option(help="demo validators (stakes 1–2.5 ETH; τ is set per task)")
+    ] = 10,
+    shard: Annotated[int, typer.Option(help="MNIST images per demo worker")] = 3000,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo keeps its store")] = None,
+) -> None:
+    """Serve the panels (task configuration and management, task board, training, evaluation, results,
+    try the model) and their JSON API; open the printed URL in a browser."""
+    import uvicorn
+
+    from refiner.web.api import create_app
+    from refiner.web.host import Host
+
+    if not demo:
+        fail("only --demo is supported for now: the server hosts the demo's participants")
+    directory = out_dir or Path(tempfile.mkdtemp(prefix="refiner-serve-"))
+    out.print(f"setting up the demo: registry, 1 requester, {workers} workers, {validators} validators…")
+    app = create_app(Host.build_demo(directory, workers=workers, validators=validators, shard=shard))
+    out.print(f"Refiner is at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops it")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,92 @@
+"""Auto mode: the hosted participants run as agents in a background thread (the panels update live)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
+from refiner.chain import Status, Task
+from refiner.web.host import Host
+
+log = logging.getLogger("refiner.web.auto")
+
+
+class AutoPilot:
+    """Ticks every hosted participant's agent in turn until stopped. The second worker trains on its
+    shuffled-label data, as in the paper's demo."""
+
+    def __init__(self, host: Host, interval: float = 0.3) -> None:
+        self.host, self.interval = host, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        registry = host.registry
+        workers = list(host.workers.values())
+        self.agents: list[Agent] = []
+        for i, worker in enumerate(workers):
+            data = host.bad_data[worker.address] if i == 1 else worker.data
+            role = replace(worker, data=data)
+            self.agents.append(WorkerAgent(worker.account, registry, poll_interval=0, worker=role, log=log))
+        self.validator_agents = [
+            ValidatorAgent(v.account, registry, poll_interval=0, validator=v, log=log)
+            for v in host.validators.values()
+        ]
+        self.agents += self.validator_agents
+        self.agents += [
+            RequesterAgent(
+                r.account, registry, poll_interval=0, requester=r, validation=host.validation, log=log
+            )
+            for r in host.requester.values()
+        ]
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="refiner-auto", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+
+    def _loop(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        while not self._stop.is_set():
+            for agent in self.agents:
+                if self._stop.is_set():
+                    return
+                try:
+                    agent.tick()
+                except Exception as exc:  # one participant's trouble must not stop the others
+                    log.warning("%s: %s: %s", agent.address[:10], type(exc).__name__, exc)
+            self._close_recruitment_when_everyone_acted()
+            self._stop.wait(self.interval)
+
+    def _close_recruitment_when_everyone_acted(self) -> None:
+        """On the demo's chain: mine the seed block, and close recruitment once every hosted worker signed
+        up (or the task is full) and every hosted validator has drawn its sortition."""
+        for address in self.host.requester:
+            for e in self.host.registry.get_events("TaskRegistered", requester=address):
+                task = Task(self.host.chain, e["task"])
+                if task.status() is not Status.RECRUITING:
+                    continue
+                if self.host.chain.kind == "embedded" and task.sortition_seed() is None:
+                    self.host.chain.mine(1)
+                    continue
+                workers, cfg = task.workers(), task.config()
+                full = len(workers) >= cfg.max_workers or all(w in workers for w in self.host.workers)
+                committee = task.committee()
+                drawn = all(
+                    a.address in committee or task.address in a.not_selected for a in self.validator_agents
+                )
+                if full and drawn and committee:
+                    self.host.requester[address].close_recruitment(task)

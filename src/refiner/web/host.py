@@ -1,0 +1,166 @@
+"""The participants a `refiner serve` process hosts: their keys, the chain and store they share, the
+data each may use, and background jobs (training, evaluation) with progress.
+
+With ``--demo`` everything is built in-process as in the paper's demo: an embedded chain, a directory
+store, a registry, one requester, five workers (each with a good dataset and a shuffled-label copy of
+it) and a pool of validators with different stakes. The embedded EVM is not thread-safe, so every
+JSON-RPC request goes through one lock (training and evaluation run outside it, in parallel).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from eth_account.signers.local import LocalAccount
+
+from refiner.chain import Chain, Registry, demo_account
+from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
+from refiner.fl.models import State
+from refiner.roles import Administrator, Requester, Validator, Worker
+from refiner.roles.validator import Evaluated
+from refiner.storage import DirectoryStore, Store
+
+ETH = 10**18
+Role = Literal["requester", "worker", "validator"]
+
+
+@dataclass
+class HostedAccount:
+    label: str
+    role: Role
+    account: LocalAccount
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+
+@dataclass
+class Job:
+    """A long action (training, evaluation) running in a thread; the UI polls its progress."""
+
+    id: str
+    kind: str
+    account: str
+    task: str
+    state: Literal["running", "done", "failed"] = "running"
+    progress: float = 0.0
+    message: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Host:
+    chain: Chain
+    store: Store
+    registry: Registry
+    accounts: dict[str, HostedAccount]
+    requester: dict[str, Requester]
+    workers: dict[str, Worker]
+    bad_data: dict[str, Dataset]
+    validators: dict[str, Validator]
+    validation: Dataset
+    test: Dataset
+    demo: bool = True
+    jobs: dict[str, Job] = field(default_factory=dict)
+    #: A validator's evaluated work per (validator, task, round), until revealed.
+    work: dict[tuple[str, str, int], Evaluated] = field(default_factory=dict)
+    #: Consensus models and their test accuracy per (task, round).
+    models: dict[tuple[str, int], tuple[State, float]] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @classmethod
+    def build_demo(
+        cls, out: Path, workers: int = 5, validators: int = 10, shard: int = 3000, seed: int = 0
+    ) -> Host:
+        """The paper's demo cast on an embedded chain (5 workers, 10 validators with stakes 1–2.5 ETH)."""
+        chain = Chain.connect()
+        _serialise_requests(chain)
+        store = DirectoryStore(out / "store")
+        admin = demo_account("serve-admin")
+        cast: dict[str, HostedAccount] = {}
+        requester_account = demo_account("serve-requester")
+        cast[requester_account.address] = HostedAccount("requester", "requester", requester_account)
+        for i in range(workers):
+            a = demo_account(f"serve-worker-{i}")
+            cast[a.address] = HostedAccount(f"worker {i + 1}", "worker", a)
+        for i in range(validators):
+            a = demo_account(f"serve-validator-{i}")
+            cast[a.address] = HostedAccount(f"validator {i + 1}", "validator", a)
+        for a in [admin, *(h.account for h in cast.values())]:
+            chain.fund(a.address, 1_000 * ETH)
+        registry = Administrator.deploy_registry(chain, admin, min_stake=ETH, stake_unit=ETH // 10)
+        train, test = load_mnist()
+        validation, shards = split_mnist(train, [shard] * workers, validation_size=2000, seed=seed)
+        host = cls(
+            chain=chain,
+            store=store,
+            registry=registry,
+            accounts=cast,
+            requester={requester_account.address: Requester(requester_account, chain, store, registry)},
+            workers={},
+            bad_data={},
+            validators={},
+            validation=validation,
+            test=test,
+        )
+        worker_cast = [h for h in cast.values() if h.role == "worker"]
+        for i, (h, data) in enumerate(zip(worker_cast, shards, strict=True)):
+            worker = Worker(h.account, chain, store, registry, data=data, seed=seed * 1000 + i)
+            worker.register()
+            host.workers[h.address] = worker
+            host.bad_data[h.address] = shuffle_labels(data, seed=seed + i)
+        for i, h in enumerate(h for h in cast.values() if h.role == "validator"):
+            validator = Validator(h.account, chain, store, registry)
+            validator.register(ETH + (i % 4) * ETH // 2)
+            host.validators[h.address] = validator
+        return host
+
+    def requester_role(self, task: Any) -> Requester:
+        """The task's requester if hosted here, else any hosted participant (to read stored manifests)."""
+        if task.requester() in self.requester:
+            return self.requester[task.requester()]
+        return next(iter(self.requester.values()))
+
+    def hosted(self, address: str) -> HostedAccount:
+        for known, hosted in self.accounts.items():
+            if known.lower() == address.lower():
+                return hosted
+        raise LookupError(f"this server holds no key for {address}")
+
+    def start_job(self, kind: str, account: str, task: str, work: Callable[[Job], dict[str, Any]]) -> Job:
+        busy = [j for j in self.jobs.values() if j.account == account and j.state == "running"]
+        if busy:
+            raise RuntimeError(f"{account} is already busy with {busy[0].kind}")
+        job = Job(uuid.uuid4().hex[:12], kind, account, task)
+        self.jobs[job.id] = job
+
+        def run() -> None:
+            torch.set_num_threads(1)
+            try:
+                job.result = work(job)
+                job.progress, job.state = 1.0, "done"
+            except Exception as exc:  # reported to the UI; the server carries on
+                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+
+        threading.Thread(target=run, name=f"job-{kind}-{job.id}", daemon=True).start()
+        return job
+
+
+def _serialise_requests(chain: Chain) -> None:
+    """Let one request at a time into the (not thread-safe) embedded EVM."""
+    provider: Any = chain.w3.provider
+    lock = threading.RLock()
+    inner = provider.make_request
+
+    def make_request(method: Any, params: Any) -> Any:
+        with lock:
+            return inner(method, params)
+
+    provider.make_request = make_request

@@ -1,0 +1,161 @@
+"""The JSON the web API speaks (pydantic models; FastAPI publishes them in its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from refiner.config import TaskSection
+
+Address = str
+BUILTIN_MODELS = ("small_cnn", "mnist_cnn", "logistic")
+
+
+class AccountOut(BaseModel):
+    address: Address
+    label: str
+    role: Literal["requester", "worker", "validator"]
+    balance_wei: str
+
+
+class SessionOut(BaseModel):
+    demo: bool
+    mode: Literal["manual", "auto"]
+    registry: Address
+    accounts: list[AccountOut]
+
+
+class ModeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["manual", "auto"]
+
+
+class AsAccount(BaseModel):
+    """Who acts: one of the accounts this server holds keys for."""
+
+    model_config = ConfigDict(extra="forbid")
+    account: Address = Field(min_length=42, max_length=42, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class CreateTaskIn(AsAccount):
+    settings: TaskSection
+
+    @field_validator("settings")
+    @classmethod
+    def _builtin_model(cls, settings: TaskSection) -> TaskSection:
+        # a web request must not make the server import a module of its choosing
+        if settings.model not in BUILTIN_MODELS:
+            raise ValueError(f"model must be one of {', '.join(BUILTIN_MODELS)} here")
+        return settings
+
+
+class FundIn(AsAccount):
+    amount: str | int = Field(description="e.g. '1 ether', '2000 gwei', or an integer of wei")
+
+
+class TrainIn(AsAccount):
+    dataset: Literal["good", "bad"] = "good"
+
+
+class ClaimIn(AsAccount):
+    round: int = Field(ge=1, le=2**32 - 1)
+
+
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pixels: list[float] = Field(min_length=784, max_length=784, description="28×28 grey levels in [0, 1]")
+    task: Address | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class PredictOut(BaseModel):
+    task: Address | None
+    round: int
+    prediction: int
+    probabilities: list[float]
+
+
+class DigitOut(BaseModel):
+    index: int
+    label: int
+    pixels: list[float]
+
+
+class TaskSummary(BaseModel):
+    address: Address
+    requester: Address
+    status: str
+    round: int
+    max_rounds: int
+    workers: int
+    max_workers: int
+    seats: int
+    committee_size: int
+    budget_wei: str
+
+
+class MemberOut(BaseModel):
+    address: Address
+    label: str
+    weight: int
+
+
+class RoundOut(BaseModel):
+    round: int
+    submissions: int
+    commits: int
+    reveals: int
+    finalized: bool
+    consensus: bool | None
+    validation_accuracy: float | None
+    test_accuracy: float | None
+    accepted: list[Address]
+    rejected: list[Address]
+    contributions: dict[Address, int]
+    worker_payouts_wei: dict[Address, str]
+    validator_payouts_wei: dict[Address, str]
+    agreeing: list[Address]
+    disagreeing: list[Address]
+    gas_used: int
+
+
+class TaskDetail(TaskSummary):
+    deadline: int
+    now: int
+    escrow_wei: str
+    owed_wei: str
+    balance_wei: str
+    config: dict[str, Any]
+    members: list[Address]
+    committee: list[MemberOut]
+    rounds: list[RoundOut]
+
+
+class ActionOut(BaseModel):
+    ok: bool = True
+    message: str
+    gas_used: int | None = None
+    events: list[str] = []
+    job: str | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    account: Address
+    task: Address
+    state: Literal["running", "done", "failed"]
+    progress: float
+    message: str
+    result: dict[str, Any]
+
+
+class RewardOut(BaseModel):
+    task: Address
+    round: int
+    amount_wei: str
+
+
+class AccountDetail(AccountOut):
+    rewards: list[RewardOut]
+    tasks: list[Address]
