@@ -6,6 +6,8 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 VENDOR := build/web/vendor
 CHROMIUM := /usr/bin/chromium
+SLITHER_VENV := build/slither-venv
+SLITHER_STAMP := $(SLITHER_VENV)/.installed
 
 .PHONY: setup contracts demo test lint typecheck clean
 
@@ -35,10 +37,17 @@ $(VENDOR)/chart.umd.min.js: $(NPM_STAMP)
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Slither (tests/contracts/test_slither.py) gets a venv of its own: slither-analyzer (0.10.4 to 0.11.6) requires
+# web3<8, the project pins web3 8. It compiles through tools/solc (solcjs); solc-select never downloads.
+$(SLITHER_STAMP): Makefile
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/pip install --quiet slither-analyzer==0.11.6 crytic-compile==0.4.2
+	touch $@
+
 demo: setup
 	$(PY) -m refiner demo
 
-test: setup $(CHROMIUM)
+test: setup $(CHROMIUM) $(SLITHER_STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
 	$(PY) -m pytest
