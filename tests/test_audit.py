@@ -98,7 +98,13 @@ def honest(mnist: Data, tmp_path_factory: pytest.TempPathFactory) -> Simulation:
 
 
 def test_an_honest_task_passes_with_the_requester_key(honest: Simulation) -> None:
-    audit = audit_task(honest.chain, honest.store, honest.task.address, requester=honest.requester.account)
+    audit = audit_task(
+        honest.chain,
+        honest.store,
+        honest.task.address,
+        requester=honest.requester.account,
+        evaluator=honest.committee[0].account,
+    )
     assert [r.round for r in audit.rounds] == [1, 2, 3, 4]
     silent = next(v for v in honest.validators if v.behaviour is VN)
     shuffled = honest.workers[2]
@@ -130,14 +136,21 @@ def test_without_the_requester_key_consensus_rounds_are_incomplete(honest: Simul
         expected: dict[str, bool | None] = dict.fromkeys(ROUND_CHECKS, True)
         expected.update(evaluation=None, aggregate=None)
         assert marks(audit, r) == expected
-        assert "requester's key" in audit.round(r).check("evaluation").detail
+        assert "committee member's key" in audit.round(r).check("evaluation").detail
+        assert "requester's key" in audit.round(r).check("aggregate").detail
         assert audit.round(r).verdict is Verdict.INCOMPLETE
     assert audit.round(3).verdict is Verdict.PASS
     assert exit_code(audit) == 0
 
 
 def test_the_rendering_has_a_table_per_round_and_its_verdict(honest: Simulation) -> None:
-    audit = audit_task(honest.chain, honest.store, honest.task.address, requester=honest.requester.account)
+    audit = audit_task(
+        honest.chain,
+        honest.store,
+        honest.task.address,
+        requester=honest.requester.account,
+        evaluator=honest.committee[0].account,
+    )
     console = Console(record=True, width=240)
     console.print(render(audit))
     text = console.export_text()
@@ -241,7 +254,13 @@ def test_a_colluding_majority_is_caught_only_by_re_running_the_evaluation(
     shuffled = sim.workers[2].address
     assert sim.task.submission_of(1, shuffled)[1]  # the shuffled worker was paid
 
-    audit = audit_task(sim.chain, sim.store, sim.task.address, requester=sim.requester.account)
+    audit = audit_task(
+        sim.chain,
+        sim.store,
+        sim.task.address,
+        requester=sim.requester.account,
+        evaluator=sim.committee[0].account,
+    )
     expected: dict[str, bool | None] = dict.fromkeys(ROUND_CHECKS, True)
     expected["evaluation"] = False
     assert marks(audit, 1) == expected, audit.round(1).checks
@@ -275,7 +294,13 @@ def point_to_other_details(sim: Simulation, work: Evaluated) -> Evaluated:
 def test_details_that_do_not_rebuild_the_manifest_fail(mnist: Data, tmp_path: Path) -> None:
     sim = deploy(mnist, tmp_path / "store", [VH, VH, VH], rounds=1, label="audit-details")
     run_round_with_forgers(sim, mnist[0], forgers=3, forge=point_to_other_details)
-    audit = audit_task(sim.chain, sim.store, sim.task.address, requester=sim.requester.account)
+    audit = audit_task(
+        sim.chain,
+        sim.store,
+        sim.task.address,
+        requester=sim.requester.account,
+        evaluator=sim.committee[0].account,
+    )
     details = audit.round(1).check("details")
     assert details.ok is False
     assert details.detail.count("do not rebuild the manifest's results_root") == 3
@@ -298,7 +323,13 @@ def test_details_missing_from_the_store_leave_the_round_incomplete(mnist: Data, 
     paths[0].unlink()
     paths[1].unlink()
     paths[2].write_bytes(b"{}")  # the store's copy is corrupt
-    audit = audit_task(sim.chain, store, sim.task.address, requester=sim.requester.account)
+    audit = audit_task(
+        sim.chain,
+        store,
+        sim.task.address,
+        requester=sim.requester.account,
+        evaluator=sim.committee[0].account,
+    )
     details = audit.round(1).check("details")
     assert details.ok is None
     assert details.detail.count("not in the store") == 2 and "copy is corrupt" in details.detail
@@ -311,3 +342,15 @@ def test_details_missing_from_the_store_leave_the_round_incomplete(mnist: Data, 
         "aggregate": None,  # its key envelope is named in the details
     }
     assert audit.round(1).verdict is Verdict.INCOMPLETE and exit_code(audit) == 0
+
+
+def test_the_re_run_needs_a_committee_member_and_the_requester_cannot_read_updates(
+    honest: Simulation,
+) -> None:
+    chain, store, task = honest.chain, honest.store, honest.task.address
+    with pytest.raises(AuditError, match="not a committee member"):
+        audit_task(chain, store, task, evaluator=honest.workers[0].account)
+    audit = audit_task(chain, store, task, requester=honest.requester.account)
+    assert audit.round(1).check("aggregate").ok is True
+    assert audit.round(1).check("evaluation").ok is None
+    assert audit.round(1).verdict is Verdict.INCOMPLETE

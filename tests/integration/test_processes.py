@@ -6,7 +6,8 @@ One scenario, two rounds of the small CNN, covering the failures the agents must
 - the node is stopped and restarted (state persisted) between rounds: every agent backs off and carries on;
 - the requester is killed for good right after starting round 2 (once the storage hub holds its files):
   round 2 still completes and pays everybody;
-then `refiner audit` with the requester's key passes every round and the model can still be retrieved.
+then `refiner audit` with the requester's and a validator's keys passes every round and the model can
+still be retrieved.
 """
 
 from __future__ import annotations
@@ -262,10 +263,10 @@ def test_a_task_runs_across_processes_through_crashes_and_a_node_restart(tmp_pat
         assert any("retrying in" in p.text() for p in [*workers, *validators])  # they saw the node go away
         assert task.balance() == task.owed()
 
-        # anyone can audit; with the requester's key the evaluation is re-run too
-        report = run_cli(
-            ["audit", task_address, "--storage", storage("auditor"), *requester_key], env, timeout=300
-        )
+        # anyone can audit; the requester's key opens the aggregates, a committee member's re-runs evaluation
+        evaluator = ["--evaluator-keystore", str(keys / "validator-0.json")]
+        audit = ["audit", task_address, "--storage", storage("auditor"), *requester_key, *evaluator]
+        report = run_cli(audit, env, timeout=300)
         assert report.count("PASS") >= 2 and "FAIL" not in report, report
         model = tmp_path / "retrieved.safetensors"
         run_cli(

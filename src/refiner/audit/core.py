@@ -20,7 +20,8 @@ from refiner.fl.contribution import ContributionMeasure
 from refiner.roles.participant import ManifestDetails
 from refiner.storage import Store
 
-NEEDS_KEY = "needs the requester's key: only the requester can decrypt the round's inputs and models"
+NEEDS_KEY = "needs the requester's key: the aggregates are encrypted to the requester"
+NEEDS_EVALUATOR = "needs a committee member's key: workers encrypt their updates to the committee only"
 
 
 def audit_task(
@@ -30,15 +31,18 @@ def audit_task(
     *,
     rounds: Sequence[int] | None = None,
     requester: LocalAccount | None = None,
+    evaluator: LocalAccount | None = None,
     measure: ContributionMeasure | None = None,
 ) -> TaskAudit:
     """Audit `task` from its events and the manifests in `store`: every round (or only `rounds`) gets a
-    verdict, and the task its Ether ledger. With the `requester`'s key the committee's evaluation is
-    re-run with `measure` (the validators' default, leave-one-out, unless given) and the consensus
-    aggregate decrypted; without it those checks stay unchecked and a consensus round is INCOMPLETE.
+    verdict, and the task its Ether ledger. With the `requester`'s key the consensus aggregates are
+    decrypted and their digests checked; with a committee member's key (`evaluator`: workers encrypt
+    their updates to the committee only) the committee's evaluation is re-run with `measure` (the
+    validators' default, leave-one-out, unless given). Checks without the key they need stay unchecked
+    and a consensus round is then INCOMPLETE.
 
     Raises AuditError if `task` is not a Refiner task on `chain`, a round does not exist, or `requester`
-    is not the task's requester."""
+    is not the task's requester, or `evaluator` is not on its committee."""
     try:
         contract = Task(chain, task)
         code = bytes(chain.w3.eth.get_code(contract.address))
@@ -61,9 +65,15 @@ def audit_task(
         raise AuditError(
             f"round {missing[0]} does not exist: task {contract.address} has {len(record.rounds)}"
         )
-    audits = [_audit_round(record, record.rounds[r], store, requester, measure) for r in wanted]
+    if evaluator is not None and evaluator.address not in contract.committee():
+        raise AuditError(
+            f"the evaluator key is {evaluator.address}'s, not a committee member's: workers encrypt their "
+            "updates to the committee only"
+        )
+    audits = [_audit_round(record, record.rounds[r], store, requester, evaluator, measure) for r in wanted]
     checks = [_check_code(code), check_ledger(record)]
-    return TaskAudit(contract.address, contract.status(), audits, checks, requester is not None)
+    keys = requester is not None and evaluator is not None
+    return TaskAudit(contract.address, contract.status(), audits, checks, keys)
 
 
 def _check_code(code: bytes) -> Check:
@@ -81,6 +91,7 @@ def _audit_round(
     rr: RoundRecord,
     store: Store,
     requester: LocalAccount | None,
+    evaluator: LocalAccount | None,
     measure: ContributionMeasure | None,
 ) -> RoundAudit:
     checks = [check_commitments(rec, rr)]
@@ -93,9 +104,12 @@ def _audit_round(
         checks.append(found)
     checks.append(check_payments(rec, rr, details))
     if rr.info.consensus:  # without consensus nothing was paid for, so there is no evaluation to check
-        if requester is None:
-            checks += [Check("evaluation", None, NEEDS_KEY), Check("aggregate", None, NEEDS_KEY)]
+        if evaluator is None:
+            checks.append(Check("evaluation", None, NEEDS_EVALUATOR))
         else:
-            checks.append(check_evaluation(rec, rr, store, requester, measure, details))
+            checks.append(check_evaluation(rec, rr, store, evaluator, measure, details))
+        if requester is None:
+            checks.append(Check("aggregate", None, NEEDS_KEY))
+        else:
             checks.append(check_aggregate(rec, rr, store, requester))
     return RoundAudit(rr.round, verdict_of(checks), checks)

@@ -28,7 +28,7 @@ def _table(title: str, checks: list[Check]) -> Table:
 
 
 def render(audit: TaskAudit) -> RenderableType:
-    key = "with the requester's key" if audit.with_requester else "without the requester's key"
+    key = "with the requester's and a committee member's keys" if audit.with_requester else "without all keys"
     parts: list[RenderableType] = [
         Text(f"Audit of task {audit.task} ({audit.status.name}), {key}", style="bold")
     ]

@@ -1,6 +1,6 @@
-"""Checks that need the requester's key: it is a recipient of the round's global model, its validation
-set, every worker's update and every validator's aggregate, so it can re-run the committee's evaluation
-and compare it with the consensus manifest the contract paid by."""
+"""Checks that need keys: a committee member's opens the round's global model, its validation set and
+every worker's update, so the committee's evaluation can be re-run and compared with the consensus
+manifest the contract paid by; the requester's opens every validator's aggregate."""
 
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ def replay(
     rec: TaskRecord,
     rr: RoundRecord,
     store: Store,
-    requester: LocalAccount,
+    reader: LocalAccount,
     measure: ContributionMeasure | None,
 ) -> tuple[Manifest, ResultsTree]:
-    """Re-run the validators' evaluation of round `rr` as the requester: the manifest (handles empty) and
-    results tree an honest validator would have revealed. Raises Unreadable if it cannot be reproduced."""
+    """Re-run the validators' evaluation of round `rr` with a committee member's key (`reader`): the
+    manifest (handles empty) and results tree an honest validator would have revealed. Raises Unreadable
+    if it cannot be reproduced."""
     task, r = rec.task, rr.round
+    requester = task.requester()
     started = rr.started
     if started is None:
         raise Unreadable("the round has no RoundStarted event")
@@ -49,8 +51,8 @@ def replay(
                 store,
                 Handle.from_bytes(started["modelHandle"]),
                 Handle.from_bytes(started["modelKeysHandle"]),
-                Context(task.address, r, requester.address, "model"),
-                requester,
+                Context(task.address, r, requester, "model"),
+                reader,
                 max_bytes=spec.max_bytes,
             ),
             spec,
@@ -60,14 +62,12 @@ def replay(
                 store,
                 Handle.from_bytes(started["validationHandle"]),
                 Handle.from_bytes(started["validationKeysHandle"]),
-                Context(task.address, r, requester.address, "validation"),
-                requester,
+                Context(task.address, r, requester, "validation"),
+                reader,
             )
         )
     except NotARecipient:
-        raise Unreadable(
-            "the requester is not a recipient of the round's inputs (an older client?)"
-        ) from None
+        raise Unreadable(f"{short(reader.address)} is not a recipient of the round's inputs") from None
     except (*_REJECTED, StorageError) as exc:
         raise Unreadable(f"the round's model or validation set cannot be read: {exc}") from None
     updates = []
@@ -80,12 +80,14 @@ def replay(
                 Handle.from_bytes(e["modelHandle"]),
                 Handle.from_bytes(e["keysHandle"]),
                 Context(task.address, r, worker, "update"),
-                requester,
+                reader,
                 max_bytes=spec.max_bytes,
             )
             updates.append((worker, deserialize(data, spec), samples))
         except NotARecipient:
-            raise Unreadable(f"the requester is not a recipient of {short(worker)}'s update") from None
+            raise Unreadable(
+                f"{short(reader.address)} is not a recipient of {short(worker)}'s update"
+            ) from None
         except _REJECTED:
             rejected.append(WorkerResult(worker, False, samples, 0))  # as a validator does
         except StorageError as exc:
@@ -120,7 +122,7 @@ def check_evaluation(
     rec: TaskRecord,
     rr: RoundRecord,
     store: Store,
-    requester: LocalAccount,
+    evaluator: LocalAccount,
     measure: ContributionMeasure | None,
     details: ManifestDetails | None,
 ) -> Check:
@@ -128,7 +130,7 @@ def check_evaluation(
     if not rr.agreeing:
         return Check("evaluation", None, "nobody revealed the consensus manifest")
     try:
-        mine, tree = replay(rec, rr, store, requester, measure)
+        mine, tree = replay(rec, rr, store, evaluator, measure)
     except Unreadable as exc:
         return Check("evaluation", None, f"cannot re-run the evaluation: {exc}")
     theirs = rr.agreeing[0].manifest

@@ -52,7 +52,7 @@ class TaskAudit:
     #: Task-wide checks (the Ether ledger), independent of any one round.
     checks: list[Check] = field(default_factory=list)
     #: Whether the requester's key was given (so the evaluation could be re-run).
-    with_requester: bool = False
+    with_requester: bool = False  # both keys given: the requester's and a committee member's
 
     def round(self, number: int) -> RoundAudit:
         for r in self.rounds:

@@ -18,6 +18,7 @@ from refiner.cli.context import (
     StorageOpt,
     fail,
     out,
+    password,
     user_errors,
 )
 
@@ -114,17 +115,33 @@ def audit(
     chain: ChainOpt = None,
     storage: StorageOpt = None,
     keystore: KeystoreOpt = None,
+    evaluator_keystore: Annotated[
+        Path | None,
+        typer.Option(help="a committee member's keystore: re-runs each round's evaluation (same password)"),
+    ] = None,
 ) -> None:
     """Check a task's record: reveals against commitments, the consensus, the manifests' details and every
-    payment; with the requester's --keystore also re-run each round's evaluation. Exit code 1 on a FAIL."""
+    payment; with the requester's --keystore also decrypt the aggregates, with a committee member's
+    --evaluator-keystore also re-run each round's evaluation. Exit code 1 on a FAIL."""
     from refiner.audit import AuditError, audit_task, exit_code, render
+    from refiner.chain.accounts import load_keystore
 
     ctx = Ctx.load(config, chain, storage, keystore)
     requester = ctx.account if ctx.settings.keystore else None
     with user_errors():
+        evaluator = (
+            load_keystore(evaluator_keystore, password(ctx.settings.password_env))
+            if evaluator_keystore
+            else None
+        )
         try:
             report = audit_task(
-                ctx.chain, ctx.store, task, rounds=[round_] if round_ else None, requester=requester
+                ctx.chain,
+                ctx.store,
+                task,
+                rounds=[round_] if round_ else None,
+                requester=requester,
+                evaluator=evaluator,
             )
         except AuditError as exc:
             fail(str(exc))

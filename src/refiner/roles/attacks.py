@@ -1,0 +1,89 @@
+"""What a dishonest worker does to its data or to its update before submitting it (the adversary study).
+
+Every function is pure and deterministic: it takes the model the round started from (``global_state``)
+and, where the attack needs one, the worker's honestly trained local model (``local_state``), and
+returns the state the worker submits. Only floating-point tensors are touched; integer buffers (e.g. a
+BatchNorm's ``num_batches_tracked``) are copied from the global model, so the result always passes the
+receiver's model-spec validation (names, shapes, dtypes, finite values) and has to be judged on its
+merits by the committee.
+
+| attack | what is submitted |
+|---|---|
+| targeted label flip | honest training on data whose ``source`` labels were replaced by ``target`` |
+| random weights | Gaussian noise N(0, σ²) in place of every weight: no training at all |
+| sign flip | ``w_g − (w_l − w_g)``: the honest update reversed |
+| scaled update | ``w_g + k·(w_l − w_g)``: the honest update amplified (model replacement / boosting) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from refiner.fl.data import Dataset
+from refiner.fl.models import State
+
+StateLike = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AttackParameters:
+    """The knobs of the worker attacks (defaults as in the adversary tests)."""
+
+    #: targeted label flip: every sample labelled `flip_source` is relabelled `flip_target`
+    flip_source: int = 7
+    flip_target: int = 1
+    #: random weights: standard deviation of the Gaussian noise that replaces the update
+    noise_std: float = 1.0
+    #: scaled update: w_g + k·(w_l − w_g)
+    scale: float = 10.0
+    #: data-size inflation: the sample count claimed on chain is this multiple of the real one
+    inflation: int = 10
+
+    def __post_init__(self) -> None:
+        if self.flip_source == self.flip_target or min(self.flip_source, self.flip_target) < 0:
+            raise ValueError(f"a label flip needs two different labels, got {self}")
+        if not self.noise_std > 0 or self.inflation < 1:
+            raise ValueError(f"invalid attack parameters {self}")
+
+
+def flip_labels(ds: Dataset, source: int, target: int) -> Dataset:
+    """A targeted label flip (a backdoor-style poisoning): the same images, with every ``source`` label
+    replaced by ``target`` (e.g. all 7s labelled 1); all other labels untouched."""
+    y = torch.where(ds.y == source, torch.tensor(target, dtype=ds.y.dtype), ds.y)
+    return Dataset(ds.x, y.contiguous())
+
+
+def _map_floats(global_state: StateLike, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> State:
+    out: State = {}
+    for name in sorted(global_state):
+        g = global_state[name].detach().to("cpu")
+        out[name] = (fn(name, g).to(g.dtype) if g.is_floating_point() else g.clone()).contiguous()
+    return out
+
+
+def random_weights(global_state: StateLike, std: float, seed: int) -> State:
+    """Gaussian noise N(0, std²) of the model's shapes in place of an update (nothing was trained)."""
+    gen = torch.Generator().manual_seed(seed)
+    return _map_floats(
+        global_state, lambda _, g: torch.randn(g.shape, generator=gen, dtype=torch.float64) * std
+    )
+
+
+def scale_update(global_state: StateLike, local_state: StateLike, k: float) -> State:
+    """``w_g + k·(w_l − w_g)``: the local update multiplied by ``k`` (k = 1 is the honest update,
+    k = −1 the sign flip, k > 1 boosting)."""
+    return _map_floats(
+        global_state,
+        lambda name, g: (
+            g.to(torch.float64)
+            + k * (local_state[name].detach().to("cpu", torch.float64) - g.to(torch.float64))
+        ),
+    )
+
+
+def sign_flip(global_state: StateLike, local_state: StateLike) -> State:
+    """``w_g − (w_l − w_g)``: the honest update reversed, so that it pushes the model uphill."""
+    return scale_update(global_state, local_state, -1.0)
