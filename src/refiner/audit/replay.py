@@ -11,7 +11,7 @@ from refiner.audit.checks import Unreadable, conclude
 from refiner.audit.record import RoundRecord, TaskRecord
 from refiner.audit.report import Check, short, unavailable
 from refiner.chain import Manifest, ResultsTree, WorkerResult
-from refiner.fl.contribution import ContributionMeasure
+from refiner.fl.contribution import ContributionMeasure, measure_for
 from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.roles.participant import ManifestDetails, ProtocolError, description_of, load_details, model_of
@@ -93,8 +93,9 @@ def replay(
         except StorageError as exc:
             raise Unreadable(f"{short(worker)}'s update: {unavailable(exc)}") from None
     try:
+        chosen = measure or measure_for(description_of(task))  # the measure the task asks validators for
         evaluation = evaluate_round(
-            factory, global_state, updates, validation, rec.config.epsilon, measure=measure
+            factory, global_state, updates, validation, rec.config.epsilon, measure=chosen
         )
     except ValueError as exc:  # e.g. an empty validation set: no validator could have evaluated either
         raise Unreadable(f"the evaluation does not run: {exc}") from None

@@ -15,12 +15,18 @@ where ``n`` still counts worker j's samples. We deliberately differ in two ways:
 With a single qualified worker, ``w^{-j}`` is an average of nothing. The natural counterfactual is
 that the round changes nothing, i.e. the global model of the round stays: ``c_j = L(D; w_global) −
 L(D; w)``, the worker's whole improvement on the model it started from (which may be negative).
+
+Leave-one-out gives two workers that submit the same (or nearly the same) update ≈ 0 each: without
+either one the other still provides it. :class:`refiner.fl.shapley.GtgShapley` (Shapley values over
+reconstructed coalition models) shares that value between them instead; a task chooses its measure
+in its description (``contribution``), see :func:`measure_for`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, get_args
 
 import torch
 
@@ -30,6 +36,8 @@ from refiner.fl.evaluation import evaluate_many
 from refiner.fl.models import ModelFn
 
 StateLike = Mapping[str, torch.Tensor]
+MeasureName = Literal["leave-one-out", "gtg-shapley"]
+MEASURES: tuple[str, ...] = get_args(MeasureName)
 
 
 class ContributionMeasure(ABC):
@@ -91,3 +99,21 @@ class LeaveOneOut(ContributionMeasure):
 
     def __repr__(self) -> str:
         return "LeaveOneOut()"
+
+
+class _Describes(Protocol):
+    @property
+    def contribution(self) -> str: ...
+
+
+def measure_for(description: _Describes | str) -> ContributionMeasure:
+    """The contribution measure a task asks for: its description's ``contribution`` field (or the
+    name itself), ``"leave-one-out"`` or ``"gtg-shapley"`` (with :class:`GtgShapley`'s defaults)."""
+    name = description if isinstance(description, str) else description.contribution
+    if name == "leave-one-out":
+        return LeaveOneOut()
+    if name == "gtg-shapley":
+        from refiner.fl.shapley import GtgShapley  # shapley imports this module
+
+        return GtgShapley()
+    raise ValueError(f"unknown contribution measure {name!r}: use one of {list(MEASURES)}")

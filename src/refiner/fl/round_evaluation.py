@@ -6,6 +6,10 @@ machines, thread counts or summation orders was measured at ≤ 3e-8, so honest 
 the same cell unless a value falls within ~3e-8 of a cell boundary (a few in a thousand across
 different hardware; never between thread counts on one machine). Accuracy is ``correct·ONE // n``
 (exact). A worker qualifies iff its quantised loss ≤ ε in ppm.
+
+Contributions come from the task's measure (:func:`refiner.fl.contribution.measure_for`): leave-one-out
+by default, or GTG-Shapley (:mod:`refiner.fl.shapley`), which quantises every coalition's loss on the
+same grid before it takes any decision and returns values already on the grid.
 """
 
 from __future__ import annotations

@@ -4,14 +4,21 @@ The contract keeps the description as free text; Refiner writes a JSON document 
 participant the data format, the model architecture (so that everyone can validate weights against the
 same spec), the local-training hyper-parameters, and the requester's public key (to which validators
 encrypt their aggregated models). Anybody can check that key against the task's requester address.
+It also names the contribution measure the validators use (``contribution``; leave-one-out unless
+the description says otherwise, so descriptions written before the field existed keep their meaning).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from eth_utils import keccak, to_checksum_address
+
+Contribution = Literal["leave-one-out", "gtg-shapley"]  # = refiner.fl.contribution.MeasureName
+CONTRIBUTIONS: tuple[str, ...] = get_args(Contribution)
+DEFAULT_CONTRIBUTION: Contribution = "leave-one-out"
 
 
 class DescriptionError(ValueError):
@@ -27,9 +34,19 @@ class TaskDescription:
     batch_size: int = 32
     lr: float = 0.1
     max_model_bytes: int = 64 << 20
+    contribution: Contribution = DEFAULT_CONTRIBUTION  # how validators score workers
+
+    def __post_init__(self) -> None:
+        if self.contribution not in CONTRIBUTIONS:
+            raise DescriptionError(
+                f"unknown contribution measure {self.contribution!r}: use one of {list(CONTRIBUTIONS)}"
+            )
 
     def to_json(self) -> str:
-        return json.dumps({"refiner": 1, **asdict(self)}, sort_keys=True, separators=(",", ":"))
+        body = asdict(self)
+        if body["contribution"] == DEFAULT_CONTRIBUTION:
+            del body["contribution"]  # the default stays implicit: such descriptions read as before
+        return json.dumps({"refiner": 1, **body}, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> TaskDescription:
