@@ -61,6 +61,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
     error InvalidPublicKey(uint256 length);
     error InvalidVrfKey();
     error VrfKeyTaken(address owner);
+    error ZeroSortition();
     error InvalidStakeUnit();
     error PublicKeyNotOfSender(address keyAddress, address sender);
     error AlreadyRegistered(address account);
@@ -93,6 +94,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
         bytes32 taskCodehash
     ) Ownable(admin) {
         if (stakeUnit_ == 0) revert InvalidStakeUnit();
+        if (sortition_ == address(0)) revert ZeroSortition();
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
         stakeUnit = stakeUnit_;

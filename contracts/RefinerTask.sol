@@ -138,6 +138,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     error NothingToRelease();
     error AmountExceedsBudget(uint256 amount, uint256 budget);
     error ZeroAmount();
+    error InvalidHandle(uint256 length);
+    error ZeroAddress();
 
     modifier onlyRequester() {
         if (msg.sender != requester) revert NotRequester(msg.sender);
@@ -158,6 +160,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     /// @param registry_ The Refiner registry the task will be listed in.
     /// @param config_ The task's configuration, fixed for its lifetime (see {TaskTypes-Config}).
     constructor(address registry_, TaskTypes.Config memory config_) payable {
+        if (registry_ == address(0)) revert ZeroAddress();
         TaskTypes.validate(config_);
         requester = msg.sender;
         registry = registry_;
@@ -224,6 +227,10 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         bytes calldata validationKeysHandle
     ) external payable onlyRequester inStatus(TaskTypes.Status.PENDING) {
         if (!recruitmentClosed) revert RecruitmentNotClosed();
+        _checkHandle(modelHandle);
+        _checkHandle(modelKeysHandle);
+        _checkHandle(validationHandle);
+        _checkHandle(validationKeysHandle);
         if (_workers.length == 0) revert NoWorkers();
         if (_committee.length == 0) revert NoCommittee();
         uint256 available = budget + msg.value;
@@ -333,6 +340,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     {
         if (!signedUp[msg.sender]) revert NotSignedUp(msg.sender);
         if (samples == 0) revert ZeroSamples();
+        _checkHandle(modelHandle);
+        _checkHandle(keysHandle);
         uint32 round = currentRound;
         if (_submissions[round][msg.sender] != 0) revert AlreadySubmitted(msg.sender);
         _submissions[round][msg.sender] = samples;
@@ -416,6 +425,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         if (r.revealedSeats & bit != 0) revert AlreadyRevealed(msg.sender);
         bytes32 commitment = _ballots[round][msg.sender];
         if (commitment == bytes32(0)) revert NotCommitted(msg.sender);
+        _checkHandle(manifest.aggregateHandle);
+        _checkHandle(manifest.detailsHandle);
         if (commitmentOf(round, msg.sender, manifest.hash(), salt) != commitment) revert CommitmentMismatch();
         bytes32 key = manifest.voteKey();
         _ballots[round][msg.sender] = key;
@@ -527,6 +538,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         r.validatorEscrow = 0;
         budget += amount;
         emit EscrowReleased(round, amount);
+    }
+
+    /// @dev Handles are only stored and emitted, never read on chain; bounding them keeps events readable.
+    function _checkHandle(bytes calldata handle) private pure {
+        if (!TaskTypes.isHandle(handle)) revert InvalidHandle(handle.length);
     }
 
     // ------------------------------------------------------------------ views

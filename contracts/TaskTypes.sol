@@ -90,6 +90,11 @@ library TaskTypes {
     }
 
     uint32 internal constant ONE = 1_000_000;
+    /// @notice Longest any phase may last: deadlines are `block.timestamp + duration` in uint64, so an
+    /// unbounded duration could overflow and freeze the task (and its committee's stakes) in a phase.
+    uint64 internal constant MAX_DURATION = 10 * 365 days;
+    /// @notice Longest handle (a content identifier) accepted on chain: a CIDv0 is 34 bytes, a CIDv1 36.
+    uint256 internal constant MAX_HANDLE = 64;
 
     error InvalidConfig(string reason);
 
@@ -108,6 +113,16 @@ library TaskTypes {
         {
             revert InvalidConfig("every duration must be > 0");
         }
+        if (
+            d.recruitment > MAX_DURATION || d.training > MAX_DURATION || d.evaluation > MAX_DURATION
+                || d.reveal > MAX_DURATION || d.idle > MAX_DURATION || d.claim > MAX_DURATION
+        ) revert InvalidConfig("a duration exceeds 10 years");
+        if (c.workerReward > type(uint256).max - c.validatorReward) revert InvalidConfig("rewards overflow");
+    }
+
+    /// @notice Whether `handle` can name stored content: non-empty and at most {MAX_HANDLE} bytes.
+    function isHandle(bytes calldata handle) internal pure returns (bool) {
+        return handle.length != 0 && handle.length <= MAX_HANDLE;
     }
 
     /// @notice Hash of a whole manifest, handles included: what a commitment binds.

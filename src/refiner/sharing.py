@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from refiner import safejson
+
 ENVELOPE_VERSION = 1
 NONCE_BYTES = 12
 #: Largest key envelope accepted from storage (1,000 recipients fit easily).
@@ -113,17 +115,25 @@ def make_envelope(key: bytes, context: Context, recipients: Mapping[str, bytes])
 def open_envelope(envelope: bytes, context: Context, account: LocalAccount) -> bytes:
     """The payload key from an envelope, for `account`."""
     try:
-        body = json.loads(envelope)
+        body = safejson.loads(envelope, "key envelope")
         keys = body["keys"]
         bound = body["context"]
     except (ValueError, KeyError, TypeError):
         raise SharingError("key envelope is not a Refiner envelope") from None
+    if not isinstance(keys, dict):
+        raise SharingError("key envelope is malformed: its keys are not a mapping")
     if bound != json.loads(context.associated_data()):
         raise SharingError(f"key envelope is for {bound}, not {context}")
     wrapped = keys.get(to_checksum_address(account.address))
     if wrapped is None:
         raise NotARecipient(f"{account.address} is not a recipient of this {context.kind}")
-    return unwrap_key(bytes.fromhex(wrapped), account)
+    if not isinstance(wrapped, str):
+        raise SharingError("key envelope is malformed: a wrapped key is not hex text")
+    try:
+        raw = bytes.fromhex(wrapped)
+    except ValueError:
+        raise SharingError("key envelope is malformed: a wrapped key is not hex text") from None
+    return unwrap_key(raw, account)
 
 
 def share(

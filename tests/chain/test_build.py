@@ -304,7 +304,7 @@ ROUND_TRIP_CONFIGS = {
         epsilon=0.000001,
         aggregation=Aggregation.FedProx,
         mu=0.01,
-        durations=Durations(recruitment=1, training=2, evaluation=3, reveal=4, idle=5, claim=2**64 - 1),
+        durations=Durations(recruitment=1, training=2, evaluation=3, reveal=4, idle=5, claim=315_360_000),
     ),
     "fedavg-defaults": TaskConfig(description="x", worker_reward=0, validator_reward=0, target_accuracy=1.0),
 }
@@ -344,8 +344,8 @@ def test_manifest_hashes_and_commitment_match_the_contract(world: World) -> None
         payees=2**32 - 1,
         accuracy=987_654,
         model_digest=keccak(b"model"),
-        aggregate_handle=handle("aggregate") * 3 + b"\x00tail",
-        details_handle=b"",
+        aggregate_handle=handle("aggregate") + b"\x00tail",  # up to 64 bytes are accepted
+        details_handle=b"\x00",
     )
     twin = replace(manifest, details_handle=handle("other details"))
     assert twin.vote_key() == manifest.vote_key()

@@ -566,7 +566,12 @@ class MoneyMachine(RuleBasedStateMachine):
                 for i, (w, n) in enumerate(sorted(rm.submitters.items()))
             ]
             tree = ResultsTree(results)
-            m = tree.manifest(acc, hashlib.sha256(f"model-{choice}-{variant}".encode()).digest())
+            m = tree.manifest(
+                acc,
+                hashlib.sha256(f"model-{choice}-{variant}".encode()).digest(),
+                handle("agg"),
+                handle("det"),
+            )
             if variant == "payees+1":
                 m = replace(m, payees=m.payees + 1)
             elif variant == "half_total":

@@ -53,7 +53,7 @@ def test_training_deadline_with_missing_workers(world: World) -> None:
         task.submit_training_results(workers[2], handle("late"), handle("late-keys"), 5)
     # the round goes on with the two who submitted
     tree = results_tree(workers[:2], samples=[100, 200], contributions=[1, 3])
-    manifest = tree.manifest(500_000, b"\x02" * 32)
+    manifest = tree.manifest(500_000, b"\x02" * 32, handle("agg"), handle("det"))
     commit_all(task, validators, [manifest] * 3)
     reveal_all(task, validators, [manifest] * 3)
     task.finalize_round(world.outsider)
@@ -68,7 +68,7 @@ def test_non_revealing_validator_still_lets_the_majority_settle(world: World) ->
     workers, validators = recruit(world, task, n_workers=2, n_validators=3)
     start_round(world, task)
     submit_all(task, workers)
-    manifest = results_tree(workers).manifest(500_000, b"\x03" * 32)
+    manifest = results_tree(workers).manifest(500_000, b"\x03" * 32, handle("agg"), handle("det"))
     commit_all(task, validators, [manifest] * 3)
     reveal_all(task, validators[:2], [manifest] * 2)  # the third never reveals
     assert task.status() == Status.REVEALING
@@ -106,7 +106,7 @@ def test_split_committee_pays_nobody_and_refunds_the_round(world: World) -> None
     start_round(world, task)
     submit_all(task, workers)
     tree = results_tree(workers)
-    m = tree.manifest(500_000, b"\x04" * 32)
+    m = tree.manifest(500_000, b"\x04" * 32, handle("agg"), handle("det"))
     manifests = [m, m, replace(m, accuracy=1), replace(m, accuracy=2)]  # 2 of 4 is not a majority
     commit_all(task, validators, manifests)
     reveal_all(task, validators, manifests)
@@ -127,7 +127,7 @@ def test_requester_who_disappears_after_starting_a_round_still_pays(world: World
     # from here on the requester does nothing; the outsider drives the phases
     submit_all(task, workers)
     tree = results_tree(workers, contributions=[1, 1])
-    m = tree.manifest(500_000, b"\x05" * 32)
+    m = tree.manifest(500_000, b"\x05" * 32, handle("agg"), handle("det"))
     commit_all(task, validators, [m] * 3)
     reveal_all(task, validators, [m] * 3)
     task.finalize_round(world.outsider)

@@ -10,6 +10,7 @@ from tests.helpers import (
     WORKER_REWARD,
     World,
     commit_all,
+    handle,
     new_task,
     play_round,
     recruit,
@@ -38,7 +39,7 @@ def test_statuses_follow_the_paper(world: World) -> None:
     submit_all(task, workers)  # the last submission ends TRAINING
     seen.append(task.status())
     tree = results_tree(workers)
-    manifest = tree.manifest(900_000, b"\x07" * 32)
+    manifest = tree.manifest(900_000, b"\x07" * 32, handle("agg"), handle("det"))
     commit_all(task, validators, [manifest] * 3)
     seen.append(task.status())
     reveal_all(task, validators, [manifest] * 3)
@@ -94,8 +95,8 @@ def test_votes_and_validator_rewards_are_weighted_by_seats(world: World) -> None
 
     start_round(world, task)
     submit_all(task, workers)
-    honest = results_tree(workers).manifest(900_000, b"\x09" * 32)
-    other = results_tree(workers).manifest(800_000, b"\x0a" * 32)
+    honest = results_tree(workers).manifest(900_000, b"\x09" * 32, handle("agg"), handle("det"))
+    other = results_tree(workers).manifest(800_000, b"\x0a" * 32, handle("agg"), handle("det"))
     commit_all(task, [small, middle, large], [other, other, honest])
     reveal_all(task, [small, middle, large], [other, other, honest])
     fin = task.finalize_round(world.outsider)

@@ -350,7 +350,7 @@ def test_advance_refusals(world: World) -> None:
     task.close_recruitment(world.requester)
     start_round(world, task)
     submit_all(task, workers)
-    m = results_tree(workers).manifest(1, b"\x01" * 32)
+    m = results_tree(workers).manifest(1, b"\x01" * 32, handle("agg"), handle("det"))
     commit_all(task, validators, [m])
     reveal_all(task, validators, [m])
     assert task.status() == Status.REWARDING

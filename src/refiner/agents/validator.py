@@ -98,8 +98,8 @@ class ValidatorAgent(Agent):
         self.log.info("task %s: committed round %d (gas %d)", task.address[:10], round_, result.gas_used)
 
     def _reveal(self, task: Task, round_: int) -> None:
-        if self.role.behaviour is not ValidatorBehaviour.HONEST:
-            return
+        if self.role.behaviour in (ValidatorBehaviour.NON_REVEALER, ValidatorBehaviour.COPYCAT):
+            return  # by design: silent, or holding a commitment it cannot open
         if self.address in task.revealed_manifests(round_):
             return
         if task.ballot_of(round_, self.address) == bytes(32):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import struct
 import sys
 from collections.abc import Callable, Mapping
@@ -19,6 +18,8 @@ import safetensors
 import safetensors.torch
 import torch
 from torch import nn
+
+from refiner import safejson
 
 State = dict[str, torch.Tensor]
 ModelFn = Callable[[], nn.Module]
@@ -226,8 +227,8 @@ def _parse_header(data: bytes) -> dict[str, object]:
             f"model file truncated or corrupt: header claims {hlen} bytes, file has {len(data) - 8} after it"
         )
     try:
-        header = json.loads(data[8 : 8 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = safejson.loads(data[8 : 8 + hlen].decode("utf-8"), "the safetensors header")
+    except (UnicodeDecodeError, ValueError) as e:
         raise ModelValidationError(f"model file corrupt: safetensors header is not valid JSON ({e})") from e
     if not isinstance(header, dict):
         raise ModelValidationError("model file corrupt: safetensors header is not a JSON object")

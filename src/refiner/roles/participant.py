@@ -9,6 +9,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
+from refiner import safejson
 from refiner.chain import Manifest, Registry, ResultsTree, Task, WorkerResult
 from refiner.chain.connection import Chain
 from refiner.fl.models import ModelSpec, resolve_model, spec_of
@@ -115,7 +116,7 @@ class ManifestDetails:
     @classmethod
     def from_bytes(cls, data: bytes) -> ManifestDetails:
         try:
-            return cls(**json.loads(data))
+            return cls(**safejson.loads(data, "manifest details"))
         except (ValueError, TypeError) as exc:
             raise ProtocolError(f"stored manifest details are malformed: {exc}") from None
 

@@ -1,16 +1,43 @@
 """The validator (paper 2.1, 2.3.6): evaluates every update, aggregates the qualified ones, measures
-contributions, and commit-reveals a manifest."""
+contributions, and commit-reveals a manifest.
+
+Besides the honest validator, the behaviours of the adversary study (each a committee member's own
+choice; what the contract makes of it is in ``tests/roles/test_validator_attacks.py``):
+
+* ``copycat``: commits a copy of another member's commitment without evaluating. The commitment binds its
+  author's address, so the copycat can never reveal it.
+* ``non-revealer``: evaluates and commits, never reveals; the round waits for the reveal deadline.
+* ``random``: makes up a manifest (random verdicts, contributions, accuracy and model digest), stores
+  details that match it, commits and reveals it.
+* ``colluder``: evaluates honestly, then commits and reveals the ring's forged manifest: every worker the
+  evaluation rejected is accepted with a contribution of ``COLLUSION_CONTRIBUTION``. The forgery is a
+  deterministic function of the honest evaluation, so every colluder reveals the same vote.
+* ``thief``: does not evaluate; commits a copy of another member's commitment (or, when nobody has
+  committed yet, one it cannot open either) and at reveal time submits another member's manifest and
+  salt, read from that member's reveal transaction (as it would from the mempool). The contract refuses
+  it: the commitment binds the sender, so neither the copied commitment nor its own opens for it.
+
+Untrusted files (workers' updates and key envelopes) never crash an evaluation: an update that cannot be
+fetched, opened or validated is rejected with the reason in ``Evaluated.rejected_files``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+import struct
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from eth_utils import keccak
+
+from refiner import safejson
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
-from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
-from refiner.fl.models import ModelValidationError, State, deserialize, serialize
+from refiner.fl.contribution import ContributionMeasure, measure_for
+from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
 from refiner.roles.participant import (
     ManifestDetails,
@@ -25,15 +52,83 @@ from refiner.roles.participant import (
     seal_memo,
 )
 from refiner.roles.wire import dataset_from_bytes
-from refiner.sharing import Context, SharingError, retrieve, share
+from refiner.sharing import (
+    MAX_ENVELOPE_BYTES,
+    NONCE_BYTES,
+    Context,
+    SharingError,
+    decrypt,
+    open_envelope,
+    retrieve,
+    share,
+)
 from refiner.sortition import VrfKey
-from refiner.storage import Handle, StorageError
+from refiner.storage import Handle, StorageError, Store
+
+#: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
+COLLUSION_CONTRIBUTION = 100_000
+#: Most samples a submission may claim. FedAvg weighs updates by the claimed counts, and torch cannot
+#: take a weight sum of 2^64 or more (OverflowError): one worker claiming 2^64 − 1 (a valid uint64 on
+#: chain) would stop every validator's evaluation. 2^40 is far above any real shard and leaves room for
+#: 2^23 such workers below 2^64.
+MAX_SAMPLES = 1 << 40
+#: Deepest JSON nesting accepted in a worker's key envelope or safetensors header. The json module
+#: parses recursively and py_ecc (imported with the chain layer) raises the recursion limit to 100,000,
+#: so ~100,000 nested brackets overflow the C stack and kill the process (measured: SIGSEGV) rather
+#: than raise. A real envelope or header nests 3 levels deep.
+MAX_JSON_DEPTH = 32
+#: The largest safetensors header ``deserialize`` parses (``refiner.fl.models._MAX_HEADER``).
+MAX_HEADER_BYTES = 1 << 24
+ONE_PPM = 1_000_000
+#: Longest reason kept for an update that could not be read.
+MAX_REASON = 300
 
 
 class ValidatorBehaviour(StrEnum):
     HONEST = "honest"
     COPYCAT = "copycat"  # copies another validator's commitment instead of evaluating
     NON_REVEALER = "non-revealer"  # evaluates and commits, never reveals
+    RANDOM = "random"  # commits and reveals a made-up manifest
+    COLLUDER = "colluder"  # reveals the ring's forged manifest: every rejected worker paid
+    THIEF = "thief"  # reveals another validator's manifest and salt (refused)
+
+
+class UnreadableUpdate(ValueError):
+    """A worker's submission could not be fetched, opened or validated (the reason is the message)."""
+
+
+def _check_json_depth(data: bytes, what: str) -> None:
+    try:
+        safejson.check(data, what, MAX_JSON_DEPTH)
+    except safejson.TooDeep as exc:
+        raise UnreadableUpdate(str(exc)) from None
+
+
+def open_model(
+    store: Store, model: Handle, keys: Handle, context: Context, account: LocalAccount, spec: ModelSpec
+) -> State:
+    """Fetch, decrypt and validate a shared model as `account` (what ``retrieve`` and ``deserialize``
+    do), refusing first what would crash the process: JSON nested too deeply in the key envelope or the
+    safetensors header, and envelopes whose fields have the wrong types."""
+    envelope = store.get(keys, max_size=MAX_ENVELOPE_BYTES)
+    _check_json_depth(envelope, "the key envelope")
+    try:
+        key = open_envelope(envelope, context, account)
+    except (TypeError, AttributeError) as exc:  # e.g. "keys" a list, a wrapped key a number
+        raise SharingError(f"key envelope is malformed: {type(exc).__name__}: {exc}") from None
+    data = decrypt(key, store.get(model, max_size=spec.max_bytes + NONCE_BYTES + 16), context)
+    if len(data) >= 8:
+        (header_len,) = struct.unpack("<Q", data[:8])
+        if header_len <= min(MAX_HEADER_BYTES, len(data) - 8):  # deserialize refuses the others unparsed
+            _check_json_depth(data[8 : 8 + header_len], "the model's safetensors header")
+    try:
+        return deserialize(data, spec)
+    except ModelValidationError as exc:
+        if data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a bare pickle stream
+            raise ModelValidationError(
+                f"the model file looks like a pickle (torch.save), not safetensors; never unpickled ({exc})"
+            ) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -50,7 +145,8 @@ class Evaluated:
 @dataclass
 class Validator(Participant):
     behaviour: ValidatorBehaviour = ValidatorBehaviour.HONEST
-    measure: ContributionMeasure = field(default_factory=LeaveOneOut)
+    #: How contributions are measured; by default what the task's description asks for.
+    measure: ContributionMeasure | None = None
     #: The VRF key registered for sortition (default: derived from the account key).
     vrf_key: VrfKey | None = None
 
@@ -74,21 +170,27 @@ class Validator(Participant):
 
     def evaluate(self, task: Task) -> Evaluated:
         """Fetch the validation set and every submitted update; score, aggregate, measure contributions
-        and share the aggregate with the requester (paper 2.3.6)."""
+        and share the aggregate with the requester (paper 2.3.6). A `random` validator makes its manifest
+        up instead; a `colluder` evaluates, then forges (see the module's description)."""
+        if self.behaviour is ValidatorBehaviour.RANDOM:
+            return self._made_up(task)
+        work = self._evaluate(task)
+        if self.behaviour is ValidatorBehaviour.COLLUDER:
+            return self._forged(work)
+        return work
+
+    def _evaluate(self, task: Task) -> Evaluated:
         round_ = task.current_round()
         description = description_of(task)
         factory, spec = model_of(description)
         handles = round_inputs(task, round_)
         requester = task.requester()
-        global_state = deserialize(
-            retrieve(
-                self.store,
-                handles["modelHandle"],
-                handles["modelKeysHandle"],
-                Context(task.address, round_, requester, "model"),
-                self.account,
-                max_bytes=spec.max_bytes,
-            ),
+        global_state = open_model(
+            self.store,
+            handles["modelHandle"],
+            handles["modelKeysHandle"],
+            Context(task.address, round_, requester, "model"),
+            self.account,
             spec,
         )
         validation = dataset_from_bytes(
@@ -105,19 +207,27 @@ class Validator(Participant):
         for e in task.round_events("TrainingResultsSubmitted", round_):
             worker, samples = e["worker"], int(e["samples"])
             try:
-                data = retrieve(
+                if samples > MAX_SAMPLES:
+                    raise UnreadableUpdate(f"claims {samples} samples, more than the {MAX_SAMPLES} accepted")
+                state = open_model(
                     self.store,
                     Handle.from_bytes(e["modelHandle"]),
                     Handle.from_bytes(e["keysHandle"]),
                     Context(task.address, round_, worker, "update"),
                     self.account,
-                    max_bytes=spec.max_bytes,
+                    spec,
                 )
-                updates.append((worker, deserialize(data, spec), samples))
+                updates.append((worker, state, samples))
             except (StorageError, SharingError, ModelValidationError, ValueError) as exc:
-                rejected[worker] = str(exc)
+                reason = str(exc)  # a worker chooses what goes in it (e.g. a 10 kB handle): keep it short
+                rejected[worker] = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
         evaluation = evaluate_round(
-            factory, global_state, updates, validation, task.config().epsilon, measure=self.measure
+            factory,
+            global_state,
+            updates,
+            validation,
+            task.config().epsilon,
+            measure=self.measure or measure_for(description),
         )
         results = [WorkerResult(w, accepted, n, c) for w, accepted, n, c in evaluation.fixed_results()]
         results += [WorkerResult(w, False, self._samples(task, round_, w), 0) for w in rejected]
@@ -154,6 +264,51 @@ class Validator(Participant):
         assert manifest.results_root == tree.root
         return Evaluated(round_, manifest, details, evaluation, rejected)
 
+    def _made_up(self, task: Task) -> Evaluated:
+        """A random validator's manifest: random verdicts and contributions for the round's submissions,
+        a random accuracy, loss and model digest, and stored details that rebuild it."""
+        round_ = task.current_round()
+        rng = random.Random(keccak(b"refiner-random" + bytes(self.account.key) + _task_round(task, round_)))
+        results = [
+            {
+                "worker": e["worker"],
+                "accepted": rng.random() < 0.5,
+                "samples": int(e["samples"]),
+                "contribution": rng.randrange(-ONE_PPM, ONE_PPM),
+                "loss": rng.randrange(10 * ONE_PPM),
+            }
+            for e in sorted(
+                task.round_events("TrainingResultsSubmitted", round_), key=lambda e: str(e["worker"]).lower()
+            )
+        ]
+        details = ManifestDetails(
+            task=task.address,
+            round=round_,
+            validator=self.address,
+            results=results,
+            accuracy=rng.randrange(ONE_PPM + 1),
+            loss=rng.randrange(10 * ONE_PPM),
+            model_digest=rng.randbytes(32).hex(),
+            aggregate_handle=str(Handle.of(rng.randbytes(64))),  # names nothing stored
+            aggregate_keys_handle=str(Handle.of(rng.randbytes(64))),
+        )
+        manifest = details.manifest(self.store.put(details.to_bytes()))
+        return Evaluated(round_, manifest, details, None, {})
+
+    def _forged(self, work: Evaluated) -> Evaluated:
+        """The ring's manifest: the honest evaluation with every rejected worker accepted and credited
+        COLLUSION_CONTRIBUTION (the aggregate and its digest are left as evaluated). Unchanged when the
+        evaluation rejected nobody: the ring then has no one to pay."""
+        results = [
+            r if r["accepted"] else {**r, "accepted": True, "contribution": COLLUSION_CONTRIBUTION}
+            for r in work.details.results
+        ]
+        if results == work.details.results:
+            return work
+        details = replace(work.details, results=results)
+        manifest = details.manifest(self.store.put(details.to_bytes()))
+        return Evaluated(work.round, manifest, details, work.evaluation, work.rejected_files)
+
     def recover(self, task: Task, round_: int) -> Evaluated | None:
         """Rebuild the manifest this validator committed to in `round_` from its commitment's memo and
         the stored details (after a restart); None if it has not committed or the details are gone."""
@@ -176,13 +331,19 @@ class Validator(Participant):
         return task.submission_of(round_, worker)[0]
 
     def commit_manifest(self, task: Task, work: Evaluated | None) -> TxResult:
-        """Commit H(task, round, me, H(manifest), salt). A copycat commits someone else's commitment."""
+        """Commit H(task, round, me, H(manifest), salt). A copycat or a thief commits someone else's
+        commitment (a thief with nobody to copy yet, a commitment it cannot open either)."""
         round_ = task.current_round()
-        if self.behaviour is ValidatorBehaviour.COPYCAT:
-            others = task.round_events("ManifestCommitted", round_)
-            if not others:
+        if self.behaviour in (ValidatorBehaviour.COPYCAT, ValidatorBehaviour.THIEF):
+            others = [
+                e for e in task.round_events("ManifestCommitted", round_) if e["validator"] != self.address
+            ]
+            if others:
+                return task.commit_manifest(self.account, others[0]["commitment"])
+            if self.behaviour is ValidatorBehaviour.COPYCAT:
                 raise ProtocolError("a copycat validator needs someone else's commitment to copy")
-            return task.commit_manifest(self.account, others[0]["commitment"])
+            made_up = keccak(b"refiner-thief" + bytes(self.account.key) + _task_round(task, round_))
+            return task.commit_manifest(self.account, made_up)
         if work is None:
             raise ProtocolError("evaluate the round before committing")
         salt = salt_for(self.account, task.address, round_)
@@ -193,11 +354,27 @@ class Validator(Participant):
 
     def reveal_manifest(self, task: Task, work: Evaluated | None) -> TxResult | None:
         """Reveal the committed manifest and salt; a non-revealer stays silent. A copycat has nothing it
-        can reveal: the commitment it copied binds its author's address."""
+        can reveal: the commitment it copied binds its author's address. A thief submits another
+        validator's revealed manifest and salt, and the contract refuses it (`ContractRevert`
+        CommitmentMismatch); with no reveal to copy yet it raises ProtocolError."""
+        if self.behaviour is ValidatorBehaviour.THIEF:
+            manifest, salt = self.stolen_reveal(task, task.current_round())
+            return task.reveal_manifest(self.account, manifest, salt)
         if self.behaviour is ValidatorBehaviour.NON_REVEALER or work is None:
             return None
         salt = salt_for(self.account, task.address, work.round)
         return task.reveal_manifest(self.account, work.manifest, salt)
+
+    def stolen_reveal(self, task: Task, round_: int) -> tuple[Manifest, bytes]:
+        """The manifest and salt of another validator's reveal in `round_`, decoded from its transaction's
+        input (public once sent: in the mempool, then in its block)."""
+        for e in task.round_events("ManifestRevealed", round_):
+            if e["validator"] == self.address or e.tx_hash is None:
+                continue
+            tx = task.chain.w3.eth.get_transaction(HexStr(e.tx_hash))
+            _, args = task.contract.decode_function_input(tx["input"])
+            return Manifest.from_tuple(args["manifest"]), bytes(args["salt"])
+        raise ProtocolError(f"no other validator has revealed in round {round_}: nothing to steal yet")
 
     def claim_reward(self, task: Task, round_: int) -> int:
         """Claim this round's validator reward if this validator agreed with the consensus."""
@@ -208,3 +385,7 @@ class Validator(Participant):
                 return 0
             raise
         return int(res.event("RewardClaimed")["amount"])
+
+
+def _task_round(task: Task, round_: int) -> bytes:
+    return bytes.fromhex(task.address[2:]) + round_.to_bytes(4, "big")
