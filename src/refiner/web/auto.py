@@ -7,7 +7,7 @@ import threading
 from dataclasses import replace
 
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
-from refiner.chain import Status, Task
+from refiner.chain import Status
 from refiner.web.host import Host
 
 log = logging.getLogger("refiner.web.auto")
@@ -21,6 +21,7 @@ class AutoPilot:
         self.host, self.interval = host, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seatless: set[str] = set()
         registry = host.registry
         workers = list(host.workers.values())
         self.agents: list[Agent] = []
@@ -68,25 +69,37 @@ class AutoPilot:
                     agent.tick()
                 except Exception as exc:  # one participant's trouble must not stop the others
                     log.warning("%s: %s: %s", agent.address[:10], type(exc).__name__, exc)
-            self._close_recruitment_when_everyone_acted()
+            try:
+                self._close_recruitment_when_everyone_acted()
+            except Exception as exc:  # nor may it stop auto mode: look again next time
+                log.warning("closing recruitment: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.interval)
 
     def _close_recruitment_when_everyone_acted(self) -> None:
         """On the demo's chain: mine the seed block, and close recruitment once every hosted worker signed
         up (or the task is full) and every hosted validator has drawn its sortition."""
-        for address in self.host.requester:
-            for e in self.host.registry.get_events("TaskRegistered", requester=address):
-                task = Task(self.host.chain, e["task"])
-                if task.status() is not Status.RECRUITING:
-                    continue
-                if self.host.chain.kind == "embedded" and task.sortition_seed() is None:
-                    self.host.chain.mine(1)
-                    continue
-                workers, cfg = task.workers(), task.config()
-                full = len(workers) >= cfg.max_workers or all(w in workers for w in self.host.workers)
-                committee = task.committee()
-                drawn = all(
-                    a.address in committee or task.address in a.not_selected for a in self.validator_agents
+        for address in self.host.registered_tasks():
+            task = self.host.known_task(address)
+            if task.status() is not Status.RECRUITING:
+                continue
+            requester = self.host.requester.get(task.requester())
+            if requester is None:  # not a hosted requester's task
+                continue
+            if self.host.chain.kind == "embedded" and task.sortition_seed() is None:
+                self.host.chain.mine(1)
+                continue
+            workers, cfg = task.workers(), task.config()
+            full = len(workers) >= cfg.max_workers or all(w in workers for w in self.host.workers)
+            committee = task.committee()
+            drawn = all(
+                a.address in committee or task.address in a.not_selected for a in self.validator_agents
+            )
+            if full and drawn and committee:
+                requester.close_recruitment(task)
+            elif drawn and not committee and address not in self._seatless:
+                self._seatless.add(address)
+                log.warning(
+                    "task %s: no hosted validator won a committee seat, so no round can start; stop it "
+                    "(manual mode) and create one with a larger committee",
+                    address[:10],
                 )
-                if full and drawn and committee:
-                    self.host.requester[address].close_recruitment(task)

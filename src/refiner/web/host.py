@@ -19,15 +19,52 @@ from typing import Any, Literal
 import torch
 from eth_account.signers.local import LocalAccount
 
-from refiner.chain import Chain, Registry, demo_account
+from refiner.chain import Chain, Event, Registry, Task, TaskConfig, demo_account
+from refiner.chain.contract import ContractWrapper
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.models import State
 from refiner.roles import Administrator, Requester, Validator, Worker
+from refiner.roles.participant import ManifestDetails
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store
 
 ETH = 10**18
 Role = Literal["requester", "worker", "validator"]
+
+
+class Forbidden(PermissionError):
+    """The account may not take this step (wrong role, not this task's requester, not a member, no key)."""
+
+
+class NotFound(LookupError):
+    """No such task, job, round or account."""
+
+
+class Conflict(RuntimeError):
+    """The step is not possible now (wrong phase, already done, busy, not enough Ether)."""
+
+
+class Invalid(ValueError):
+    """The request is malformed in a way its JSON schema cannot say (an amount of Ether, a setting)."""
+
+
+class KnownTask(Task):
+    """A task whose requester and configuration, fixed at deployment, are read from the chain once."""
+
+    def __init__(self, chain: Chain, address: str) -> None:
+        super().__init__(chain, address)
+        self._requester: str | None = None
+        self._config: TaskConfig | None = None
+
+    def requester(self) -> str:
+        if self._requester is None:
+            self._requester = super().requester()
+        return self._requester
+
+    def config(self) -> TaskConfig:
+        if self._config is None:
+            self._config = super().config()
+        return self._config
 
 
 @dataclass
@@ -73,7 +110,16 @@ class Host:
     work: dict[tuple[str, str, int], Evaluated] = field(default_factory=dict)
     #: Consensus models and their test accuracy per (task, round).
     models: dict[tuple[str, int], tuple[State, float]] = field(default_factory=dict)
+    #: Consensus details of settled rounds per (task, round), and gas used per mined transaction.
+    details: dict[tuple[str, int], ManifestDetails] = field(default_factory=dict)
+    gas: dict[str, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: Tasks met so far; the index of the chain's logs (raw per address up to a block, and decoded).
+    _tasks: dict[str, KnownTask] = field(default_factory=dict)
+    _indexed_to: int = -1
+    _logs: dict[str, list[Any]] = field(default_factory=dict)
+    _events: dict[str, list[Event]] = field(default_factory=dict)
+    _decoded_upto: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build_demo(
@@ -128,18 +174,54 @@ class Host:
             return self.requester[task.requester()]
         return next(iter(self.requester.values()))
 
+    def events_of(self, contract: ContractWrapper) -> list[Event]:
+        """Every event `contract` emitted so far, in chain order, from the host's index of the chain's logs.
+
+        The embedded chain answers a log query by reading every transaction receipt in the queried
+        range, so a page reading a task's events with a query of its own grew slower with every block;
+        the index reads each new block range once (the embedded chain has no reorganisations)."""
+        with self.lock:
+            head = self.chain.w3.eth.block_number
+            if head > self._indexed_to:
+                for log in self.chain.w3.eth.get_logs({"fromBlock": self._indexed_to + 1, "toBlock": head}):
+                    self._logs.setdefault(str(log["address"]), []).append(log)
+                self._indexed_to = head
+            address = str(contract.address)
+            raw, seen = self._logs.get(address, []), self._decoded_upto.get(address, 0)
+            if seen < len(raw):
+                receipt: Any = {"logs": raw[seen:]}
+                self._events.setdefault(address, []).extend(contract.decode_events(receipt))
+                self._decoded_upto[address] = len(raw)
+            return list(self._events.get(address, []))
+
+    def registered_tasks(self) -> list[str]:
+        """Every task registered so far, oldest first."""
+        return [str(e["task"]) for e in self.events_of(self.registry) if e.name == "TaskRegistered"]
+
+    def known_task(self, address: str) -> KnownTask:
+        """The task at `address` (checksummed), one object per task so that what it read once is kept;
+        whether a task is there at all is the caller's to check."""
+        with self.lock:
+            if address not in self._tasks:
+                self._tasks[address] = KnownTask(self.chain, address)
+            return self._tasks[address]
+
     def hosted(self, address: str) -> HostedAccount:
         for known, hosted in self.accounts.items():
             if known.lower() == address.lower():
                 return hosted
-        raise LookupError(f"this server holds no key for {address}")
+        raise NotFound(f"this server holds no key for {address}")
 
     def start_job(self, kind: str, account: str, task: str, work: Callable[[Job], dict[str, Any]]) -> Job:
-        busy = [j for j in self.jobs.values() if j.account == account and j.state == "running"]
-        if busy:
-            raise RuntimeError(f"{account} is already busy with {busy[0].kind}")
-        job = Job(uuid.uuid4().hex[:12], kind, account, task)
-        self.jobs[job.id] = job
+        with self.lock:  # two requests for the same account must not both pass the check
+            busy = [j for j in self.jobs.values() if j.account == account and j.state == "running"]
+            if busy:
+                label = self.accounts[account].label if account in self.accounts else account
+                raise Conflict(
+                    f"{label} is still busy with its {busy[0].kind} job {busy[0].id}; wait until it ends"
+                )
+            job = Job(uuid.uuid4().hex[:12], kind, account, task)
+            self.jobs[job.id] = job
 
         def run() -> None:
             torch.set_num_threads(1)

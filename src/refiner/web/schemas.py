@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from refiner.chain import ONE
 from refiner.config import TaskSection
 
 Address = str
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 BUILTIN_MODELS = ("small_cnn", "mnist_cnn", "logistic")
+#: Bounds a web request may set (the hosted workers train what it asks for).
+MAX_EPOCHS, MAX_BATCH_SIZE, MAX_DATA_FORMAT = 50, 10_000, 500
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(min_length=1, description="one sentence saying what is wrong")
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidOut(BaseModel):
+    detail: str | list[FieldError] = Field(
+        description="one sentence, or FastAPI's list of the fields the JSON schema refuses"
+    )
 
 
 class AccountOut(BaseModel):
@@ -35,11 +57,23 @@ class AsAccount(BaseModel):
     """Who acts: one of the accounts this server holds keys for."""
 
     model_config = ConfigDict(extra="forbid")
-    account: Address = Field(min_length=42, max_length=42, pattern=r"^0x[0-9a-fA-F]{40}$")
+    account: Address = Field(min_length=42, max_length=42, pattern=ADDRESS)
 
 
 class CreateTaskIn(AsAccount):
     settings: TaskSection
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _fits_fixed_point(cls, settings: Any) -> Any:
+        # the chain keeps ε and μ in fixed point (× 10^6): a float too large for that is refused here,
+        # before TaskSection's own checks convert it (which overflow on it)
+        if isinstance(settings, dict):
+            for key in ("epsilon", "mu"):
+                value = settings.get(key)
+                if isinstance(value, float) and math.isfinite(value) and not math.isfinite(value * ONE):
+                    raise ValueError(f"{key} {value:g} is too large")
+        return settings
 
     @field_validator("settings")
     @classmethod
@@ -47,6 +81,13 @@ class CreateTaskIn(AsAccount):
         # a web request must not make the server import a module of its choosing
         if settings.model not in BUILTIN_MODELS:
             raise ValueError(f"model must be one of {', '.join(BUILTIN_MODELS)} here")
+        # nor train or deploy without bound
+        if settings.epochs > MAX_EPOCHS:
+            raise ValueError(f"epochs must be at most {MAX_EPOCHS} here")
+        if settings.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be at most {MAX_BATCH_SIZE} here")
+        if len(settings.data_format) > MAX_DATA_FORMAT:
+            raise ValueError(f"data_format must be at most {MAX_DATA_FORMAT} characters here")
         return settings
 
 
@@ -63,9 +104,11 @@ class ClaimIn(AsAccount):
 
 
 class PredictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pixels: list[float] = Field(min_length=784, max_length=784, description="28×28 grey levels in [0, 1]")
-    task: Address | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    pixels: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        min_length=784, max_length=784, description="28×28 grey levels in [0, 1], row by row; 0 is background"
+    )
+    task: Address | None = Field(default=None, pattern=ADDRESS)
 
 
 class PredictOut(BaseModel):
@@ -78,7 +121,7 @@ class PredictOut(BaseModel):
 class DigitOut(BaseModel):
     index: int
     label: int
-    pixels: list[float]
+    pixels: list[float] = Field(description="28×28 grey levels in [0, 1], row by row, as /api/predict takes")
 
 
 class TaskSummary(BaseModel):

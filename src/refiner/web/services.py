@@ -8,46 +8,76 @@ chain cannot rebuild, except consensus models already retrieved (with their test
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import torch
+from eth_utils import to_checksum_address
 
 from refiner.chain import ChainError, ContractRevert, Status, Task, TxResult, public_key_bytes
+from refiner.chain.connection import EMBEDDED_GAS_LIMIT
+from refiner.fl.data import MNIST_MEAN, MNIST_STD
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
-from refiner.web.host import Host, HostedAccount, Job
+from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
 
-
-class Forbidden(PermissionError):
-    """The account may not take this step (wrong role, not this task's requester, not a member)."""
-
-
-class Conflict(RuntimeError):
-    """The step is not possible now (wrong phase, already done, busy)."""
+#: Phases whose deadline `advance` may pass (and PENDING after recruitment, towards the idle deadline).
+TIMED = (Status.RECRUITING, Status.TRAINING, Status.EVALUATING, Status.REVEALING)
 
 
 def act_as(host: Host, address: str, role: str) -> HostedAccount:
-    try:
-        hosted = host.hosted(address)
-    except LookupError as exc:
-        raise Forbidden(str(exc)) from None
+    hosted = acting(host, address)
     if hosted.role != role:
         raise Forbidden(f"{hosted.label} is a {hosted.role}; this step is for a {role}")
     return hosted
 
 
+def acting(host: Host, address: str) -> HostedAccount:
+    """The hosted account that takes a step; one whose key this server does not hold is refused (403)."""
+    try:
+        return host.hosted(address)
+    except NotFound as exc:
+        raise Forbidden(f"{exc}: it cannot act here") from None
+
+
+def short(text: str, limit: int = 60) -> str:
+    """`text` quoted for a message, cut to `limit` characters (inputs can be long)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
+
+
 def task_of(host: Host, address: str) -> Task:
-    if not host.registry.chain.w3.is_address(address):
-        raise LookupError(f"{address!r} is not an address")
-    task = Task(host.chain, host.chain.w3.to_checksum_address(address))
+    """The task at `address` (any letter case, as accounts are); 422 if it is no address, 404 if no task
+    is there."""
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
+        raise Invalid(f"{short(address)} is not a task address: write 0x and 40 hex digits")
+    checksummed = to_checksum_address(address)
+    task = host.known_task(checksummed)
     if task.from_block == 0 and not host.registry.is_active_task(task.address):
         try:
             task.status()
         except Exception:
-            raise LookupError(f"no Refiner task at {address}") from None
+            raise NotFound(f"there is no Refiner task at {checksummed}") from None
     return task
+
+
+def ether(wei: int) -> str:
+    """`wei` in ether for messages, to 6 decimals: 1.5 ETH, 997.995194 ETH (tiny amounts: 1000 wei)."""
+    text = f"{Decimal(wei) / 10**18:.6f}".rstrip("0").rstrip(".")
+    return f"{wei} wei" if text == "0" and wei else f"{text} ETH"
+
+
+def ensure_funds(host: Host, hosted: HostedAccount, value: int, what: str) -> None:
+    """Refuse (409) a payment the account cannot make with enough left for the transaction's gas."""
+    balance = host.chain.w3.eth.get_balance(hosted.account.address)
+    gas = EMBEDDED_GAS_LIMIT * host.chain.w3.eth.gas_price
+    if value + gas > balance:
+        raise Conflict(
+            f"{hosted.label} holds {ether(balance)}, not enough to pay {ether(value)} for {what} plus gas"
+        )
 
 
 def summary(tx: TxResult | None, message: str) -> dict[str, Any]:
@@ -66,7 +96,7 @@ def refusal(exc: BaseException) -> Conflict:
 def requester_of(host: Host, task: Task, account: str) -> Any:
     hosted = act_as(host, account, "requester")
     if task.requester() != hosted.address:
-        raise Forbidden(f"{hosted.label} is not the requester of {task.address}")
+        raise Forbidden(f"{hosted.label} is not the requester of task {task.address}")
     return host.requester[hosted.address]
 
 
@@ -77,7 +107,14 @@ def create_task(host: Host, account: str, settings: Any) -> Task:
     requester = host.requester[hosted.address]
     spec = TaskFile(task=settings)
     description = spec.description(public_key_bytes(hosted.account).hex())
-    task = requester.create_task(spec.task_config(description.to_json()), description)
+    # check what the deployment cannot check before anything is deployed: the budget must be payable
+    ensure_funds(host, hosted, settings.budget, "the budget")
+    try:
+        task = requester.create_task(spec.task_config(description.to_json()), description)
+    except ContractRevert as exc:
+        if exc.error == "InvalidConfig":
+            raise Invalid(f"the task contract refuses these settings: {exc.args_by_name['reason']}") from None
+        raise
     if settings.budget:
         task.fund(hosted.account, settings.budget)
     return task
@@ -117,6 +154,13 @@ def consensus_model(host: Host, task: Task, round_: int) -> tuple[State, float]:
 
 def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
     requester = requester_of(host, task, account)
+    status = task.status()
+    if status is not Status.PENDING or not task.recruitment_closed():
+        when = "after recruitment closed" if status is Status.PENDING else f"while PENDING, not {status.name}"
+        raise Conflict(f"a round can start only {when}")
+    cfg = task.config()
+    shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
+    ensure_funds(host, host.accounts[requester.address], shortfall, "the round's rewards")
     round_, state = latest_model(host, task)
     tx = requester.start_round(task, state, host.validation)
     return summary(tx, f"round {task.current_round()} started from the model of round {round_}")
@@ -129,6 +173,7 @@ def stop_training(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 def fund(host: Host, task: Task, account: str, amount: int) -> dict[str, Any]:
     requester = requester_of(host, task, account)
+    ensure_funds(host, host.accounts[requester.address], amount, "the budget")
     tx = task.fund(requester.account, amount)
     return summary(tx, f"budget is now {task.budget()} wei")
 
@@ -151,10 +196,10 @@ def sign_up(host: Host, task: Task, account: str) -> dict[str, Any]:
 def train(host: Host, task: Task, account: str, dataset: str) -> Job:
     """Train on the good or the bad (shuffled-label) dataset and submit (a background job)."""
     hosted = act_as(host, account, "worker")
-    if task.status() is not Status.TRAINING:
-        raise Conflict(f"the task is {task.status().name}, not TRAINING")
     if hosted.address not in task.workers():
         raise Forbidden(f"{hosted.label} has not signed up to this task")
+    if task.status() is not Status.TRAINING:
+        raise Conflict(f"the task is {task.status().name}, not TRAINING")
     round_ = task.current_round()
     if task.submission_of(round_, hosted.address)[0]:
         raise Conflict(f"{hosted.label} already submitted in round {round_}")
@@ -178,13 +223,32 @@ def train(host: Host, task: Task, account: str, dataset: str) -> Job:
 
 
 def claim_reward(host: Host, task: Task, account: str, round_: int) -> dict[str, Any]:
-    hosted = host.hosted(account)
+    hosted = acting(host, account)
+    if hosted.role == "requester":
+        raise Forbidden("only workers and validators claim rewards; the requester withdraws its budget")
+    current = task.current_round()
+    if round_ > current:
+        raise NotFound(f"the task has no round {round_} yet (it is in round {current})")
+    info = task.round_info(round_)
+    if not info.finalized:
+        raise Conflict(f"round {round_} is not settled yet: finalize it first")
+    if not info.consensus:
+        raise Conflict(f"round {round_} ended without consensus, so nobody is paid for it")
+    claims = (e for e in host.events_of(task) if e.name == "RewardClaimed" and e["round"] == round_)
+    if any(e["account"] == hosted.address for e in claims):
+        raise Conflict(f"{hosted.label} already claimed its reward for round {round_}")
     if hosted.role == "worker":
+        if task.submission_of(round_, hosted.address)[0] == 0:
+            raise Forbidden(f"{hosted.label} submitted no update in round {round_}")
         wei = host.workers[hosted.address].claim_reward(task, round_)
-    elif hosted.role == "validator":
-        wei = host.validators[hosted.address].claim_reward(task, round_)
+        unpaid = "its update was rejected or did not improve the model"
     else:
-        raise Forbidden("only workers and validators claim rewards")
+        if hosted.address not in task.committee():
+            raise Forbidden(f"{hosted.label} is not on this task's committee")
+        wei = host.validators[hosted.address].claim_reward(task, round_)
+        unpaid = "it did not reveal the consensus manifest"
+    if not wei:
+        return {"message": f"{hosted.label} earns nothing for round {round_}: {unpaid}"}
     return {"message": f"{hosted.label} received {wei} wei for round {round_}"}
 
 
@@ -195,6 +259,9 @@ def claim_seat(host: Host, task: Task, account: str) -> dict[str, Any]:
     hosted = act_as(host, account, "validator")
     if task.status() is not Status.RECRUITING:
         raise Conflict(f"seats are drawn while RECRUITING; the task is {task.status().name}")
+    seats = task.committee().get(hosted.address)
+    if seats:
+        raise Conflict(f"{hosted.label} already holds {seats} seat(s) on this task's committee")
     if task.sortition_seed() is None:
         raise Conflict("the sortition seed block has not been mined yet; try again in a moment")
     validator = host.validators[hosted.address]
@@ -208,13 +275,14 @@ def claim_seat(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def evaluate_updates(host: Host, task: Task, account: str) -> Job:
-    hosted = act_as(host, account, "validator")
+    hosted = committee_member(host, task, account)
     if task.status() is not Status.EVALUATING:
         raise Conflict(f"the task is {task.status().name}, not EVALUATING")
-    if hosted.address not in task.committee():
-        raise Forbidden(f"{hosted.label} is not on this task's committee")
     validator = host.validators[hosted.address]
     round_ = task.current_round()
+    if task.ballot_of(round_, hosted.address) != bytes(32):
+        # a second evaluation would share a new aggregate: the committed manifest could not be revealed
+        raise Conflict(f"{hosted.label} already committed its manifest for round {round_}")
 
     def work(job: Job) -> dict[str, Any]:
         job.message = "fetching and scoring every update, aggregating, leave-one-out"
@@ -244,24 +312,44 @@ def evaluation_view(details: Any) -> dict[str, Any]:
     }
 
 
-def commit(host: Host, task: Task, account: str) -> dict[str, Any]:
+def committee_member(host: Host, task: Task, account: str) -> HostedAccount:
     hosted = act_as(host, account, "validator")
-    round_ = task.current_round()
+    if hosted.address not in task.committee():
+        raise Forbidden(f"{hosted.label} is not on this task's committee")
+    return hosted
+
+
+def commit(host: Host, task: Task, account: str) -> dict[str, Any]:
+    hosted = committee_member(host, task, account)
+    status, round_ = task.status(), task.current_round()
+    if status is not Status.EVALUATING:
+        raise Conflict(f"manifests are committed while EVALUATING; the task is {status.name}")
+    if task.ballot_of(round_, hosted.address) != bytes(32):
+        raise Conflict(f"{hosted.label} already committed its manifest for round {round_}")
     work = host.work.get((hosted.address, task.address, round_))
     if work is None:
-        raise Conflict(f"{hosted.label} has not evaluated round {round_} yet")
+        raise Conflict(f"{hosted.label} has not evaluated round {round_} yet: evaluate first")
     tx = host.validators[hosted.address].commit_manifest(task, work)
     return summary(tx, f"{hosted.label} committed its manifest")
 
 
 def reveal(host: Host, task: Task, account: str) -> dict[str, Any]:
-    hosted = act_as(host, account, "validator")
-    round_ = task.current_round()
+    hosted = committee_member(host, task, account)
+    status, round_ = task.status(), task.current_round()
+    if status is not Status.REVEALING:
+        raise Conflict(f"manifests are revealed while REVEALING; the task is {status.name}")
+    if task.ballot_of(round_, hosted.address) == bytes(32):
+        raise Conflict(f"{hosted.label} did not commit a manifest in round {round_}: nothing to reveal")
+    if hosted.address in task.revealed_manifests(round_):
+        raise Conflict(f"{hosted.label} already revealed its manifest for round {round_}")
     validator = host.validators[hosted.address]
     work = host.work.get((hosted.address, task.address, round_)) or validator.recover(task, round_)
     if work is None:
-        raise Conflict(f"{hosted.label} has no commitment to reveal in round {round_}")
+        raise Conflict(f"{hosted.label} cannot rebuild the manifest it committed in round {round_}")
     tx = validator.reveal_manifest(task, work)
+    if tx is None:
+        raise Conflict(f"{hosted.label} does not reveal its manifest")
+    host.work.pop((hosted.address, task.address, round_), None)
     return summary(tx, f"{hosted.label} revealed its manifest")
 
 
@@ -269,21 +357,29 @@ def reveal(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def finalize(host: Host, task: Task, account: str) -> dict[str, Any]:
-    tx = task.finalize_round(host.hosted(account).account)
+    hosted = acting(host, account)
+    status = task.status()
+    if status is not Status.REWARDING:
+        raise Conflict(f"a round is finalized in the REWARDING phase; the task is {status.name}")
+    tx = task.finalize_round(hosted.account)
     return summary(tx, "round settled" if "RoundFinalized" in tx.names() else "no consensus: escrow refunded")
 
 
 def advance(host: Host, task: Task, account: str) -> dict[str, Any]:
     """Move a phase on after its deadline; on the demo's dev chain, first jump the clock to it."""
-    hosted = host.hosted(account)
-    if host.demo and task.deadline() and host.chain.now() <= task.deadline():
+    hosted = acting(host, account)
+    status = task.status()
+    if status not in TIMED and not (status is Status.PENDING and task.recruitment_closed()):
+        raise Conflict(f"the task is {status.name}: it has no deadline to pass")
+    if host.demo and host.chain.now() <= task.deadline():
         host.chain.increase_time(task.deadline() - host.chain.now() + 1)
     tx = task.advance(hosted.account)
     return summary(tx, f"deadline passed: the task is now {task.status().name}")
 
 
 def predict(host: Host, pixels: list[float], task_address: str | None) -> dict[str, Any]:
-    """The latest consensus model of `task` (default: the newest task with one) on a drawn digit."""
+    """The latest consensus model of `task` (default: the newest task with one) on a drawn digit: 784
+    grey levels in [0, 1] (0 is the background), normalised as the models were trained."""
     candidates = [task_of(host, task_address)] if task_address else _tasks_newest_first(host)
     for task in candidates:
         round_ = task.last_consensus_round()
@@ -292,18 +388,24 @@ def predict(host: Host, pixels: list[float], task_address: str | None) -> dict[s
             model = resolve_model(description_of(task).model)()
             model.load_state_dict(state)
             model.eval()
-            x = torch.tensor(pixels, dtype=torch.float32).clamp(0, 1).reshape(1, 1, 28, 28)
+            grey = torch.tensor(pixels, dtype=torch.float32).clamp(0, 1).reshape(1, 1, 28, 28)
             with torch.no_grad():
-                probabilities = torch.softmax(model(x), dim=1)[0].tolist()
+                probabilities = torch.softmax(model((grey - MNIST_MEAN) / MNIST_STD), dim=1)[0].tolist()
+            if not all(math.isfinite(p) for p in probabilities):
+                raise Conflict(f"the consensus model of round {round_} gives no finite prediction")
             best = max(range(10), key=lambda i: probabilities[i])
             return {"task": task.address, "round": round_, "prediction": best, "probabilities": probabilities}
     raise Conflict("no task has a consensus model yet: finish a round first")
 
 
+def grey_levels(x: torch.Tensor) -> list[float]:
+    """An MNIST image of the (normalised) data sets as 784 grey levels in [0, 1], as `predict` takes."""
+    return [round(float(v), 4) for v in (x * MNIST_STD + MNIST_MEAN).clamp(0, 1).flatten()]
+
+
 def _tasks_newest_first(host: Host) -> list[Task]:
-    events = host.registry.get_events("TaskRegistered")
-    return [Task(host.chain, e["task"]) for e in reversed(events)]
+    return [host.known_task(address) for address in reversed(host.registered_tasks())]
 
 
 ERRORS = (ContractRevert, ChainError, ProtocolError)
-__all__ = ["ERRORS", "Conflict", "Forbidden", "consensus_details"]
+__all__ = ["ERRORS", "Conflict", "Forbidden", "Invalid", "NotFound", "consensus_details"]

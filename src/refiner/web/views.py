@@ -1,4 +1,10 @@
-"""What the panels show, read from the chain (and the stored consensus manifests)."""
+"""What the panels show, read from the chain (and the stored consensus manifests).
+
+Events come from the host's index of the chain's logs (`Host.events_of`: the embedded chain reads every
+receipt in range for each log query, so one query per event name made a task's page take seconds);
+what a settled round cannot change any more (its consensus details, the gas of a mined transaction) is
+remembered by the host too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 from eth_typing import HexStr
 
-from refiner.chain import Task
+from refiner.chain import Event, Manifest, Task
 from refiner.roles.participant import ProtocolError, consensus_details
 from refiner.storage import StorageError
 from refiner.web.host import Host
@@ -34,6 +40,8 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
     cfg = task.config()
     owed, budget = task.owed(), task.budget()
     label = {a: h.label for a, h in host.accounts.items()}
+    events = host.events_of(task)
+    members = task.workers()
     return {
         **task_summary(task),
         "deadline": task.deadline(),
@@ -56,15 +64,22 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
                 )
             ),
         },
-        "members": task.workers(),
+        "members": members,
         "committee": [
             {"address": v, "label": label.get(v, v[:10]), "weight": w} for v, w in task.committee().items()
         ],
-        "rounds": [round_view(host, task, r) for r in range(1, task.current_round() + 1)],
+        "rounds": [round_view(host, task, r, events, members) for r in range(1, task.current_round() + 1)],
     }
 
 
-def round_view(host: Host, task: Task, round_: int) -> dict[str, Any]:
+def round_view(
+    host: Host, task: Task, round_: int, events: list[Event] | None = None, members: list[str] | None = None
+) -> dict[str, Any]:
+    """A round's progress and outcome; `events` (the task's, in chain order) and `members` (its workers)
+    are read here unless the caller already has them."""
+    if events is None:
+        events = host.events_of(task)
+    mine = [e for e in events if e.args.get("round") == round_]
     info = task.round_info(round_)
     consensus = info.consensus_key != bytes(32)
     view: dict[str, Any] = {
@@ -83,26 +98,31 @@ def round_view(host: Host, task: Task, round_: int) -> dict[str, Any]:
         "validator_payouts_wei": {},
         "agreeing": [],
         "disagreeing": [],
-        "gas_used": _gas(host, task, round_),
+        "gas_used": _gas(host, mine),
     }
-    revealed = task.revealed_manifests(round_)
+    revealed = {
+        e["validator"]: Manifest.from_tuple(e["manifest"]) for e in mine if e.name == "ManifestRevealed"
+    }
     if consensus:
         view["agreeing"] = [v for v, m in revealed.items() if m.vote_key() == info.consensus_key]
         view["disagreeing"] = [v for v, m in revealed.items() if m.vote_key() != info.consensus_key]
     if info.finalized and consensus:
+        key = (task.address, round_)
         try:
-            _, details = consensus_details(host.requester_role(task), task, round_)
-            for r in details.results:
+            if key not in host.details:  # settled: its consensus details cannot change any more
+                host.details[key] = consensus_details(host.requester_role(task), task, round_)[1]
+            for r in host.details[key].results:
                 view["accepted" if r["accepted"] else "rejected"].append(r["worker"])
                 view["contributions"][r["worker"]] = r["contribution"]
         except (ProtocolError, StorageError):
             pass
         with contextlib.suppress(ProtocolError, StorageError):
             view["test_accuracy"] = consensus_model(host, task, round_)[1]
-    workers = set(task.workers())
-    for e in task.round_events("RewardClaimed", round_):
-        side = "worker_payouts_wei" if e["account"] in workers else "validator_payouts_wei"
-        view[side][e["account"]] = str(int(view[side].get(e["account"], 0)) + int(e["amount"]))
+    workers = set(task.workers() if members is None else members)
+    for e in mine:
+        if e.name == "RewardClaimed":
+            side = "worker_payouts_wei" if e["account"] in workers else "validator_payouts_wei"
+            view[side][e["account"]] = str(int(view[side].get(e["account"], 0)) + int(e["amount"]))
     return view
 
 
@@ -114,34 +134,39 @@ ROUND_EVENTS = (
     "RoundFinalized",
     "NoConsensus",
     "RewardClaimed",
+    "StatusChanged",
 )
 
 
-def _gas(host: Host, task: Task, round_: int) -> int:
+def _gas(host: Host, events: list[Event]) -> int:
     """Gas of every transaction that emitted one of the round's events (phase changes included)."""
-    hashes = {e.tx_hash for name in ROUND_EVENTS for e in task.round_events(name, round_)}
-    start = task.round_start_block(round_)
-    hashes |= {e.tx_hash for e in task.get_events("StatusChanged", from_block=start) if e["round"] == round_}
-    receipts = [host.chain.w3.eth.get_transaction_receipt(HexStr(h)) for h in hashes if h]
-    return sum(int(r["gasUsed"]) for r in receipts)
+    total = 0
+    for h in {e.tx_hash for e in events if e.name in ROUND_EVENTS and e.tx_hash}:
+        if h not in host.gas:  # a mined transaction's gas does not change
+            host.gas[h] = int(host.chain.w3.eth.get_transaction_receipt(HexStr(h))["gasUsed"])
+        total += host.gas[h]
+    return total
 
 
 def account_detail(host: Host, address: str) -> dict[str, Any]:
     hosted = host.hosted(address)
-    rewards = []
-    tasks = []
-    for e in host.registry.get_events("TaskRegistered"):
-        task = Task(host.chain, e["task"])
-        mine = (
-            task.requester() == hosted.address
-            or hosted.address in task.workers()
-            or hosted.address in task.committee()
+    me = hosted.address
+    tasks, rewards = [], []
+    for registered in host.registered_tasks():
+        task = host.known_task(registered)
+        events = host.events_of(task)
+        joined = (
+            (e.name == "WorkerSignedUp" and e["worker"] == me)
+            or (e.name == "CommitteeMemberAdded" and e["validator"] == me)
+            for e in events
         )
-        if not mine:
-            continue
-        tasks.append(task.address)
-        for r in task.get_events("RewardClaimed", account=hosted.address):
-            rewards.append({"task": task.address, "round": int(r["round"]), "amount_wei": str(r["amount"])})
+        if task.requester() == me or any(joined):
+            tasks.append(task.address)
+        rewards += [
+            {"task": task.address, "round": int(e["round"]), "amount_wei": str(e["amount"])}
+            for e in events
+            if e.name == "RewardClaimed" and e["account"] == me
+        ]
     return {
         "address": hosted.address,
         "label": hosted.label,
