@@ -14,7 +14,11 @@ ONE = 1_000_000
 
 
 def to_fixed(x: float) -> int:
-    return round(x * ONE)
+    """`x` in the contract's 6-decimal fixed point; ValueError for a NaN or an infinite result."""
+    try:
+        return round(x * ONE)
+    except OverflowError:
+        raise ValueError(f"{x} is too large for a fixed-point fraction") from None
 
 
 def from_fixed(n: int) -> float:
