@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 SLITHER_VENV := build/slither-venv
 SLITHER_STAMP := $(SLITHER_VENV)/.installed
 
-.PHONY: setup contracts demo test lint typecheck clean
+.PHONY: setup contracts demo test lint typecheck clean bench
 
 setup: $(PY_STAMP) $(NPM_STAMP) contracts $(VENDOR)/chart.umd.min.js
 
@@ -46,6 +46,10 @@ $(SLITHER_STAMP): Makefile
 
 demo: setup
 	$(PY) -m refiner demo
+
+# Benchmarks (bench/*.py): runs them all and regenerates docs/benchmarks.md and docs/benchmarks-*.png.
+bench: setup
+	$(PY) bench/run_all.py
 
 test: setup $(CHROMIUM) $(SLITHER_STAMP)
 	$(PY) -m ruff check src tests

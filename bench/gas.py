@@ -1,0 +1,205 @@
+"""Gas per call and per round, N = 5, 100, 1000 workers and committees of 8 and 32 (embedded chain, py-evm).
+
+    .venv/bin/python bench/gas.py                     # the full grid
+    .venv/bin/python bench/gas.py --quick             # N = 3, 6 and committees of 2, 3
+    .venv/bin/python bench/gas.py --gwei 20           # price for the ETH column (default 20 gwei)
+
+One fresh task per cell through one round with consensus, like tests/contracts/test_gas.py (stand-in
+storage handles, so no training: gas does not depend on the model). Every worker signs up and submits;
+with N > 100 only the first ``--claimers`` workers claim (a claim's gas depends on N only through the
+Merkle proof, log2 N siblings), and the round's claim total is the median claim × N. Per-worker gas =
+submit + claim, per-validator = commit + reveal + claim (the one-off seat claim excluded), both medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WORKER_GOAL = 120_000
+VALIDATOR_GOAL = 180_000
+CALLS = [
+    "signUp",
+    "claimSeat",
+    "submitTrainingResults",
+    "commitManifest",
+    "revealManifest",
+    "finalizeRound",
+    "claimReward",
+    "claimValidatorReward",
+]
+
+
+def measure(
+    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int
+) -> dict[str, list[int]]:
+    from tests.helpers import handle, new_task, results_tree, salt_for, seat, start_round
+
+    from refiner.chain import Durations, Status
+
+    gas: dict[str, list[int]] = defaultdict(list)
+    # each embedded block moves the clock on by ≥ 1 s: a thousand sign-ups need a long recruitment
+    task = new_task(
+        world,
+        max_workers=len(workers),
+        durations=Durations(recruitment=20_000, training=20_000, evaluation=20_000, reveal=20_000),
+    )
+    task.open_recruitment(world.requester)
+    for w in workers:
+        gas["signUp"].append(task.sign_up(w).gas_used)
+    for v in validators:
+        gas["claimSeat"].append(seat(world, task, v).gas_used)
+    task.close_recruitment(world.requester)
+    gas["startRound"].append(start_round(world, task).gas_used)
+    r = task.current_round()
+    samples = [1000 * (i + 1) for i in range(len(workers))]
+    for w, n in zip(workers, samples, strict=True):
+        res = task.submit_training_results(
+            w, handle(f"update-{r}-{w.address}"), handle(f"keys-{w.address}"), n
+        )
+        gas["submitTrainingResults"].append(res.gas_used)
+    assert task.status() == Status.EVALUATING
+    tree = results_tree(workers, samples)
+    manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), handle("agg"), handle("det"))
+    for v in validators:
+        gas["commitManifest"].append(
+            task.commit_manifest(v, task.commitment_for(v.address, r, manifest, salt_for(v, r))).gas_used
+        )
+    for v in validators:
+        gas["revealManifest"].append(task.reveal_manifest(v, manifest, salt_for(v, r)).gas_used)
+    gas["finalizeRound"].append(task.finalize_round(world.requester, manifest).gas_used)
+    for w in workers[:claimers]:
+        res = task.claim_reward(w, r, tree.result_of(w.address), tree.proof(w.address))
+        gas["claimReward"].append(res.gas_used)
+    for v in validators:
+        gas["claimValidatorReward"].append(task.claim_validator_reward(v, r).gas_used)
+    return dict(gas)
+
+
+def summarise(n: int, c: int, gas: dict[str, list[int]], gwei: float) -> dict[str, Any]:
+    med = {k: int(statistics.median(v)) for k, v in gas.items()}
+    mx = {k: max(v) for k, v in gas.items()}
+    per_worker = med["submitTrainingResults"] + med["claimReward"]
+    per_worker_max = mx["submitTrainingResults"] + mx["claimReward"]
+    per_validator = med["commitManifest"] + med["revealManifest"] + med["claimValidatorReward"]
+    per_validator_max = mx["commitManifest"] + mx["revealManifest"] + mx["claimValidatorReward"]
+    claims = sum(gas["claimReward"]) if len(gas["claimReward"]) == n else med["claimReward"] * n
+    per_round = (
+        gas["startRound"][0]
+        + sum(gas["submitTrainingResults"])
+        + sum(gas["commitManifest"])
+        + sum(gas["revealManifest"])
+        + gas["finalizeRound"][0]
+        + claims
+        + sum(gas["claimValidatorReward"])
+    )
+    return {
+        "workers": n,
+        "committee": c,
+        "median": med,
+        "max": mx,
+        "min": {k: min(v) for k, v in gas.items()},
+        "per_worker": per_worker,
+        "per_worker_max": per_worker_max,
+        "per_validator": per_validator,
+        "per_validator_max": per_validator_max,
+        "per_round": per_round,
+        "claims_measured": len(gas["claimReward"]),
+        "eth_per_round": per_round * gwei * 1e-9,
+        "gwei": gwei,
+    }
+
+
+def run_grid(
+    sizes: Sequence[int], committees: Sequence[int], claimers: int, gwei: float, log: Any = print
+) -> list[dict[str, Any]]:
+    from tests.helpers import ETH, build_world
+
+    from refiner.chain import Chain, demo_account
+
+    chain = Chain.connect()
+    world = build_world(chain, n_workers=0, n_validators=max(committees), n_fresh=0)
+    accounts = [demo_account(f"gas-bench-worker-{i}") for i in range(max(sizes))]
+    for a in accounts:
+        chain.fund(a.address, ETH)
+        world.registry.register_worker(a)
+    out = []
+    for n in sizes:
+        for c in committees:
+            gas = measure(world, accounts[:n], world.validators[:c], n if n <= 100 else claimers)
+            row = summarise(n, c, gas, gwei)
+            log(
+                f"gas: N={n:5d} C={c:3d}: per worker {row['per_worker']:,} (max {row['per_worker_max']:,}), "
+                f"per validator {row['per_validator']:,} (max {row['per_validator_max']:,}), "
+                f"per round {row['per_round']:,} = {row['eth_per_round']:.4f} ETH at {gwei:g} gwei"
+            )
+            out.append(row)
+    return out
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    cells = [f"N={r['workers']}, C={r['committee']}" for r in rows]
+    lines = ["| call (median [min–max]) | " + " | ".join(cells) + " |", "|---|" + "---:|" * len(rows)]
+    for call in [*CALLS[:5], "finalizeRound", "claimReward", "claimValidatorReward", "startRound"]:
+        lines.append(
+            f"| {call} | "
+            + " | ".join(f"{r['median'][call]:,} [{r['min'][call]:,}–{r['max'][call]:,}]" for r in rows)
+            + " |"
+        )
+    lines.append(
+        f"| **per worker** (submit + claim; goal ≤ {WORKER_GOAL:,}) | "
+        + " | ".join(f"**{r['per_worker']:,}** (max {r['per_worker_max']:,})" for r in rows)
+        + " |"
+    )
+    lines.append(
+        f"| **per validator** (commit + reveal + claim; goal ≤ {VALIDATOR_GOAL:,}) | "
+        + " | ".join(f"**{r['per_validator']:,}** (max {r['per_validator_max']:,})" for r in rows)
+        + " |"
+    )
+    lines.append(
+        "| per round (all calls but sign-up/seat) | " + " | ".join(f"{r['per_round']:,}" for r in rows) + " |"
+    )
+    lines.append(
+        f"| ETH per round at {rows[0]['gwei']:g} gwei | "
+        + " | ".join(f"{r['eth_per_round']:.4f}" for r in rows)
+        + " |"
+    )
+    lines.append("| worker claims measured | " + " | ".join(str(r["claims_measured"]) for r in rows) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sizes", default="5,100,1000")
+    ap.add_argument("--committees", default="8,32")
+    ap.add_argument("--claimers", type=int, default=30)
+    ap.add_argument("--gwei", type=float, default=20.0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    if args.quick:
+        sizes, committees = [3, 6], [2, 3]
+    else:
+        sizes = [int(x) for x in args.sizes.split(",")]
+        committees = [int(x) for x in args.committees.split(",")]
+    rows = run_grid(sizes, committees, args.claimers, args.gwei)
+    print(table(rows))
+    out = {"rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,470 @@
+"""Run every benchmark and regenerate docs/benchmarks.md (with plots docs/benchmarks-*.png).
+
+    .venv/bin/python bench/run_all.py                  # everything (make bench)
+    .venv/bin/python bench/run_all.py --quick          # tiny sizes: checks the pipeline in about a minute
+    .venv/bin/python bench/run_all.py --render-only    # rebuild the page from build/bench/*.json
+    .venv/bin/python bench/run_all.py --only gas,scale # run some, render from all saved figures
+    .venv/bin/python bench/run_all.py --jobs 2         # two benches at once (faster, noisier timings)
+
+Each bench runs in its own process (single torch thread) and saves its figures to build/bench/<name>.json
+(``--quick`` to build/bench/quick/); its printed output goes to build/bench/<name>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BENCHES = ["overhead", "validator_cost", "gas", "scale", "learning"]
+
+
+def run_bench(name: str, out_dir: Path, quick: bool) -> dict[str, Any]:
+    cmd = [sys.executable, str(HERE / f"{name}.py"), "--json", str(out_dir / f"{name}.json")]
+    if quick:
+        cmd.append("--quick")
+    t = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    with open(out_dir / f"{name}.log", "w") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
+    seconds = time.perf_counter() - t
+    status = {
+        "name": name,
+        "seconds": seconds,
+        "returncode": proc.returncode,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+    print(
+        f"{name}: {'ok' if proc.returncode == 0 else 'FAILED'} in {seconds:.0f} s (log {out_dir / (name + '.log')})",
+        flush=True,
+    )
+    return status
+
+
+def load(out_dir: Path, name: str) -> dict[str, Any] | None:
+    p = out_dir / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def plots(res: dict[str, Any], docs: Path, prefix: str) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: dict[str, str] = {}
+    ov = res.get("overhead")
+    if ov:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_overhead", HERE / "overhead.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        cats = mod.CATEGORIES
+        cells = ov["cells"]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        labels = []
+        for i, c in enumerate(cells):
+            for j, (kind, split) in enumerate((("Refiner", c["refiner"]), ("plain", c["plain"]))):
+                x = 2 * i + j
+                labels.append(f"{c['workers']}×{c['committee']}\n{kind}")
+                bottom = 0.0
+                for k, cat in enumerate(cats):
+                    ax.bar(x, split[cat], bottom=bottom, color=plt.cm.tab10(k), label=cat if x == 0 else None)
+                    bottom += split[cat]
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylabel("seconds per round (median)")
+        ax.set_title("Round time split: Refiner vs plain FedAvg")
+        ax.legend(fontsize=7, ncol=3)
+        fig.tight_layout()
+        name = f"{prefix}overhead.png"
+        fig.savefig(docs / name, dpi=110)
+        plt.close(fig)
+        made["overhead"] = name
+    sc = res.get("scale")
+    if sc and sc["rows"]:
+        rows = sc["rows"]
+        n = [r["workers"] for r in rows]
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+        ax[0].loglog(n, [r["round_seconds"] for r in rows], "o-", label="round")
+        ax[0].loglog(n, [r["deploy_seconds"] for r in rows], "s--", label="deploy + recruitment")
+        ax[0].set_xlabel("workers")
+        ax[0].set_ylabel("seconds")
+        ax[0].legend()
+        ax[0].set_title(f"time, committee {rows[0]['committee']}")
+        ax[1].semilogx(n, [r["peak_rss_mb"] for r in rows], "o-")
+        ax[1].set_xlabel("workers")
+        ax[1].set_ylabel("peak RSS (MB)")
+        ax[1].set_title("peak memory")
+        fig.tight_layout()
+        name = f"{prefix}scale.png"
+        fig.savefig(docs / name, dpi=110)
+        plt.close(fig)
+        made["scale"] = name
+    le = res.get("learning")
+    if le:
+        rounds = range(1, len(le["refiner"]) + 1)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(rounds, le["refiner"], "o-", label="Refiner")
+        ax.plot(rounds, le["plain"], "x--", label="plain FedAvg (same seeds)")
+        if le.get("library"):
+            ax.plot(rounds, le["library"], ":", label="run_fedavg (own seeds)")
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{le['model']}, {le['workers']} IID workers")
+        ax.legend()
+        fig.tight_layout()
+        name = f"{prefix}learning.png"
+        fig.savefig(docs / name, dpi=110)
+        plt.close(fig)
+        made["learning"] = name
+    ga = res.get("gas")
+    if ga:
+        rows = ga["rows"]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for c in sorted({r["committee"] for r in rows}):
+            rr = [r for r in rows if r["committee"] == c]
+            ax.semilogx(
+                [r["workers"] for r in rr], [r["per_worker"] for r in rr], "o-", label=f"per worker, C={c}"
+            )
+            ax.semilogx(
+                [r["workers"] for r in rr],
+                [r["per_validator"] for r in rr],
+                "s--",
+                label=f"per validator, C={c}",
+            )
+        ax.axhline(120_000, color="grey", lw=0.8)
+        ax.axhline(180_000, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("workers")
+        ax.set_ylabel("gas per round (median)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"{prefix}gas.png"
+        fig.savefig(docs / name, dpi=110)
+        plt.close(fig)
+        made["gas"] = name
+    return made
+
+
+# ---------------------------------------------------------------------------------------------- page
+
+
+def _module(name: str) -> Any:
+    import importlib.util
+
+    key = f"bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[key] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], findings: str) -> str:
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`bench/run_all.py`); do not edit by hand. "
+        + (
+            "**Quick run (tiny sizes): the figures below are smoke figures, not results.** "
+            if meta["quick"]
+            else ""
+        ),
+        "",
+        f"- Date: {meta['date']}; machine: {meta['machine']}; Python {meta['python']}, torch {meta['torch']} "
+        "(1 thread per process); embedded chain (eth-tester / py-evm), directory store.",
+        f"- Load average (1 min) around the runs: {meta['load']}. The machine is shared: absolute seconds vary "
+        "from run to run; ratios are measured side by side in one process and are the figures to quote.",
+        f"- Wall time per bench: {meta['times']}; total {meta['total']}.",
+        *([f"- This run: {meta['note']}"] if meta.get("note") else []),
+        "",
+        "How to run: `make bench` (everything, then this page), `.venv/bin/python bench/run_all.py --quick` "
+        "(tiny sizes, about a minute), or any single script, e.g. `.venv/bin/python bench/gas.py --help`. "
+        "Raw figures: `build/bench/*.json`, outputs: `build/bench/*.log`.",
+        "",
+    ]
+    ov = res.get("overhead")
+    if ov:
+        mod = _module("overhead")
+        cells = [mod.Cell(**c) for c in ov["cells"]]
+        parts += [
+            "## 1. Overhead: a Refiner round vs a plain FedAvg round",
+            "",
+            "Same model, data, seeds and machine; the plain round and the Refiner round alternate in one process "
+            "(median seconds per round). Categories are exclusive (see `bench/overhead.py`); *protocol share* = "
+            "everything but training, validator evaluation and the report's test evaluation. Both rounds end with "
+            "the same model, bit for bit.",
+            "",
+            mod.table(cells),
+            "",
+        ]
+        for c in cells:
+            goal = "met" if c.share <= 0.10 else "**missed**"
+            parts.append(
+                f"- {c.workers} workers × {c.committee} validators ({c.model}, {c.shard} images per worker, "
+                f"{c.validation} validation images): protocol share {c.share:.1%} (goal ≤ 10 %: {goal}); "
+                f"the Refiner round takes {c.refiner_total / c.plain_total:.1f}× the plain round, of which validator "
+                f"evaluation {c.refiner['evaluation']:.1f} s; deployment and recruitment (not in the round) "
+                f"{c.deploy_seconds:.0f} s; {c.gas_per_round:,} gas per round."
+            )
+        if "overhead" in made:
+            parts += ["", f"![round time split]({made['overhead']})"]
+        parts.append("")
+    vc = res.get("validator_cost")
+    if vc:
+        mod = _module("validator_cost")
+        rows = vc["rows"]
+        parts += [
+            "## 2. Validator cost: leave-one-out",
+            "",
+            f"One validator's `evaluate_round` ({rows[0]['model']}, {rows[0]['validation']} validation images) vs the "
+            "bound (N+1) × one single-model evaluation. Medians, side by side in one process.",
+            "",
+            mod.table(rows),
+            "",
+        ]
+        ok = all(r["ratio_to_bound"] <= 1.0 for r in rows)
+        parts.append(
+            f"Goal (at or below the bound): {'met' if ok else '**missed**'}. evaluate_round does 2N+1 evaluations, "
+            "not N+1: each of the N local models is scored for the ε-qualification, then the full aggregate and "
+            "the N leave-one-out aggregates. Batching (`evaluate_many`: one pass over the data, each batch sliced "
+            "once) makes a model's evaluation cost about the same as a single evaluation, not less: the forward pass "
+            "dominates, so the time is ≈ (2N+1)/(N+1) ≈ 2× the bound. See the findings for the fix."
+        )
+        parts.append("")
+    ga = res.get("gas")
+    if ga:
+        mod = _module("gas")
+        rows = ga["rows"]
+        parts += [
+            "## 3. Gas",
+            "",
+            "Per call (median [min–max]) and per round, one fresh task per cell through one round with consensus "
+            f"(`bench/gas.py`). ETH at {rows[0]['gwei']:g} gwei. With N > 100 only the first "
+            "workers claim, and the round's claim total is extrapolated (median × N).",
+            "",
+            mod.table(rows),
+            "",
+        ]
+        pw = [r["per_worker"] for r in rows]
+        pv = [r["per_validator"] for r in rows]
+        parts.append(
+            f"- Per worker (submit + claim): {min(pw):,}–{max(pw):,} median across cells "
+            f"(goal ≤ {mod.WORKER_GOAL:,}: {'met' if max(pw) <= mod.WORKER_GOAL else '**missed**'}). "
+            f"Per validator (commit + reveal + claim): {min(pv):,}–{max(pv):,} "
+            f"(goal ≤ {mod.VALIDATOR_GOAL:,}: {'met' if max(pv) <= mod.VALIDATOR_GOAL else '**missed**'})."
+        )
+        parts.append(
+            "- Independence of N: submit, commit, reveal and the validator claim do not depend on N; the worker "
+            "claim grows with the Merkle proof, log2 N siblings (measured: +3,017 gas median from N = 5 to 100, "
+            "about 700 gas per extra sibling). "
+            "The per-validator median does not move with the committee size either (8 vs 32: within 10 gas)."
+        )
+        parts.append(
+            "- Why the goals are missed (by ~5–8k per worker, ~2k per validator): each call starts with the 21,000 "
+            "intrinsic transaction cost, so two calls "
+            "per worker pay 42,000 before any work, three per validator 63,000; the rest is dominated by fresh "
+            "storage writes (20,000 gas per zero-to-non-zero slot: a submission's record, a claim's claimed flag, a "
+            "reveal's vote) and the ether transfer of each claim (9,000 with value) — the EVM's fixed prices, "
+            "not slack in the code (a breakdown per opcode was not measured). Meeting the goals "
+            "needs fewer transactions, not cheaper code: e.g. pay workers by push in finalizeRound or batch claims "
+            "across rounds (one claim per worker per task), pack submission fields into one slot, and let the "
+            "validator claim ride on its next commitment."
+        )
+        if "gas" in made:
+            parts += ["", f"![gas per participant]({made['gas']})"]
+        parts.append("")
+    sc = res.get("scale")
+    if sc:
+        mod = _module("scale")
+        rows = sc["rows"]
+        parts += [
+            "## 4. Scale",
+            "",
+            "One task, one round, committee of "
+            f"{rows[0]['committee']} on the embedded stack, each size in a fresh process (peak RSS is that process's). "
+            "**Simplified:** logistic model, 20 images per worker (one SGD step), 200 validation images. Real "
+            "protocol path: every worker decrypts the global model, trains, encrypts its update to every "
+            "committee member (one ECIES key wrap each), stores it and submits; every validator decrypts all N "
+            "updates and runs evaluate_round; commit, reveal, finalize, every participant claims.",
+            "",
+            mod.table(rows),
+            "",
+            "Driver shortcut (all sizes"
+            + ("" if all(r.get("memo") for r in rows) else "; not used here")
+            + "): the simulation reuses the first `consensus_details` lookup of a round for every claim "
+            "(finding 1: each lookup scans the whole chain's logs, which makes the unpatched round quadratic). "
+            "*accepted* < workers: a one-step update on 20 images sometimes has validation loss above ε = 5 "
+            "(e.g. 5.66): the ε-filter at work, not a failure.",
+            "",
+        ]
+        for n in sc.get("incomplete", []):
+            parts += [
+                f"**{n} workers: not completed in this run** ({sc.get('note', '')}). The round time grew "
+                + (
+                    f"×{rows[-1]['round_seconds'] / rows[0]['round_seconds']:.0f} for ×"
+                    f"{rows[-1]['workers'] / rows[0]['workers']:g} workers"
+                    if len(rows) >= 2
+                    else "super-linearly"
+                )
+                + ": every validator's `round_events` and every transaction receipt lookup scan the embedded "
+                "chain (O(chain length)), so the round is super-linear in N on eth-tester (finding 1). "
+                "Extrapolating the measured growth, 1,000 workers need hours on the embedded chain; run "
+                f"measure it with `.venv/bin/python bench/scale.py --sizes {n}` once findings 1–3 are fixed.",
+                "",
+            ]
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            k = b["workers"] / a["workers"]
+            parts.append(
+                f"From {a['workers']} to {b['workers']} workers (×{k:g}): round time ×{b['round_seconds'] / a['round_seconds']:.1f}, "
+                f"deployment ×{b['deploy_seconds'] / a['deploy_seconds']:.1f}, peak memory ×{b['peak_rss_mb'] / a['peak_rss_mb']:.2f} "
+                f"({a['peak_rss_mb']:.0f} → {b['peak_rss_mb']:.0f} MB)."
+            )
+        if "scale" in made:
+            parts += ["", f"![scale]({made['scale']})"]
+        parts.append("")
+    le = res.get("learning")
+    if le:
+        mod = _module("learning")
+        same = all(le["identical"])
+        parts += [
+            "## 5. Learning: Refiner vs plain FedAvg",
+            "",
+            f"{le['model']}, {le['workers']} IID workers × {le['shard']} images, {len(le['refiner'])} rounds, "
+            f"committee {le['committee']}, all honest. Test accuracy per round.",
+            "",
+            mod.table(le),
+            "",
+            "The curves "
+            + (
+                "match exactly: the Refiner global model equals plain FedAvg's, bit for bit, every round"
+                if same
+                else "**differ**"
+            )
+            + "; "
+            "run_fedavg uses other per-worker seeds and lands within noise of both.",
+        ]
+        if "learning" in made:
+            parts += ["", f"![learning curves]({made['learning']})"]
+        parts.append("")
+    parts += [findings]
+    return "\n".join(parts) + "\n"
+
+
+#: Profile of the slowest parts (cProfile of bench/overhead.py's 5 x 8 cell and bench/scale.py at 100 workers),
+#: written by hand from the measurements; the library is not changed by the benches.
+FINDINGS = """## Profile and findings
+
+cProfile of one Refiner round, 20 workers × 8 validators, logistic model (so that the protocol, not
+training, dominates), embedded chain, on the shared machine (load ≈ 5; 131 s under the profiler, ~29 s of
+CPU). Top items, cumulative:
+
+| where | calls | seconds | share |
+|---|---:|---:|---:|
+| web3 → eth-tester JSON-RPC (all chain work) | 795 | 105 | 80 % |
+| `Task.round_events` → `eth_getLogs` | 59 | 57 | 43 % |
+| … of which `Task.revealed_manifests` via `consensus_details` (every worker's `claim_reward`) | 23 | 47 | 36 % |
+| eth-tester `get_transaction_receipt` (mostly inside `get_logs`) | 1,677 | 45 | 34 % |
+| `eth_call` views (config, description, requester, round inputs … re-read per action) | 440 | 26 | 20 % |
+| `Chain.transact` (59 transactions: pre-simulation `eth_call` + py-evm execution) | 59 | 18 | 14 % |
+| `Validator.evaluate` (8 validators: decrypt, evaluate_round, share the aggregate) | 8 | 18 | 14 % |
+| `os.fsync` in `DirectoryStore.put` | 68 | 1 | 1 % |
+
+Findings and proposed fixes (library code is not changed by the benches):
+
+1. **Event scans are O(chain length), and every claim does one.** eth-tester answers `eth_getLogs` by walking
+   every block since genesis and decoding its receipts, and `Task.round_events` asks from block 0. Each
+   worker's `claim_reward` calls `consensus_details` → `Task.revealed_manifests` → `get_logs`, so a round
+   costs O(N × chain length): quadratic in the workers (the 100 × 20 overhead cell and the scale runs are
+   dominated by it). Fixes: read the consensus manifest through the existing view
+   (`Task.consensus_manifest(r)`) instead of scanning reveal events; pass `fromBlock` = the round's start
+   block to every `get_logs` (record it when the round starts: `RoundStarted` block, or a `roundStartBlock`
+   view); cache `consensus_details` per (task, round) in each participant. `bench/scale.py` applies the
+   third as a driver-level memo (documented there; `--no-memo` to measure without it).
+2. **Immutable views are re-read on every action** (440 `eth_call`s for 20 + 8 participants): cache
+   `config()`, the description, `requester()` and the round's input handles in the `Task` wrapper for
+   the task's / round's lifetime.
+3. **Each transaction executes twice on the embedded chain** (`Chain.transact` simulates with `eth_call`
+   first to decode refusals). Keep it for refusals but skip it when a caller has just checked the state,
+   or use anvil (~10 ms per transaction) for large runs.
+4. **Validator evaluation is 2N+1 forward passes, replicated C times.** The ε-qualification scores every
+   local model (N), then the aggregate (1) and the N leave-one-out aggregates (N). `evaluate_many` only
+   saves the per-call set-up, so the cost is ≈ 2× the (N+1) bound (section 2). Options: qualify on a
+   fixed slice of the validation set (e.g. 20 %) with the same quantisation, which brings the cost to
+   ≈ 1.2 (N+1); or compute each counterfactual loss from stored per-sample outputs where the model
+   family allows it (logistic: logits are linear in the weights, so L(w^{-j}) needs no new pass).
+5. Storage (`fsync` per object) and encryption (one ECIES wrap per committee member per update) are
+   small at these sizes (see the splits above).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--only", default="", help="comma list of benches to run (others: saved figures)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ap.add_argument("--note", default="", help="a remark on this run's conditions, quoted on the page")
+    args = ap.parse_args(argv)
+    out_dir = ROOT / "build" / "bench" / ("quick" if args.quick else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [n for n in args.only.split(",") if n] or BENCHES
+    statuses: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    if not args.render_only:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            statuses = list(pool.map(lambda n: run_bench(n, out_dir, args.quick), names))
+        (out_dir / "times.json").write_text(json.dumps(statuses, indent=1))
+    elif (out_dir / "times.json").exists():
+        statuses = json.loads((out_dir / "times.json").read_text())
+    total = time.perf_counter() - t0
+    res = {n: load(out_dir, n) for n in BENCHES}
+    import torch
+
+    meta = {
+        "note": args.note,
+        "quick": args.quick,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load": ", ".join(f"{s['name']} {s['load_before']:.1f}→{s['load_after']:.1f}" for s in statuses)
+        or "n/a",
+        "times": ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in statuses) or "n/a",
+        "total": f"{sum(s['seconds'] for s in statuses) / 60:.1f} min of bench time"
+        + (f" ({total / 60:.1f} min wall)" if not args.render_only else ""),
+    }
+    # a quick run never overwrites the real page: its page and plots go to build/bench/quick/
+    docs = out_dir if args.quick else args.docs
+    docs.mkdir(parents=True, exist_ok=True)
+    made = plots(res, docs, "benchmarks-")
+    target = docs / "benchmarks.md"
+    target.write_text(render(res, made, meta, FINDINGS))
+    print(f"wrote {target}")
+    return 0 if all(s["returncode"] == 0 for s in statuses) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
