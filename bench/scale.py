@@ -16,6 +16,7 @@ Each size runs in a fresh child process so that its peak resident memory (ru_max
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import resource
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def _overhead() -> Any:
     return module
 
 
-def memoise_consensus_details() -> None:
+@contextlib.contextmanager
+def memoised_consensus_details() -> Iterator[None]:
     """Simulation-driver shortcut: every worker's claim looks the consensus manifest up again through
     ``Task.revealed_manifests`` (a ``get_logs`` that eth-tester answers by scanning every block since
     genesis, so N claims cost O(N x chain length)); here the first lookup of a (task, round) is reused by
@@ -60,6 +62,11 @@ def memoise_consensus_details() -> None:
 
     participant.consensus_details = cached  # type: ignore[assignment]
     worker.consensus_details = cached  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:  # a patch left behind served stale details to later tasks at the same address (InvalidProof)
+        participant.consensus_details = original  # type: ignore[assignment]
+        worker.consensus_details = original  # type: ignore[attr-defined]
 
 
 def run_one(
@@ -67,8 +74,11 @@ def run_one(
 ) -> dict[str, Any]:
     """Deploy and run one round in this process; returns times, split and peak memory."""
     torch.set_num_threads(1)
-    if memo:
-        memoise_consensus_details()
+    with memoised_consensus_details() if memo else contextlib.nullcontext():
+        return _run_one(workers, committee, shard, validation, memo)
+
+
+def _run_one(workers: int, committee: int, shard: int, validation: int, memo: bool) -> dict[str, Any]:
     ov = _overhead()
     from refiner.fl.data import load_mnist, split_mnist, subset
 
