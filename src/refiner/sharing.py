@@ -116,6 +116,11 @@ def open_envelope(envelope: bytes, context: Context, account: LocalAccount) -> b
     """The payload key from an envelope, for `account`."""
     try:
         body = safejson.loads(envelope, "key envelope")
+    except safejson.TooDeep as exc:
+        raise SharingError(str(exc)) from None
+    except ValueError:
+        raise SharingError("key envelope is not a Refiner envelope") from None
+    try:
         keys = body["keys"]
         bound = body["context"]
     except (ValueError, KeyError, TypeError):

@@ -29,7 +29,8 @@ from refiner.fl.models import State, model_digest, serialize
 from refiner.fl.round_evaluation import MAX_PPM
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, Worker, WorkerBehaviour
 from refiner.roles.participant import ManifestDetails, consensus_details
-from refiner.roles.validator import MAX_JSON_DEPTH, MAX_REASON
+from refiner.roles.validator import MAX_REASON
+from refiner.safejson import MAX_DEPTH as MAX_JSON_DEPTH
 from refiner.safejson import depth as json_depth
 from refiner.sharing import Context, encrypt, make_envelope, share
 from refiner.simulation import ETH, Simulation

@@ -24,7 +24,6 @@ fetched, opened or validated is rejected with the reason in ``Evaluated.rejected
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -32,7 +31,6 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak
 
-from refiner import safejson
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
@@ -53,12 +51,8 @@ from refiner.roles.participant import (
 )
 from refiner.roles.wire import dataset_from_bytes
 from refiner.sharing import (
-    MAX_ENVELOPE_BYTES,
-    NONCE_BYTES,
     Context,
     SharingError,
-    decrypt,
-    open_envelope,
     retrieve,
     share,
 )
@@ -72,13 +66,6 @@ COLLUSION_CONTRIBUTION = 100_000
 #: chain) would stop every validator's evaluation. 2^40 is far above any real shard and leaves room for
 #: 2^23 such workers below 2^64.
 MAX_SAMPLES = 1 << 40
-#: Deepest JSON nesting accepted in a worker's key envelope or safetensors header. The json module
-#: parses recursively and py_ecc (imported with the chain layer) raises the recursion limit to 100,000,
-#: so ~100,000 nested brackets overflow the C stack and kill the process (measured: SIGSEGV) rather
-#: than raise. A real envelope or header nests 3 levels deep.
-MAX_JSON_DEPTH = 32
-#: The largest safetensors header ``deserialize`` parses (``refiner.fl.models._MAX_HEADER``).
-MAX_HEADER_BYTES = 1 << 24
 ONE_PPM = 1_000_000
 #: Longest reason kept for an update that could not be read.
 MAX_REASON = 300
@@ -97,30 +84,11 @@ class UnreadableUpdate(ValueError):
     """A worker's submission could not be fetched, opened or validated (the reason is the message)."""
 
 
-def _check_json_depth(data: bytes, what: str) -> None:
-    try:
-        safejson.check(data, what, MAX_JSON_DEPTH)
-    except safejson.TooDeep as exc:
-        raise UnreadableUpdate(str(exc)) from None
-
-
 def open_model(
     store: Store, model: Handle, keys: Handle, context: Context, account: LocalAccount, spec: ModelSpec
 ) -> State:
-    """Fetch, decrypt and validate a shared model as `account` (what ``retrieve`` and ``deserialize``
-    do), refusing first what would crash the process: JSON nested too deeply in the key envelope or the
-    safetensors header, and envelopes whose fields have the wrong types."""
-    envelope = store.get(keys, max_size=MAX_ENVELOPE_BYTES)
-    _check_json_depth(envelope, "the key envelope")
-    try:
-        key = open_envelope(envelope, context, account)
-    except (TypeError, AttributeError) as exc:  # e.g. "keys" a list, a wrapped key a number
-        raise SharingError(f"key envelope is malformed: {type(exc).__name__}: {exc}") from None
-    data = decrypt(key, store.get(model, max_size=spec.max_bytes + NONCE_BYTES + 16), context)
-    if len(data) >= 8:
-        (header_len,) = struct.unpack("<Q", data[:8])
-        if header_len <= min(MAX_HEADER_BYTES, len(data) - 8):  # deserialize refuses the others unparsed
-            _check_json_depth(data[8 : 8 + header_len], "the model's safetensors header")
+    """Fetch, decrypt and validate a shared model as `account`; a pickle gets a message saying so."""
+    data = retrieve(store, model, keys, context, account, max_bytes=spec.max_bytes)
     try:
         return deserialize(data, spec)
     except ModelValidationError as exc:
