@@ -14,7 +14,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic
@@ -164,7 +163,3 @@ class Agent(ABC):
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
-
-
-def log_tx(log: logging.Logger, what: str, result: Any) -> None:
-    log.info("%s (gas %s)", what, getattr(result, "gas_used", "?"))
