@@ -32,7 +32,14 @@ LogOpt = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")]
 @worker_app.command("run")
 def worker_run(
     data: Annotated[Path, typer.Option(help="the worker's private data (safetensors, `refiner data mnist`)")],
-    behaviour: Annotated[str, typer.Option(help="honest | free-rider (for experiments)")] = "honest",
+    behaviour: Annotated[
+        str,
+        typer.Option(
+            help="honest, or an attack for experiments (docs/robustness.md): targeted-label-flip, "
+            "free-rider, random-weights, sign-flip, scaled-update, inflated-samples, replay-own-update, "
+            "replay-others-handles"
+        ),
+    ] = "honest",
     seed: Annotated[int, typer.Option(help="seed of local training")] = 0,
     task: TaskOpt = None,
     exit_when_done: ExitOpt = False,
@@ -64,7 +71,10 @@ def worker_run(
 def validator_run(
     stake: Annotated[str, typer.Option(help="stake to bond when registering, e.g. '1.5 ether'")] = "1 ether",
     behaviour: Annotated[
-        str, typer.Option(help="honest | copycat | non-revealer (for experiments)")
+        str,
+        typer.Option(
+            help="honest, or an attack for experiments: copycat, non-revealer, random, colluder, thief"
+        ),
     ] = "honest",
     task: TaskOpt = None,
     exit_when_done: ExitOpt = False,
