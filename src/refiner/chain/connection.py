@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +17,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
 from web3.types import TxParams, TxReceipt, Wei
 
 from refiner.chain.build import Artifact
+from refiner.chain.embedded import embedded_provider
 from refiner.chain.errors import ChainError, ContractRevert, decode_revert
 
 EMBEDDED = "embedded"
@@ -40,12 +42,17 @@ class Chain:
     kind: str  # "embedded" | "anvil" | "rpc"
     #: Gas used by every transaction this connection sent (for reports).
     gas_used: int = field(init=False, default=0)
+    #: Held while a transaction is sent on the embedded chain; share it to serialise other requests.
+    lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     _chain_id: int = field(init=False, default=0)
 
     @classmethod
     def connect(cls, url: str = EMBEDDED) -> Chain:
         if url in (EMBEDDED, "eth-tester://", "eth-tester"):
-            return cls(Web3(EthereumTesterProvider()), EMBEDDED, EMBEDDED)
+            w3 = Web3(embedded_provider())
+            # calls without a sender would each ask eth_accounts twice (web3's eth-tester middleware)
+            w3.eth.default_account = w3.eth.accounts[0]
+            return cls(w3, EMBEDDED, EMBEDDED)
         if url.startswith(("http://", "https://")):
             w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         elif url.startswith("ipc://") or url.endswith(".ipc"):
@@ -68,25 +75,43 @@ class Chain:
     def transact(self, sender: LocalAccount, call: ContractFunction, value: int = 0) -> TxReceipt:
         """Sign `call` with `sender`'s key, send it and wait for it to be mined.
 
-        The call is simulated first (the gas estimate), so a refusal raises :class:`ContractRevert` (with
-        the contract's custom error decoded) before anything is sent or paid.
+        A refusal raises :class:`ContractRevert` (with the contract's custom error decoded) and costs
+        nothing: on a node the call is simulated first (the gas estimate); on the embedded chain it runs
+        once, for real, and a reverted transaction is undone (its block dropped) before the error is read.
         """
         params: TxParams = {"from": sender.address, "value": Wei(value)}
+        if self.kind == EMBEDDED:
+            return self._transact_embedded(sender, call, params)
         try:
-            if self.kind == EMBEDDED:
-                # py-evm estimates gas by binary search (~15 executions); one eth_call finds a refusal,
-                # and a generous limit costs nothing: only the gas used is paid.
-                call.call(dict(params), block_identifier="pending")  # type: ignore[arg-type]
-                params["gas"] = EMBEDDED_GAS_LIMIT
-            else:
-                # estimate on the pending block, where the transaction will run: on the latest block a
-                # storage slot written earlier in that block (e.g. a stake checkpoint) looks cheaper
-                estimate = call.estimate_gas(dict(params), block_identifier="pending")  # type: ignore[arg-type]
-                params["gas"] = estimate * 6 // 5
+            # estimate on the pending block, where the transaction will run: on the latest block a
+            # storage slot written earlier in that block (e.g. a stake checkpoint) looks cheaper
+            estimate = call.estimate_gas(dict(params), block_identifier="pending")  # type: ignore[arg-type]
+            params["gas"] = estimate * 6 // 5
             tx = call.build_transaction(self._fill(sender, params))
         except _REVERTS as exc:
             raise _refusal(exc) from None
         return self._send(sender, tx)
+
+    def _transact_embedded(self, sender: LocalAccount, call: ContractFunction, params: TxParams) -> TxReceipt:
+        # py-evm's gas estimate is a binary search (~15 executions) and a trial eth_call one more: instead
+        # the transaction runs once with a generous limit (only the gas used is paid) and, if it reverted,
+        # the chain is put back as it was, so that a refusal costs neither gas nor a nonce.
+        params["gas"] = EMBEDDED_GAS_LIMIT
+        with self.lock:  # nobody else's transaction may land between the snapshot and a revert
+            snapshot = self._testing.snapshot()
+            tx = call.build_transaction(self._fill(sender, params))
+            signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            if receipt["status"] == 1:
+                self.gas_used += int(receipt["gasUsed"])
+                return receipt
+            self._testing.revert(snapshot)
+            try:  # the same call again, as a simulation on the restored state, for the contract's error
+                call.call(dict(params), block_identifier="pending")  # type: ignore[arg-type]
+            except _REVERTS as exc:
+                raise _refusal(exc) from None
+        raise ChainError(f"transaction {tx_hash.hex()} reverted (undone); its simulation did not")
 
     def deploy(
         self, sender: LocalAccount, artifact: Artifact, *args: Any, value: int = 0

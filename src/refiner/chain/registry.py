@@ -22,6 +22,10 @@ def task_codehash() -> bytes:
 class Registry(ContractWrapper):
     ARTIFACT = "RefinerRegistry"
 
+    def __init__(self, chain: Chain, address: str, from_block: int = 0) -> None:
+        super().__init__(chain, address, from_block)
+        self._keys: dict[tuple[str, str], bytes] = {}
+
     @classmethod
     def deploy(
         cls,
@@ -112,10 +116,21 @@ class Registry(ContractWrapper):
         return bool(self._call("isActiveTask", task))
 
     def worker_key(self, worker: str) -> bytes:
-        return bytes(self._call("workerKey", worker))
+        """The public key a worker registered (empty if none)."""
+        return self._key("workerKey", worker)
 
     def validator_key(self, validator: str) -> bytes:
-        return bytes(self._call("validatorKey", validator))
+        """The public key a validator registered (empty if none)."""
+        return self._key("validatorKey", validator)
+
+    def _key(self, view: str, account: str) -> bytes:
+        # a registered key hashes to its account's address, so it can never change: read it once
+        cached = self._keys.get((view, account))
+        if cached is None:
+            cached = bytes(self._call(view, account))
+            if cached:
+                self._keys[(view, account)] = cached
+        return cached
 
     def stake_unit(self) -> int:
         return int(self._call("stakeUnit"))

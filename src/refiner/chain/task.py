@@ -24,6 +24,11 @@ class Task(ContractWrapper):
     def __init__(self, chain: Chain, address: str, from_block: int | None = None) -> None:
         super().__init__(chain, address, 0)
         self._round_blocks: dict[int, int] = {}
+        # what can no longer change, read once (an embedded-chain view costs ~50 ms of py-evm)
+        self._config: TaskConfig | None = None
+        self._requester: str | None = None
+        self._registry: str | None = None
+        self._committee: dict[str, int] | None = None
         # events are scanned from the deployment block (public nodes limit eth_getLogs ranges)
         self.from_block = from_block if from_block is not None else self._created_block()
 
@@ -193,16 +198,23 @@ class Task(ContractWrapper):
     # ------------------------------------------------------------------ views
 
     def requester(self) -> str:
-        return str(self._call("requester"))
+        if self._requester is None:
+            self._requester = str(self._call("requester"))
+        return self._requester
 
     def registry(self) -> str:
-        return str(self._call("registry"))
+        if self._registry is None:
+            self._registry = str(self._call("registry"))
+        return self._registry
 
     def status(self) -> Status:
         return Status(self._call("status"))
 
     def config(self) -> TaskConfig:
-        return TaskConfig.from_tuple(self._call("config"))
+        """The configuration, fixed at deployment."""
+        if self._config is None:
+            self._config = TaskConfig.from_tuple(self._call("config"))
+        return self._config
 
     def current_round(self) -> int:
         return int(self._call("currentRound"))
@@ -226,8 +238,15 @@ class Task(ContractWrapper):
         return list(self._call("workers"))
 
     def committee(self) -> dict[str, int]:
+        """Member → vote weight; fixed once recruitment has closed."""
+        if self._committee is not None:
+            return dict(self._committee)
+        closed = self.recruitment_closed()
         members, weights = self._call("committee")
-        return dict(zip(members, weights, strict=True))
+        committee = dict(zip(members, weights, strict=True))
+        if closed:
+            self._committee = committee
+        return dict(committee)
 
     def total_weight(self) -> int:
         return int(self._call("totalWeight"))
@@ -236,8 +255,14 @@ class Task(ContractWrapper):
         return RoundInfo.from_tuple(self._call("roundInfo", round_))
 
     def submission_of(self, round_: int, worker: str) -> tuple[int, bool]:
-        samples, claimed = self._call("submissionOf", round_, worker)
-        return int(samples), bool(claimed)
+        """(samples submitted in the round, 0 if none; whether the reward was claimed). The contract stores
+        only the two flags: the samples come from the worker's TrainingResultsSubmitted event."""
+        submitted, claimed = self._call("submissionOf", round_, worker)
+        if not submitted:
+            return 0, bool(claimed)
+        start = self.round_start_block(round_)
+        (event,) = self.get_events("TrainingResultsSubmitted", from_block=start, round=round_, worker=worker)
+        return int(event["samples"]), bool(claimed)
 
     def ballot_of(self, round_: int, validator: str) -> bytes:
         return bytes(self._call("ballotOf", round_, validator))

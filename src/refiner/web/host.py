@@ -238,7 +238,7 @@ class Host:
 def _serialise_requests(chain: Chain) -> None:
     """Let one request at a time into the (not thread-safe) embedded EVM."""
     provider: Any = chain.w3.provider
-    lock = threading.RLock()
+    lock = chain.lock  # the one Chain.transact holds from a snapshot to a possible revert
     inner = provider.make_request
 
     def make_request(method: Any, params: Any) -> Any:
