@@ -16,7 +16,6 @@ Each size runs in a fresh child process so that its peak resident memory (ru_max
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import resource
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,43 +41,9 @@ def _overhead() -> Any:
     return module
 
 
-@contextlib.contextmanager
-def memoised_consensus_details() -> Iterator[None]:
-    """Simulation-driver shortcut: every worker's claim looks the consensus manifest up again through
-    ``Task.revealed_manifests`` (a ``get_logs`` that eth-tester answers by scanning every block since
-    genesis, so N claims cost O(N x chain length)); here the first lookup of a (task, round) is reused by
-    the others. Each participant would do its own lookup on its own node in a real deployment."""
-    import refiner.roles.participant as participant
-    import refiner.roles.worker as worker
-
-    original = participant.consensus_details
-    cache: dict[tuple[str, int], Any] = {}
-
-    def cached(who: Any, task: Any, round_: int) -> Any:
-        key = (task.address, round_)
-        if key not in cache:
-            cache[key] = original(who, task, round_)
-        return cache[key]
-
-    participant.consensus_details = cached  # type: ignore[assignment]
-    worker.consensus_details = cached  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:  # a patch left behind served stale details to later tasks at the same address (InvalidProof)
-        participant.consensus_details = original  # type: ignore[assignment]
-        worker.consensus_details = original  # type: ignore[attr-defined]
-
-
-def run_one(
-    workers: int, committee: int, shard: int = 20, validation: int = 200, memo: bool = True
-) -> dict[str, Any]:
+def run_one(workers: int, committee: int, shard: int = 20, validation: int = 200) -> dict[str, Any]:
     """Deploy and run one round in this process; returns times, split and peak memory."""
     torch.set_num_threads(1)
-    with memoised_consensus_details() if memo else contextlib.nullcontext():
-        return _run_one(workers, committee, shard, validation, memo)
-
-
-def _run_one(workers: int, committee: int, shard: int, validation: int, memo: bool) -> dict[str, Any]:
     ov = _overhead()
     from refiner.fl.data import load_mnist, split_mnist, subset
 
@@ -100,7 +65,6 @@ def _run_one(workers: int, committee: int, shard: int, validation: int, memo: bo
     return {
         "workers": workers,
         "committee": committee,
-        "memo": memo,
         "deploy_seconds": deploy_seconds,
         "round_seconds": round_seconds,
         "split": split,
@@ -113,15 +77,12 @@ def _run_one(workers: int, committee: int, shard: int, validation: int, memo: bo
     }
 
 
-def run_sizes(
-    sizes: Sequence[int], committee: int, memo: bool = True, log: Any = print
-) -> list[dict[str, Any]]:
+def run_sizes(sizes: Sequence[int], committee: int, log: Any = print) -> list[dict[str, Any]]:
     out = []
     for n in sizes:
         log(f"scale: {n} workers, committee {committee} ...")
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(n), "--committee", str(committee)]
-            + ([] if memo else ["--no-memo"]),
+            [sys.executable, __file__, "--child", str(n), "--committee", str(committee)],
             capture_output=True,
             text=True,
             check=False,
@@ -170,16 +131,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--committee", type=int, default=32)
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--no-memo", action="store_true", help="every claim looks the consensus up itself")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(run_one(args.child, args.committee, memo=not args.no_memo)))
+        print(json.dumps(run_one(args.child, args.committee)))
         return {}
     sizes, committee = (
         ([4, 8], 4) if args.quick else ([int(s) for s in args.sizes.split(",")], args.committee)
     )
-    rows = run_sizes(sizes, committee, memo=not args.no_memo)
+    rows = run_sizes(sizes, committee)
     print(table(rows))
     out = {"rows": rows}
     if args.json:

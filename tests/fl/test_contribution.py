@@ -41,3 +41,28 @@ def test_no_worker_no_contribution() -> None:
     assert LeaveOneOut().contributions(Bias2, [], [], VALIDATION, 0.7, global_state=W1) == []
     with pytest.raises(ValueError):
         LeaveOneOut().contributions(Bias2, [W1], [1, 2], VALIDATION, 0.7, global_state=W1)
+
+
+def test_leave_one_out_states_equal_the_fedavg_of_the_others() -> None:
+    """The O(N) subtraction form agrees with re-averaging the others to float32's last bit at most."""
+    import torch
+
+    from refiner.fl.aggregation import fedavg
+
+    gen = torch.Generator().manual_seed(7)
+    states = [
+        {"w": torch.randn(64, 33, generator=gen), "b": torch.randn(10, generator=gen) * 1e-3}
+        for _ in range(9)
+    ]
+    samples = [int(n) for n in torch.randint(1, 5000, (9,), generator=gen)]
+    samples[3] = 2**40  # one worker dominates: the subtraction must not lose float32 precision
+    loo = leave_one_out_states(states, samples)
+    for j, got in enumerate(loo):
+        others = [s for i, s in enumerate(states) if i != j]
+        want = fedavg(others, [n for i, n in enumerate(samples) if i != j])
+        for name in ("w", "b"):
+            ulp = torch.finfo(torch.float32).eps * want[name].abs().clamp_min(1e-30)
+            assert torch.all((got[name] - want[name]).abs() <= ulp), (j, name)
+            assert got[name].dtype == torch.float32
+    with pytest.raises(ValueError):
+        leave_one_out_states(states[:1], samples[:1])

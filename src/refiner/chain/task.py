@@ -29,6 +29,7 @@ class Task(ContractWrapper):
         self._requester: str | None = None
         self._registry: str | None = None
         self._committee: dict[str, int] | None = None
+        self._settled_reveals: dict[int, dict[str, Manifest]] = {}
         # events are scanned from the deployment block (public nodes limit eth_getLogs ranges)
         self.from_block = from_block if from_block is not None else self._created_block()
 
@@ -180,17 +181,24 @@ class Task(ContractWrapper):
     def release_unclaimed(self, sender: LocalAccount, round_: int) -> TxResult:
         return self._send(sender, "releaseUnclaimed", round_)
 
-    def revealed_manifests(self, round_: int) -> dict[str, Manifest]:
-        """Validator → manifest revealed in `round_`, read from the chain's events."""
-        return {
+    def revealed_manifests(self, round_: int, *, settled: bool = False) -> dict[str, Manifest]:
+        """Validator → manifest revealed in `round_`, read from the chain's events. `settled`: the caller
+        knows the round is finalized, so no reveal can follow and the answer is kept for next time."""
+        if round_ in self._settled_reveals:
+            return dict(self._settled_reveals[round_])
+        revealed = {
             e["validator"]: Manifest.from_tuple(e["manifest"])
             for e in self.round_events("ManifestRevealed", round_)
         }
+        if settled:
+            self._settled_reveals[round_] = revealed
+        return dict(revealed)
 
     def consensus_manifest(self, round_: int) -> Manifest | None:
         """A revealed manifest whose vote key holds the majority of `round_`, if one does."""
-        key = self.round_info(round_).consensus_key
-        for manifest in self.revealed_manifests(round_).values():
+        info = self.round_info(round_)
+        key = info.consensus_key
+        for manifest in self.revealed_manifests(round_, settled=info.finalized).values():
             if manifest.vote_key() == key:
                 return manifest
         return None

@@ -41,7 +41,7 @@ def check_compatible(states: Sequence[Mapping[str, torch.Tensor]]) -> None:
                 )
 
 
-def _checked_weights(states: Sequence[StateLike], weights: Sequence[int]) -> list[int]:
+def checked_weights(states: Sequence[StateLike], weights: Sequence[int]) -> list[int]:
     if len(states) != len(weights):
         raise ValueError(f"{len(states)} states but {len(weights)} weights")
     check_compatible(states)
@@ -63,7 +63,7 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[int])
     element-wise operations are used, so the result does not depend on the thread count. Non-floating
     tensors (e.g. a BatchNorm's ``num_batches_tracked``) are taken from the first state.
     """
-    ns = _checked_weights(states, weights)
+    ns = checked_weights(states, weights)
     total = sum(ns)
     out: State = {}
     for name in sorted(states[0]):
@@ -201,7 +201,7 @@ class Median(Aggregator):
     name = "median"
 
     def __call__(self, states: Sequence[StateLike], weights: Sequence[int]) -> State:
-        _checked_weights(states, weights)
+        checked_weights(states, weights)
         return coordinate_median(states)
 
     def __repr__(self) -> str:
@@ -222,7 +222,7 @@ class Krum(Aggregator):
         self.f, self.m = f, m
 
     def __call__(self, states: Sequence[StateLike], weights: Sequence[int]) -> State:
-        _checked_weights(states, weights)
+        checked_weights(states, weights)
         return krum(states, self.f, self.m)
 
     def __repr__(self) -> str:

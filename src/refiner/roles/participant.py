@@ -130,8 +130,9 @@ def load_details(store: Store, source: Manifest | Handle) -> ManifestDetails:
 def consensus_details(participant: Participant, task: Task, round_: int) -> tuple[Manifest, ManifestDetails]:
     """The consensus manifest of a round and its stored details, from the first agreeing validator whose
     stored results rebuild the on-chain Merkle root."""
-    key = task.round_info(round_).consensus_key
-    for manifest in task.revealed_manifests(round_).values():
+    info = task.round_info(round_)
+    key = info.consensus_key
+    for manifest in task.revealed_manifests(round_, settled=info.finalized).values():
         if manifest.vote_key() != key:
             continue
         try:

@@ -13,6 +13,7 @@ re-hashes the file, so a file edited on disk is refused with :class:`IntegrityEr
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,12 @@ from .errors import NotFound, StorageError
 from .handle import Handle
 
 _TMP_PREFIX = ".tmp-"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _file_name(handle: Handle) -> str:
+    # multiformats takes ~3 ms to re-spell a CID: 26 s of a 100-worker round (bench/scale.py) before this
+    return str(handle.cid.set(version=1, base="base32"))
 
 
 class DirectoryStore(Store):
@@ -48,8 +55,7 @@ class DirectoryStore(Store):
     def path_of(self, handle: Handle) -> Path:
         """Where the object named by ``handle`` lives (whether or not it exists)."""
         check_handle(handle)
-        name = str(handle.cid.set(version=1, base="base32"))
-        return self._root / handle.digest.hex()[:2] / name
+        return self._root / handle.digest.hex()[:2] / _file_name(handle)
 
     def put(self, data: BytesLike) -> Handle:
         data = check_data(data)
