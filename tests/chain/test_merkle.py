@@ -246,3 +246,32 @@ def test_lookup_ignores_address_case() -> None:
         tree.result_of("0x" + "ee" * 20)
     with pytest.raises(KeyError):
         tree.proof("0x" + "ee" * 20)
+
+
+@given(
+    worker=st.binary(min_size=20, max_size=20),
+    accepted=st.booleans(),
+    samples=st.integers(0, 2**64 - 1),
+    contribution=st.integers(-(2**255), 2**255 - 1),
+)
+def test_leaf_is_the_abi_encoding_double_hashed(
+    worker: bytes, accepted: bool, samples: int, contribution: int
+) -> None:
+    """The hand-spelled encoding of WorkerResult.leaf equals eth_abi's (what TaskTypes.leafHash hashes)."""
+    address = to_checksum_address(worker)
+    abi = encode(["address", "bool", "uint64", "int256"], [address, accepted, samples, contribution])
+    for spelling in (address, address.lower()):
+        assert WorkerResult(spelling, accepted, samples, contribution).leaf() == keccak(keccak(abi))
+
+
+def test_leaf_refuses_what_the_abi_cannot_encode() -> None:
+    good = "0x" + "ab" * 20
+    for bad in (
+        WorkerResult("0x" + "ab" * 19, True, 1, 1),
+        WorkerResult("0x" + "zz" * 20, True, 1, 1),
+        WorkerResult(good, True, -1, 1),
+        WorkerResult(good, True, 2**64, 1),
+        WorkerResult(good, True, 1, 2**255),
+    ):
+        with pytest.raises(ValueError):
+            bad.leaf()
