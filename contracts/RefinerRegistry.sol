@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -16,7 +16,7 @@ import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
 /// both. Validators bond stake, which locks while they sit on the committee of a task that has not
 /// terminated and leaves only after an unbonding delay. Only task contracts whose runtime code the
 /// administrator approved can be listed, so no contract of unknown code can lock a validator's stake.
-contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuard {
+contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient {
     using Checkpoints for Checkpoints.Trace208;
     struct Validator {
         uint256 stake;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
@@ -17,14 +17,16 @@ import {TaskTypes} from "./TaskTypes.sol";
 /// Ether is held as: `budget` (the requester's refundable balance) plus, per round, the worker and
 /// validator pools escrowed by {startRound}, which only rewards or a failed round can release.
 /// @dev Keep this contract free of `immutable` variables: the registry approves its runtime codehash.
-contract RefinerTask is IRefinerTask, ReentrancyGuard {
+contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     using TaskTypes for TaskTypes.Manifest;
 
     /// @notice Most committee members a task can seat (bit sets over members fit in one word).
     uint256 public constant MAX_COMMITTEE = 256;
     /// @notice Blocks between opening recruitment and the block whose hash seeds the sortition.
     uint64 public constant SEED_DELAY = 2;
-    uint256 private constant CLAIMED = 1 << 255;
+    /// @dev a worker's two bits in its round word of `_submissions`: submitted, claimed
+    uint256 private constant SUBMITTED = 1;
+    uint256 private constant CLAIMED = 2;
 
     address public requester;
     address public registry;
@@ -37,6 +39,10 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     uint32 public currentRound;
     /// @notice When the current timed phase ends (0 when no phase is timed).
     uint64 public deadline;
+    /// @dev `_workers.length` and `_committee.length`, fixed when recruitment closes and kept in the status
+    /// slot, which every phase's calls read anyway.
+    uint32 private _workerCount;
+    uint32 private _committeeCount;
     /// @notice The requester's refundable balance: deposits and released escrow, not yet withdrawn.
     uint256 public budget;
     /// @notice The last round that reached consensus (0 if none): its model is the global model.
@@ -51,7 +57,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     uint256 public seed;
 
     address[] private _workers;
-    mapping(address => bool) public signedUp;
+    /// @dev per worker: its sign-up index + 1 (0 if not signed up)
+    mapping(address => uint256) private _workerNumber;
 
     address[] private _committee;
     /// @dev per member: (seat index + 1) in the low 128 bits, vote weight in the high 128 bits
@@ -60,8 +67,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     uint256 public totalWeight;
 
     mapping(uint256 round => TaskTypes.Round) private _rounds;
-    /// @dev samples submitted by a worker in a round, with bit 255 set once its reward is claimed.
-    mapping(uint256 round => mapping(address => uint256)) private _submissions;
+    /// @dev per round, two bits per worker at 2 × (sign-up index mod 128) of word index / 128: SUBMITTED
+    /// and CLAIMED. One word serves 128 workers, so only the first of them writes a fresh slot each round.
+    mapping(uint256 round => mapping(uint256 word => uint256)) private _submissions;
     /// @dev a validator's commitment, replaced by its vote key when it reveals.
     mapping(uint256 round => mapping(address => bytes32)) private _ballots;
     mapping(uint256 round => mapping(bytes32 voteKey => uint256)) private _voteWeight;
@@ -130,7 +138,6 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     error RoundNotFinalized(uint32 round);
     error NoSubmission(address worker, uint32 round);
     error AlreadyClaimed(address account, uint32 round);
-    error SamplesMismatch(uint64 submitted, uint64 claimed);
     error NoReward();
     error InvalidProof();
     error RewardExceedsEscrow(uint256 amount, uint256 escrow);
@@ -231,8 +238,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         _checkHandle(modelKeysHandle);
         _checkHandle(validationHandle);
         _checkHandle(validationKeysHandle);
-        if (_workers.length == 0) revert NoWorkers();
-        if (_committee.length == 0) revert NoCommittee();
+        if (_workerCount == 0) revert NoWorkers();
+        if (_committeeCount == 0) revert NoCommittee();
         uint256 available = budget + msg.value;
         uint256 needed = _config.workerReward + _config.validatorReward;
         if (available < needed) revert InsufficientBudget(available, needed);
@@ -241,7 +248,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         uint32 round = ++currentRound;
         TaskTypes.Round storage r = _rounds[round];
         r.workerEscrow = _config.workerReward;
-        r.validatorEscrow = _config.validatorReward;
+        r.validatorEscrow = uint128(_config.validatorReward); // < 2^128 ({TaskTypes-validate})
         emit RoundStarted(
             round,
             modelHandle,
@@ -321,16 +328,18 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
     /// fewer than `maxWorkers` have signed up. Emits {WorkerSignedUp}.
     function signUp() external inStatus(TaskTypes.Status.RECRUITING) beforeDeadline {
         if (!IRefinerRegistry(registry).isWorker(msg.sender)) revert NotRegisteredWorker(msg.sender);
-        if (signedUp[msg.sender]) revert AlreadySignedUp(msg.sender);
+        if (_workerNumber[msg.sender] != 0) revert AlreadySignedUp(msg.sender);
         if (_workers.length >= _config.maxWorkers) revert WorkersFull(_config.maxWorkers);
-        signedUp[msg.sender] = true;
         _workers.push(msg.sender);
+        _workerNumber[msg.sender] = _workers.length;
         emit WorkerSignedUp(msg.sender, _workers.length);
     }
 
     /// @notice Publishes the caller's local model for this round (paper: SubmitTrainingResults()): the
     /// handle of the encrypted model, the handle of the key envelope for the committee, and the number of
     /// training samples used (n_i, the FedAvg weight). The last submission moves the task to EVALUATING.
+    /// `samples` is published in the event only (validators weight the update with it and put it in the
+    /// worker's results leaf); the contract stores just that the caller submitted.
     /// Requirements: status TRAINING before its deadline; caller signed up and has not submitted this
     /// round; `samples` > 0. Emits {TrainingResultsSubmitted}.
     function submitTrainingResults(bytes calldata modelHandle, bytes calldata keysHandle, uint64 samples)
@@ -338,24 +347,31 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         inStatus(TaskTypes.Status.TRAINING)
         beforeDeadline
     {
-        if (!signedUp[msg.sender]) revert NotSignedUp(msg.sender);
+        uint256 number = _workerNumber[msg.sender];
+        if (number == 0) revert NotSignedUp(msg.sender);
         if (samples == 0) revert ZeroSamples();
         _checkHandle(modelHandle);
         _checkHandle(keysHandle);
         uint32 round = currentRound;
-        if (_submissions[round][msg.sender] != 0) revert AlreadySubmitted(msg.sender);
-        _submissions[round][msg.sender] = samples;
+        (uint256 index, uint256 shift) = _bitsOf(number);
+        uint256 word = _submissions[round][index];
+        if (word & (SUBMITTED << shift) != 0) revert AlreadySubmitted(msg.sender);
+        _submissions[round][index] = word | (SUBMITTED << shift);
         TaskTypes.Round storage r = _rounds[round];
         r.submissions += 1;
         emit TrainingResultsSubmitted(round, msg.sender, samples, modelHandle, keysHandle);
-        if (r.submissions == _workers.length) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
+        if (r.submissions == _workerCount) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
     }
 
     /// @notice Pays the caller its share of this round's worker reward:
     /// `workerReward × contribution / totalContribution` of the consensus manifest, proven by a Merkle proof
     /// of the caller's leaf. Rejected workers and non-positive contributions earn nothing.
-    /// Requirements: the round reached consensus; the caller submitted in it with `samples` and has not
-    /// claimed; the leaf is in the consensus results root. Emits {RewardClaimed}.
+    /// `samples` is only part of the leaf: it is not compared with the submitted count, which is not
+    /// stored. The amount does not depend on it, and the leaf is in a root that a committee majority
+    /// agreed on, built from the submitted counts; a majority that lied about them could as well lie
+    /// about the contributions, which decide the pay.
+    /// Requirements: the round reached consensus; the caller submitted in it and has not claimed; the
+    /// leaf is in the consensus results root. Emits {RewardClaimed}.
     function claimReward(
         uint32 round,
         bool accepted,
@@ -364,16 +380,18 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         bytes32[] calldata proof
     ) external nonReentrant {
         TaskTypes.Round storage r = _consensusRound(round);
-        uint256 submitted = _submissions[round][msg.sender];
-        if (submitted == 0) revert NoSubmission(msg.sender, round);
-        if (submitted & CLAIMED != 0) revert AlreadyClaimed(msg.sender, round);
-        if (submitted != samples) revert SamplesMismatch(uint64(submitted), samples);
+        uint256 number = _workerNumber[msg.sender];
+        if (number == 0) revert NoSubmission(msg.sender, round);
+        (uint256 index, uint256 shift) = _bitsOf(number);
+        uint256 word = _submissions[round][index];
+        if (word & (SUBMITTED << shift) == 0) revert NoSubmission(msg.sender, round);
+        if (word & (CLAIMED << shift) != 0) revert AlreadyClaimed(msg.sender, round);
         if (!accepted || contribution <= 0) revert NoReward();
         bytes32 leaf = TaskTypes.leafHash(msg.sender, accepted, samples, contribution);
         if (!MerkleProof.verifyCalldata(proof, r.resultsRoot, leaf)) revert InvalidProof();
         uint256 amount = (_config.workerReward * uint256(contribution)) / r.totalContribution;
         if (amount > r.workerEscrow) revert RewardExceedsEscrow(amount, r.workerEscrow);
-        _submissions[round][msg.sender] = submitted | CLAIMED;
+        _submissions[round][index] = word | (CLAIMED << shift);
         r.workerEscrow -= amount;
         r.workersPaid += 1;
         if (r.workersPaid == r.payees && r.workerEscrow != 0) {
@@ -406,7 +424,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         TaskTypes.Round storage r = _rounds[round];
         r.commits += 1;
         emit ManifestCommitted(round, msg.sender, commitment, memo);
-        if (r.commits == _committee.length) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
+        if (r.commits == _committeeCount) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
     }
 
     /// @notice Reveals the committed manifest and its salt; the deterministic part of the manifest is the
@@ -450,9 +468,10 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         if (r.revealedSeats & bit == 0 || _ballots[round][msg.sender] != r.consensusKey) revert NoReward();
         if (r.claimedSeats & bit != 0) revert AlreadyClaimed(msg.sender, round);
         uint256 amount = r.validatorUnit * _weightOf(msg.sender);
-        if (amount > r.validatorEscrow) revert RewardExceedsEscrow(amount, r.validatorEscrow);
+        uint256 escrow = r.validatorEscrow;
+        if (amount > escrow) revert RewardExceedsEscrow(amount, escrow);
         r.claimedSeats |= bit;
-        r.validatorEscrow -= amount;
+        r.validatorEscrow = uint128(escrow - amount);
         emit RewardClaimed(round, msg.sender, amount);
         Address.sendValue(payable(msg.sender), amount);
     }
@@ -505,9 +524,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
             r.accuracy = manifest.accuracy;
             r.modelDigest = manifest.modelDigest;
             uint256 agreeing = _voteWeight[round][key];
-            r.validatorUnit = r.validatorEscrow / agreeing;
+            r.validatorUnit = uint128(r.validatorEscrow / agreeing);
             uint256 dust = r.validatorEscrow - r.validatorUnit * agreeing;
-            r.validatorEscrow -= dust;
+            r.validatorEscrow -= uint128(dust);
             if (manifest.payees == 0 || manifest.totalContribution == 0) {
                 dust += r.workerEscrow;
                 r.workerEscrow = 0;
@@ -581,10 +600,19 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
         return _rounds[round];
     }
 
-    /// @notice Samples a worker submitted in a round (0 if none) and whether it has claimed its reward.
-    function submissionOf(uint32 round, address worker) external view returns (uint64 samples, bool claimed) {
-        uint256 s = _submissions[round][worker];
-        return (uint64(s), s & CLAIMED != 0);
+    /// @notice Whether `account` signed up as a worker.
+    function signedUp(address account) external view returns (bool) {
+        return _workerNumber[account] != 0;
+    }
+
+    /// @notice Whether a worker submitted in a round and whether it has claimed its reward. The samples it
+    /// submitted are in its {TrainingResultsSubmitted} event.
+    function submissionOf(uint32 round, address worker) external view returns (bool submitted, bool claimed) {
+        uint256 number = _workerNumber[worker];
+        if (number == 0) return (false, false);
+        (uint256 index, uint256 shift) = _bitsOf(number);
+        uint256 word = _submissions[round][index] >> shift;
+        return (word & SUBMITTED != 0, word & CLAIMED != 0);
     }
 
     /// @notice A validator's commitment in a round, or its vote key once it has revealed.
@@ -626,6 +654,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
 
     function _closeRecruitment() private {
         recruitmentClosed = true;
+        _workerCount = uint32(_workers.length); // ≤ maxWorkers
+        _committeeCount = uint32(_committee.length); // ≤ MAX_COMMITTEE
         _enter(TaskTypes.Status.PENDING, _config.durations.idle);
     }
 
@@ -644,6 +674,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuard {
 
     function _weightOf(address account) private view returns (uint256) {
         return _seat[account] >> 128;
+    }
+
+    /// @dev Where the bits of the worker with sign-up `number` (index + 1) are in a round's submissions.
+    function _bitsOf(uint256 number) private pure returns (uint256 index, uint256 shift) {
+        return ((number - 1) >> 7, ((number - 1) & 127) << 1);
     }
 
     function _consensusRound(uint32 round) private view returns (TaskTypes.Round storage r) {

@@ -82,8 +82,8 @@ library TaskTypes {
         uint256 claimedSeats;
         bytes32 consensusKey;
         uint256 workerEscrow;
-        uint256 validatorEscrow;
-        uint256 validatorUnit;
+        uint128 validatorEscrow; // with validatorUnit in one slot, read together by each validator claim
+        uint128 validatorUnit;
         bytes32 resultsRoot;
         uint256 totalContribution;
         bytes32 modelDigest;
@@ -118,6 +118,7 @@ library TaskTypes {
                 || d.reveal > MAX_DURATION || d.idle > MAX_DURATION || d.claim > MAX_DURATION
         ) revert InvalidConfig("a duration exceeds 10 years");
         if (c.workerReward > type(uint256).max - c.validatorReward) revert InvalidConfig("rewards overflow");
+        if (c.validatorReward > type(uint128).max) revert InvalidConfig("validatorReward above 2^128 - 1");
     }
 
     /// @notice Whether `handle` can name stored content: non-empty and at most {MAX_HANDLE} bytes.

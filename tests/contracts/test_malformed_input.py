@@ -61,7 +61,8 @@ class RawCall:
         )
 
     def build_transaction(self, params: Any) -> Any:
-        return {**params, "to": self.to, "data": self.data}
+        # web3's own build_transaction fills the fee, which the embedded chain's transact then leaves alone
+        return {"gasPrice": self.w3.eth.gas_price, **params, "to": self.to, "data": self.data}
 
 
 def calldata(contract: ContractWrapper, function: str, *args: Any) -> bytes:

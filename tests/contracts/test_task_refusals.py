@@ -54,6 +54,7 @@ from tests.helpers import (
         ({"aggregation": Aggregation.FedProx, "mu": 0.0}, "FedProx needs mu > 0"),
         ({"mu": 0.01}, "FedAvg takes no mu"),
         ({"durations": Durations(training=0)}, "every duration must be > 0"),
+        ({"validator_reward": 2**128}, "validatorReward above 2^128 - 1"),
     ],
 )
 def test_invalid_config_is_refused_at_deployment(
@@ -288,7 +289,7 @@ def test_claim_refusals(world: World) -> None:
         task.claim_reward(w0, 1, replace(r0, contribution=10_000), tree.proof(w0.address))  # inflated leaf
     with refused("InvalidProof"):
         task.claim_reward(w0, 1, r0, [b"\x42" * 32])
-    with refused("SamplesMismatch"):
+    with refused("InvalidProof"):  # samples are not stored on chain, but they are in the agreed leaf
         task.claim_reward(w0, 1, replace(r0, samples=r0.samples + 1), tree.proof(w0.address))
     with refused("NoReward"):
         task.claim_reward(w2, 1, tree.result_of(w2.address), tree.proof(w2.address))  # negative contribution
@@ -313,6 +314,52 @@ def test_claim_refusals(world: World) -> None:
         task.claim_validator_reward(validators[0], 1)
     with refused("RoundNotFinalized"):
         task.claim_validator_reward(validators[0], 2)
+
+
+@pytest.mark.slow
+def test_workers_on_either_side_of_a_submission_word_are_refused_independently(world: World) -> None:
+    """A round's submissions and claims are two bits per worker in words of 128 workers (by sign-up
+    order): workers 127, 128 and 129 straddle the first boundary; each one's submission, claim and
+    refusals affect no other's."""
+    accounts = [demo_account(f"bits-worker-{i}") for i in range(130)]
+    for a in accounts:
+        world.chain.fund(a.address, 10**18)
+        world.registry.register_worker(a)
+    task = new_task(world, max_workers=130, durations=replace(FAST, recruitment=7200, training=7200))
+    task.open_recruitment(world.requester)
+    for a in accounts:
+        task.sign_up(a)
+    validators = world.validators[:3]
+    for v in validators:
+        seat(world, task, v)
+    task.close_recruitment(world.requester)
+    start_round(world, task)
+    last, absent, first = accounts[127:130]  # the last of word 0; the first two of word 1
+    present = [a for a in accounts if a != absent]
+    submit_all(task, present)
+    for w in (last, first):
+        with refused("AlreadySubmitted", worker=w.address):
+            task.submit_training_results(w, handle("u2"), handle("k2"), 1)
+    assert task.submission_of(1, absent.address) == (0, False)
+    world.chain.increase_time(7201)
+    task.advance(world.outsider)  # `absent` never submits
+    tree = results_tree(present)
+    manifest = tree.manifest(900_000, b"\x01" * 32, handle("a"), handle("d"))
+    commit_all(task, validators, [manifest] * 3)
+    reveal_all(task, validators, [manifest] * 3)
+    task.finalize_round(world.requester, manifest)
+    task.claim_reward(first, 1, tree.result_of(first.address), tree.proof(first.address))
+    assert task.submission_of(1, last.address) == (128_000, False)  # samples come from the event
+    assert task.submission_of(1, first.address) == (129_000, True)
+    with refused("AlreadyClaimed", account=first.address):
+        task.claim_reward(first, 1, tree.result_of(first.address), tree.proof(first.address))
+    with refused("NoSubmission", worker=absent.address):  # a leaf the committee never agreed on
+        task.claim_reward(absent, 1, WorkerResult(absent.address, True, 1, 1), tree.proof(first.address))
+    with refused("NoSubmission", worker=absent.address):  # nor someone else's
+        task.claim_reward(absent, 1, tree.result_of(first.address), tree.proof(first.address))
+    task.claim_reward(last, 1, tree.result_of(last.address), tree.proof(last.address))
+    assert [task.submission_of(1, w.address)[1] for w in accounts[126:130]] == [False, True, False, True]
+    assert task.balance() == task.owed()
 
 
 def test_requester_money_refusals(world: World) -> None:
