@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -95,11 +95,20 @@ class ManifestDetails:
     model_digest: str
     aggregate_handle: str
     aggregate_keys_handle: str
+    _tree: ResultsTree | None = field(default=None, init=False, repr=False, compare=False)
 
     def tree(self) -> ResultsTree:
-        return ResultsTree(
-            [WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"]) for r in self.results]
-        )
+        """The results tree (built once: a worker's claim checks its root, then proves its own leaf)."""
+        built = self._tree
+        if built is None:
+            built = ResultsTree(
+                [
+                    WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"])
+                    for r in self.results
+                ]
+            )
+            object.__setattr__(self, "_tree", built)
+        return built
 
     def manifest(self, details_handle: Handle) -> Manifest:
         """The manifest these details (stored under `details_handle`) stand for."""
@@ -111,7 +120,8 @@ class ManifestDetails:
         )
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":")).encode()
+        stored = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ManifestDetails:
