@@ -123,7 +123,7 @@ def recruit(
 
 def seat(world: World, task: Task, validator: LocalAccount) -> TxResult:
     """`validator` draws its sortition for `task` and claims the seats it won."""
-    ticket = draw(task, world.registry, validator.address, vrf_key_for(validator))
+    ticket = draw(task, world.registry, validator.address, vrf_key_for(validator), sender=validator)
     return task.claim_seat(validator, ticket.proof, ticket.seats)
 
 

@@ -15,7 +15,7 @@ from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from refiner.chain import ContractRevert, Status, Task
+from refiner.chain import ChainError, ContractRevert, Status, Task
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
 from refiner.sortition import VrfKey, evaluate, prove, seats
@@ -140,6 +140,22 @@ def test_the_seed_is_rescheduled_when_its_block_hash_is_gone(world: World) -> No
     claim = seat(world, task, v)  # draws for the new seed block (mined on demand)
     assert claim.event("SeedFixed")["seed"] == task.sortition_seed()
     assert task.committee() == {v.address: 1}
+
+
+@pytest.mark.timeout(120)
+def test_a_draw_after_the_seed_hash_is_gone_reschedules_or_says_why(world: World) -> None:
+    """Without a sender the draw used to mine one block after another forever, waiting for a seed that
+    could no longer come (seen with 1,000 workers signing up before the validators drew)."""
+    task = opened(world, durations=replace(FAST, recruitment=3600))
+    world.chain.mine(300)
+    v = world.validators[0]
+    with pytest.raises(ChainError, match="more than 256 blocks old"):
+        draw(task, world.registry, v.address, vrf_key_for(v))
+    old_block = task.seed_block()
+    ticket = draw(task, world.registry, v.address, vrf_key_for(v), sender=world.outsider)
+    assert task.seed_block() > old_block + 300  # a new seed block was scheduled, then mined
+    claim = task.claim_seat(v, ticket.proof, ticket.seats)
+    assert claim.event("SeedFixed")["seed"] == task.sortition_seed()
 
 
 # ---------------------------------------------------------------------- weights

@@ -31,8 +31,13 @@ def wait_for_seed(task: Task, timeout: float = 60.0, sender: LocalAccount | None
     node it waits for them."""
     deadline = time.monotonic() + timeout
     while (seed := task.sortition_seed()) is None or task.chain.w3.eth.block_number <= task.seed_block():
-        if sender is not None and task.chain.w3.eth.block_number - task.seed_block() >= 256:
-            task.fix_seed(sender)  # the seed block's hash is gone: schedule a new one
+        if task.chain.w3.eth.block_number - task.seed_block() >= 256:  # its hash is gone: none will come
+            if sender is None:
+                raise ChainError(
+                    f"the seed block {task.seed_block()} of {task.address} is more than 256 blocks old: "
+                    "somebody must call fixSeed to schedule a new one (pass a sender to do it)"
+                )
+            task.fix_seed(sender)
         elif task.chain.kind != "rpc":
             task.chain.mine(max(1, task.seed_block() + 1 - task.chain.w3.eth.block_number))
         elif time.monotonic() > deadline:
