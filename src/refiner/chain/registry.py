@@ -24,7 +24,7 @@ class Registry(ContractWrapper):
 
     def __init__(self, chain: Chain, address: str, from_block: int = 0) -> None:
         super().__init__(chain, address, from_block)
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[str, bytes] = {}
 
     @classmethod
     def deploy(
@@ -116,20 +116,22 @@ class Registry(ContractWrapper):
         return bool(self._call("isActiveTask", task))
 
     def worker_key(self, worker: str) -> bytes:
-        """The public key a worker registered (empty if none)."""
-        return self._key("workerKey", worker)
+        return bytes(self._call("workerKey", worker))
 
     def validator_key(self, validator: str) -> bytes:
-        """The public key a validator registered (empty if none)."""
-        return self._key("validatorKey", validator)
+        return bytes(self._call("validatorKey", validator))
 
-    def _key(self, view: str, account: str) -> bytes:
-        # a registered key hashes to its account's address, so it can never change: read it once
-        cached = self._keys.get((view, account))
+    def public_key(self, account: str) -> bytes:
+        """The key `account` registered, as a worker or a validator, to encrypt to (empty if neither).
+
+        Read once per account: a registered key hashes to its account's address, so it can never be
+        another (whether the account is still registered is for `worker_key`/`validator_key` to say).
+        """
+        cached = self._keys.get(account)
         if cached is None:
-            cached = bytes(self._call(view, account))
+            cached = self.validator_key(account) or self.worker_key(account)
             if cached:
-                self._keys[(view, account)] = cached
+                self._keys[account] = cached
         return cached
 
     def stake_unit(self) -> int:

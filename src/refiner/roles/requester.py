@@ -34,8 +34,8 @@ class Requester(Participant):
         """Share the global model with workers and committee and the validation set with the committee,
         then start the round, topping the budget up to the round's rewards (paper 2.3.4)."""
         round_ = task.current_round() + 1
-        workers = {w: self.registry.worker_key(w) for w in task.workers()}
-        committee = {v: self.registry.validator_key(v) for v in task.committee()}
+        workers = {w: self.registry.public_key(w) for w in task.workers()}
+        committee = {v: self.registry.public_key(v) for v in task.committee()}
         me = {self.address: public_key_bytes(self.account)}  # so that it can audit the round later
         model_h, model_k = share(
             self.store,

@@ -131,7 +131,7 @@ class Worker(Participant):
         # the committee only: a requester that could read updates before paying could take the work and
         # then sabotage the round (a validation set few validators can open, or mislabelled) to get its
         # escrow back (tests/roles/test_requester_attacks.py)
-        recipients = {v: self.registry.validator_key(v) for v in task.committee()}
+        recipients = {v: self.registry.public_key(v) for v in task.committee()}
         model_h, keys_h = share(
             self.store, serialize(state), Context(task.address, round_, self.address, "update"), recipients
         )
