@@ -283,22 +283,27 @@ def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], find
             f"Per validator (commit + reveal + claim): {min(pv):,}–{max(pv):,} "
             f"(goal ≤ {mod.VALIDATOR_GOAL:,}: {'met' if max(pv) <= mod.VALIDATOR_GOAL else '**missed**'})."
         )
+        small, large = min(r["workers"] for r in rows), max(r["workers"] for r in rows)
+        claim = {n: [r["median"]["claimReward"] for r in rows if r["workers"] == n] for n in (small, large)}
+        calls = ("submitTrainingResults", "commitManifest", "revealManifest", "claimValidatorReward")
+        spread = max(max(r["median"][c] for r in rows) - min(r["median"][c] for r in rows) for c in calls)
         parts.append(
-            "- Independence of N: submit, commit, reveal and the validator claim do not depend on N; the worker "
-            "claim grows with the Merkle proof, log2 N siblings (measured: +3,017 gas median from N = 5 to 100, "
-            "about 700 gas per extra sibling). "
-            "The per-validator median does not move with the committee size either (8 vs 32: within 10 gas)."
+            f"- Independence of N: submit, commit, reveal and the validator claim vary by at most {spread:,} gas "
+            f"across all cells (N = {small} to {large}, committees "
+            f"{', '.join(str(c) for c in sorted({r['committee'] for r in rows}))}); the worker claim grows with "
+            f"its Merkle proof, log2 N siblings: {min(claim[small]):,} → {max(claim[large]):,} gas median from "
+            f"N = {small} to {large}."
         )
         parts.append(
-            "- Why the goals are missed (by ~5–8k per worker, ~2k per validator): each call starts with the 21,000 "
-            "intrinsic transaction cost, so two calls "
-            "per worker pay 42,000 before any work, three per validator 63,000; the rest is dominated by fresh "
-            "storage writes (20,000 gas per zero-to-non-zero slot: a submission's record, a claim's claimed flag, a "
-            "reveal's vote) and the ether transfer of each claim (9,000 with value) — the EVM's fixed prices, "
-            "not slack in the code (a breakdown per opcode was not measured). Meeting the goals "
-            "needs fewer transactions, not cheaper code: e.g. pay workers by push in finalizeRound or batch claims "
-            "across rounds (one claim per worker per task), pack submission fields into one slot, and let the "
-            "validator claim ride on its next commitment."
+            "- How the goals were reached (they were missed by ~5–8k per worker and ~2k per validator before): "
+            "OpenZeppelin's `ReentrancyGuardTransient` (EIP-1153 transient storage, cancun) instead of the "
+            "storage-based guard (~2k per claim); a worker's submission and claim are two bits in a per-round "
+            "bitmap indexed by sign-up order, 128 workers per slot, so only every 128th submitter pays for a "
+            "fresh slot (~17k saved for the others; the contract no longer stores sample counts: they stay in "
+            "the event and in the Merkle leaf, see the README); the numbers of workers and committee members "
+            "are cached next to the status when recruitment closes (~2k per submit and commit); a validator "
+            "claim reads its escrow and unit from one packed slot. Each call still pays the 21,000 "
+            "intrinsic cost, and each claim the value transfer."
         )
         if "gas" in made:
             parts += ["", f"![gas per participant]({made['gas']})"]
@@ -365,50 +370,45 @@ def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], find
     return "\n".join(parts) + "\n"
 
 
-#: Profile of the slowest parts (cProfile of bench/overhead.py's 5 x 8 cell and bench/scale.py at 100 workers),
-#: written by hand from the measurements; the library is not changed by the benches.
-FINDINGS = """## Profile and findings
+#: Profile of the slowest parts and what was done about them, written by hand from the measurements.
+FINDINGS = """## Profile, fixes, before and after
 
-cProfile of one Refiner round, 20 workers × 8 validators, logistic model (so that the protocol, not
-training, dominates), embedded chain, on the shared machine (load ≈ 5; 131 s under the profiler, ~29 s of
-CPU). Top items, cumulative:
+**Before** (cProfile of one round, 20 workers × 8 validators, logistic model so that the protocol and not
+training dominates, embedded chain): 126 s under the profiler, of which 106 s in web3 → eth-tester. The
+causes, each fixed in the library:
 
-| where | calls | seconds | share |
-|---|---:|---:|---:|
-| web3 → eth-tester JSON-RPC (all chain work) | 795 | 105 | 80 % |
-| `Task.round_events` → `eth_getLogs` | 59 | 57 | 43 % |
-| … of which `Task.revealed_manifests` via `consensus_details` (every worker's `claim_reward`) | 23 | 47 | 36 % |
-| eth-tester `get_transaction_receipt` (mostly inside `get_logs`) | 1,677 | 45 | 34 % |
-| `eth_call` views (config, description, requester, round inputs … re-read per action) | 440 | 26 | 20 % |
-| `Chain.transact` (59 transactions: pre-simulation `eth_call` + py-evm execution) | 59 | 18 | 14 % |
-| `Validator.evaluate` (8 validators: decrypt, evaluate_round, share the aggregate) | 8 | 18 | 14 % |
-| `os.fsync` in `DirectoryStore.put` | 68 | 1 | 1 % |
+| where the time went (before) | calls | seconds | fix |
+|---|---:|---:|---|
+| `eth_getLogs`: eth-tester re-reads every block of the range and finds each receipt by scanning back from the head | 60 | 50 | `refiner.chain.embedded.LogIndex`: each block's logs read once (its receipts at once from py-evm), queries answered from memory with eth-tester's own matching; reverted blocks noticed by hash |
+| … of which every worker's claim looking up the reveals of its round | 23 | 42 | as above, and a finalized round's reveals are kept by the `Task` wrapper (they can no longer change) |
+| views re-read on every action (`config`, `requester`, the committee, each recipient's key …) | 447 | 49 | read once what cannot change: configuration, requester, committee once recruitment closed, registered keys (they hash to their address); calls without a sender no longer ask `eth_accounts` twice (web3's eth-tester middleware) |
+| `Chain.transact`: every transaction simulated with `eth_call`, then executed | 117 | 30 | on the embedded chain a transaction runs once; a refusal is undone (snapshot/revert under the chain's lock) before its error is decoded, so it still costs neither gas nor a nonce |
 
-Findings and proposed fixes (library code is not changed by the benches):
+Then, at 100 workers × 32 validators (same model), the next hot spots: 3,104 FedAvg calls building the
+leave-one-out aggregates (O(N²) per validator, 16 s) → O(N) from the total (`leave_one_out_states`); the
+directory store re-spelling every CID with multiformats (~3 ms each, 26 s) → memoised file names; Merkle
+leaves hashed through eth_abi (~0.5 ms each, and every claim rebuilt the round's tree twice) → the ABI
+encoding spelled out (tested against eth_abi) and one tree per manifest. A 1,000-worker run also found a
+hang: a validator drawing after its task's seed block had aged out (> 256 blocks, which 1,000 sign-ups
+take) mined empty blocks forever; it now calls `fixSeed` or says why.
 
-1. **Event scans are O(chain length), and every claim does one.** eth-tester answers `eth_getLogs` by walking
-   every block since genesis and decoding its receipts, and `Task.round_events` asks from block 0. Each
-   worker's `claim_reward` calls `consensus_details` → `Task.revealed_manifests` → `get_logs`, so a round
-   costs O(N × chain length): quadratic in the workers (the 100 × 20 overhead cell and the scale runs are
-   dominated by it). Fixes: read the consensus manifest through the existing view
-   (`Task.consensus_manifest(r)`) instead of scanning reveal events; pass `fromBlock` = the round's start
-   block to every `get_logs` (record it when the round starts: `RoundStarted` block, or a `roundStartBlock`
-   view); cache `consensus_details` per (task, round) in each participant. `bench/scale.py` applies the
-   third as a driver-level memo (documented there; `--no-memo` to measure without it).
-2. **Immutable views are re-read on every action** (440 `eth_call`s for 20 + 8 participants): cache
-   `config()`, the description, `requester()` and the round's input handles in the `Task` wrapper for
-   the task's / round's lifetime.
-3. **Each transaction executes twice on the embedded chain** (`Chain.transact` simulates with `eth_call`
-   first to decode refusals). Keep it for refusals but skip it when a caller has just checked the state,
-   or use anvil (~10 ms per transaction) for large runs.
-4. **Validator evaluation is 2N+1 forward passes, replicated C times.** The ε-qualification scores every
-   local model (N), then the aggregate (1) and the N leave-one-out aggregates (N). `evaluate_many` only
-   saves the per-call set-up, so the cost is ≈ 2× the (N+1) bound (section 2). Options: qualify on a
-   fixed slice of the validation set (e.g. 20 %) with the same quantisation, which brings the cost to
-   ≈ 1.2 (N+1); or compute each counterfactual loss from stored per-sample outputs where the model
-   family allows it (logistic: logits are linear in the weights, so L(w^{-j}) needs no new pass).
-5. Storage (`fsync` per object) and encryption (one ECIES wrap per committee member per update) are
-   small at these sizes (see the splits above).
+**After, side by side** (`bench/scale.py` rounds of the code before this work, commit 6e090c4, and of
+this code, alternating on this machine; no driver shortcut in either):
+
+| round | before (s) | after (s) | speed-up | before: chain reads (s) | after: chain reads (s) |
+|---|---:|---:|---:|---:|---:|
+| 20 workers × 8 validators | 23.0, 23.3 | 5.6, 5.5 | 4.2× | 13.8 | 1.2 |
+| 50 workers × 16 validators | 182.1 | 16.4 | 11× | 150.8 | 3.4 |
+
+The 100 × 32 round took 430 s before *with* the driver memoising the consensus lookup and 89 s after
+without it (separate runs); 1,000 workers did not complete in ~17 min before and complete now (section 4).
+
+**What is left.** At the small CNN the round is the validators' evaluation (section 1: every committee
+member repeats the 2N+1 forward passes, so it grows as N × C); the rest of the protocol is encryption (one
+ECIES key wrap per committee member per update, N × C in all), storage (an `fsync` per object) and py-evm
+executing the transactions (~20–40 ms each in Python, against ~10 ms for anvil). Validators evaluate in
+parallel on their own devices; the simulation runs them one after the other, so its round time is an
+upper bound of a deployment's.
 """
 
 
