@@ -8,7 +8,7 @@ from eth_utils import event_abi_to_log_topic
 
 from refiner.chain import Chain
 from refiner.chain.embedded import LogIndex
-from tests.helpers import World, new_task, recruit, start_round
+from tests.helpers import World, new_task, recruit, refused, start_round
 
 
 def _scan(chain: Chain, query: dict[str, Any]) -> list[Any]:
@@ -68,3 +68,26 @@ def test_index_follows_reverted_and_new_blocks(world: World) -> None:
     assert _indexed(chain, {"from_block": 0}) == _scan(chain, {"from_block": 0}) == before
     chain.mine(3)  # other blocks at the same heights
     assert _indexed(chain, {"from_block": 0}) == _scan(chain, {"from_block": 0})
+
+
+def test_a_refused_transaction_costs_nothing_and_leaves_no_block(world: World) -> None:
+    """On the embedded chain a transaction runs once; a refusal is undone before it is reported."""
+    task = new_task(world)
+    chain, outsider = world.chain, world.outsider
+    before = (
+        chain.w3.eth.block_number,
+        chain.w3.eth.get_balance(outsider.address),
+        chain.w3.eth.get_transaction_count(outsider.address),
+        chain.gas_used,
+    )
+    with refused("NotRequester", caller=outsider.address):
+        task.open_recruitment(outsider)
+    after = (
+        chain.w3.eth.block_number,
+        chain.w3.eth.get_balance(outsider.address),
+        chain.w3.eth.get_transaction_count(outsider.address),
+        chain.gas_used,
+    )
+    assert after == before
+    assert _indexed(chain, {"from_block": 0}) == _scan(chain, {"from_block": 0})
+    assert task.open_recruitment(world.requester).names()  # the chain carries on as before
