@@ -48,9 +48,10 @@ $(SLITHER_STAMP): Makefile
 demo: setup
 	$(PY) -m refiner demo
 
-# Benchmarks (bench/*.py): runs them all and regenerates docs/benchmarks.md and docs/benchmarks-*.png.
+# Benchmarks (bench/*.py): runs them all, two at a time (each is single-threaded; 2 cores), and regenerates
+# docs/benchmarks.md and docs/benchmarks-*.png.
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py --jobs 2
 
 test: setup $(CHROMIUM) $(SLITHER_STAMP)
 	$(PY) -m ruff check src tests
