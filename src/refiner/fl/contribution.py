@@ -30,7 +30,7 @@ from typing import Literal, Protocol, get_args
 
 import torch
 
-from refiner.fl.aggregation import checked_weights
+from refiner.fl.aggregation import checked_weights, fedavg
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate_many
 from refiner.fl.models import ModelFn
@@ -78,25 +78,25 @@ def leave_one_out_states(
         raise ValueError("leave-one-out aggregates need at least two states")
     ns = checked_weights(states, samples)
     total = sum(ns)
+    # a worker holding all but 2^-k of the samples: its aggregate is summed directly (see below)
+    direct = {j for j, n in enumerate(ns) if total > (total - n) << _CANCELLATION_BITS}
     out: list[dict[str, torch.Tensor]] = [{} for _ in states]
     for name in sorted(states[0]):
         ref = states[0][name]
-        if not ref.is_floating_point():
-            for o in out:
-                o[name] = ref.detach().to("cpu").clone().contiguous()
-            continue
         acc = torch.zeros(ref.shape, dtype=torch.float64)
-        for s, n in zip(states, ns, strict=True):
-            acc.add_(s[name].detach().to("cpu", torch.float64), alpha=n)
+        if ref.is_floating_point():
+            for s, n in zip(states, ns, strict=True):
+                acc.add_(s[name].detach().to("cpu", torch.float64), alpha=n)
         for j, (s, n) in enumerate(zip(states, ns, strict=True)):
-            if total > (total - n) << _CANCELLATION_BITS:  # n_j dominates: sum the others directly
-                rest = torch.zeros(ref.shape, dtype=torch.float64)
-                for i, (other, m) in enumerate(zip(states, ns, strict=True)):
-                    if i != j:
-                        rest.add_(other[name].detach().to("cpu", torch.float64), alpha=m)
-            else:
-                rest = acc.sub(s[name].detach().to("cpu", torch.float64), alpha=n)
+            if j in direct:
+                continue
+            if not ref.is_floating_point():  # as fedavg: from the first of the others
+                out[j][name] = states[1 if j == 0 else 0][name].detach().to("cpu").clone().contiguous()
+                continue
+            rest = acc.sub(s[name].detach().to("cpu", torch.float64), alpha=n)
             out[j][name] = rest.div_(total - n).to(ref.dtype).contiguous()
+    for j in direct:
+        out[j] = fedavg([s for i, s in enumerate(states) if i != j], [n for i, n in enumerate(ns) if i != j])
     return out
 
 
