@@ -20,6 +20,7 @@ from refiner.roles import (
     WorkerBehaviour,
 )
 from refiner.roles.spec import TaskDescription
+from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
 
 ETH = 10**18
@@ -156,7 +157,7 @@ class Simulation:
         for v in committee:
             progress(f"round {round_}: validator {v.address[:8]} evaluates", done, steps)
             if v.behaviour is not ValidatorBehaviour.COPYCAT:
-                work[v.address] = v.evaluate(task)
+                work[v.address] = self.evaluate(v)
             done += 1
         # copycats commit last: they need someone's commitment to copy
         for v in sorted(committee, key=lambda v: v.behaviour is ValidatorBehaviour.COPYCAT):
@@ -204,6 +205,15 @@ class Simulation:
         )
         self.reports.append(report)
         return report
+
+    def evaluate(self, validator: Validator) -> Evaluated:
+        """Evaluate as `validator`. Updates it cannot fetch are waited for until the committee's fetch
+        cut-off; in one process nobody uploads anything meanwhile, so the chain's clock jumps there."""
+        try:
+            return validator.evaluate(self.task)
+        except UpdatesPending as pending:
+            self.chain.increase_time(pending.cutoff - self.chain.now())
+            return validator.evaluate(self.task)
 
 
 def default_durations() -> Durations:

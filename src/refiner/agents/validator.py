@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from refiner.agents.base import Agent
+from refiner.agents.base import Agent, chain_now
 from refiner.chain import Status, Task
-from refiner.roles.validator import Evaluated, Validator, ValidatorBehaviour
+from refiner.roles.validator import (
+    Evaluated,
+    UpdatesPending,
+    Validator,
+    ValidatorBehaviour,
+    latest_block_time,
+)
+
+#: First and longest wait (chain seconds) before fetching again updates that could not be fetched.
+FIRST_RETRY, MAX_RETRY = 2, 60
 
 
 @dataclass
@@ -21,6 +30,13 @@ class ValidatorAgent(Agent):
     #: Tasks whose sortition this validator lost, and rounds settled (nothing more to claim).
     not_selected: set[str] = field(default_factory=set)
     settled: dict[str, set[int]] = field(default_factory=dict)
+    #: Evaluations waiting for updates that could not be fetched yet, by (task, round): when to try
+    #: again (chain time) and the wait after that (doubling, at most MAX_RETRY, never past the cut-off).
+    retry: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.validator is not None and self.validator.clock is latest_block_time:
+            self.validator.clock = chain_now  # the clock the agents compare deadlines with
 
     @property
     def role(self) -> Validator:
@@ -82,8 +98,19 @@ class ValidatorAgent(Agent):
     def _evaluate_and_commit(self, task: Task, round_: int) -> None:
         work = None
         if self.role.behaviour is not ValidatorBehaviour.COPYCAT:
+            key = (task.address, round_)
+            due, wait = self.retry.get(key, (0, FIRST_RETRY))
+            now = chain_now(task)
+            if now < due:
+                return  # some updates could not be fetched: not yet time to try them again
             self.log.info("task %s: evaluating round %d", task.address[:10], round_)
-            work = self.role.evaluate(task)
+            try:
+                work = self.role.evaluate(task)
+            except UpdatesPending as pending:
+                self.retry[key] = (min(now + wait, pending.cutoff), min(2 * wait, MAX_RETRY))
+                self.log.info("task %s: %s", task.address[:10], pending)
+                return
+            self.retry.pop(key, None)
             self.work[(task.address, round_)] = work
             accepted = sum(1 for r in work.details.results if r["accepted"])
             self.log.info(

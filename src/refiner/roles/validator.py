@@ -18,20 +18,24 @@ choice; what the contract makes of it is in ``tests/roles/test_validator_attacks
   it: the commitment binds the sender, so neither the copied commitment nor its own opens for it.
 
 Untrusted files (workers' updates and key envelopes) never crash an evaluation: an update that cannot be
-fetched, opened or validated is rejected with the reason in ``Evaluated.rejected_files``.
+opened or validated is rejected with the reason in ``Evaluated.rejected_files``. One that cannot be fetched
+is retried until a cut-off in chain time common to the whole committee (`fetch_cutoff`): before it,
+`evaluate` raises `UpdatesPending` instead of deciding, so that a worker serving its file to some members
+and not others (or too late for some) cannot split the committee's verdicts.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak
 
-from refiner.chain import ContractRevert, Manifest, ResultsTree, Task, TxResult, WorkerResult
+from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
 from refiner.fl.contribution import ContributionMeasure, measure_for
@@ -57,7 +61,7 @@ from refiner.sharing import (
     share,
 )
 from refiner.sortition import VrfKey
-from refiner.storage import Handle, StorageError, Store
+from refiner.storage import Handle, IntegrityError, InvalidHandle, ObjectTooLarge, StorageError, Store
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 COLLUSION_CONTRIBUTION = 100_000
@@ -69,6 +73,10 @@ MAX_SAMPLES = 1 << 40
 ONE_PPM = 1_000_000
 #: Longest reason kept for an update that could not be read.
 MAX_REASON = 300
+#: Longest fetch window (s): the committee retries an update it cannot fetch for half the EVALUATING
+#: phase (the other half is for evaluating and committing), but never longer than this, so that a worker
+#: that never uploads its file delays the round by at most 10 minutes.
+MAX_FETCH_WINDOW = 600
 
 
 class ValidatorBehaviour(StrEnum):
@@ -82,6 +90,43 @@ class ValidatorBehaviour(StrEnum):
 
 class UnreadableUpdate(ValueError):
     """A worker's submission could not be fetched, opened or validated (the reason is the message)."""
+
+
+class UpdatesPending(ProtocolError):
+    """Some submitted updates cannot be fetched yet and the fetch cut-off has not passed: evaluate again
+    later, at the latest once the chain's time reaches `cutoff`."""
+
+    def __init__(self, round_: int, missing: dict[str, str], cutoff: int) -> None:
+        self.round, self.missing, self.cutoff = round_, missing, cutoff
+        worker, reason = next(iter(missing.items()))
+        super().__init__(
+            f"round {round_}: {len(missing)} update(s) cannot be fetched yet (e.g. {worker}'s: "
+            f"{_short(reason)}); retrying until the cut-off at chain time {cutoff}"
+        )
+
+
+def fetch_cutoff(task: Task) -> int:
+    """The chain time until which every honest validator retries an update it cannot fetch: the start of
+    the EVALUATING phase (its deadline less its duration) plus the fetch window, half the phase and at
+    most `MAX_FETCH_WINDOW`. Every validator reads the same figures from the contract. Outside the
+    EVALUATING phase nothing waits (0)."""
+    if task.status() is not Status.EVALUATING:
+        return 0
+    evaluation = task.config().durations.evaluation
+    return task.deadline() - evaluation + min(evaluation // 2, MAX_FETCH_WINDOW)
+
+
+def unavailable(exc: Exception) -> bool:
+    """Whether failing to read an update may be this validator's luck (not found yet, a local storage
+    fault) rather than the file's own fault. A malformed handle, bytes that do not hash to it, a file over
+    the size limit, bad encryption or a bad model file is the same for every validator: rejected at once."""
+    return isinstance(exc, StorageError) and not isinstance(
+        exc, InvalidHandle | IntegrityError | ObjectTooLarge
+    )
+
+
+def latest_block_time(task: Task) -> int:
+    return task.chain.now()
 
 
 def open_model(
@@ -117,6 +162,12 @@ class Validator(Participant):
     measure: ContributionMeasure | None = None
     #: The VRF key registered for sortition (default: derived from the account key).
     vrf_key: VrfKey | None = None
+    #: Chain time now, to compare with `fetch_cutoff` (default: the latest block's timestamp).
+    clock: Callable[[Task], int] = latest_block_time
+    #: Updates fetched (or found invalid) in an evaluation that is waiting for others, by (task, round).
+    _fetched: dict[tuple[str, int], dict[str, tuple[State, int] | str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @property
     def sortition_key(self) -> VrfKey:
@@ -170,25 +221,7 @@ class Validator(Participant):
                 self.account,
             )
         )
-        updates: list[tuple[str, State, int]] = []
-        rejected: dict[str, str] = {}
-        for e in task.round_events("TrainingResultsSubmitted", round_):
-            worker, samples = e["worker"], int(e["samples"])
-            try:
-                if samples > MAX_SAMPLES:
-                    raise UnreadableUpdate(f"claims {samples} samples, more than the {MAX_SAMPLES} accepted")
-                state = open_model(
-                    self.store,
-                    Handle.from_bytes(e["modelHandle"]),
-                    Handle.from_bytes(e["keysHandle"]),
-                    Context(task.address, round_, worker, "update"),
-                    self.account,
-                    spec,
-                )
-                updates.append((worker, state, samples))
-            except (StorageError, SharingError, ModelValidationError, ValueError) as exc:
-                reason = str(exc)  # a worker chooses what goes in it (e.g. a 10 kB handle): keep it short
-                rejected[worker] = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
+        updates, rejected = self._fetch_updates(task, round_, spec)
         evaluation = evaluate_round(
             factory,
             global_state,
@@ -231,6 +264,56 @@ class Validator(Participant):
         manifest = details.manifest(details_handle)
         assert manifest.results_root == tree.root
         return Evaluated(round_, manifest, details, evaluation, rejected)
+
+    def _fetch_updates(
+        self, task: Task, round_: int, spec: ModelSpec
+    ) -> tuple[list[tuple[str, State, int]], dict[str, str]]:
+        """Every submitted update, opened, and the reason each rejected one is. An update that cannot be
+        fetched is tried again at each call until the fetch cut-off; before it, `UpdatesPending` is raised
+        (what was fetched is kept for the next call). The first call at or after the cut-off (read before
+        fetching, so its attempts start after the cut-off) is the last: what is still missing then is
+        rejected as unavailable."""
+        final = self.clock(task) >= (cutoff := fetch_cutoff(task))
+        for stale in [key for key in self._fetched if key[0] == task.address and key[1] != round_]:
+            del self._fetched[stale]
+        fetched = self._fetched.setdefault((task.address, round_), {})
+        missing: dict[str, str] = {}
+        submitted = task.round_events("TrainingResultsSubmitted", round_)
+        for e in submitted:
+            worker, samples = e["worker"], int(e["samples"])
+            if worker in fetched:
+                continue
+            try:
+                if samples > MAX_SAMPLES:
+                    raise UnreadableUpdate(f"claims {samples} samples, more than the {MAX_SAMPLES} accepted")
+                state = open_model(
+                    self.store,
+                    Handle.from_bytes(e["modelHandle"]),
+                    Handle.from_bytes(e["keysHandle"]),
+                    Context(task.address, round_, worker, "update"),
+                    self.account,
+                    spec,
+                )
+                fetched[worker] = (state, samples)
+            except (StorageError, SharingError, ModelValidationError, ValueError) as exc:
+                if unavailable(exc) and not final:
+                    missing[worker] = str(exc)
+                elif unavailable(exc):
+                    fetched[worker] = _short(f"unavailable by the fetch cut-off (chain time {cutoff}): {exc}")
+                else:
+                    fetched[worker] = _short(str(exc))  # a worker chooses what goes in it: keep it short
+        if missing:
+            raise UpdatesPending(round_, missing, cutoff)
+        del self._fetched[(task.address, round_)]
+        updates: list[tuple[str, State, int]] = []
+        rejected: dict[str, str] = {}
+        for e in submitted:  # in submission order, whenever fetched: the aggregate's float sums depend on it
+            got = fetched[e["worker"]]
+            if isinstance(got, str):
+                rejected[e["worker"]] = got
+            else:
+                updates.append((e["worker"], *got))
+        return updates, rejected
 
     def _made_up(self, task: Task) -> Evaluated:
         """A random validator's manifest: random verdicts and contributions for the round's submissions,
@@ -353,6 +436,10 @@ class Validator(Participant):
                 return 0
             raise
         return int(res.event("RewardClaimed")["amount"])
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
 
 
 def _task_round(task: Task, round_: int) -> bytes:
