@@ -230,6 +230,19 @@ def test_bytes_put_on_one_node_are_fetched_by_another(node_a: IpfsStore, node_b:
     assert node_b.has(handle)  # fetched objects are pinned, so node_b now serves them too
 
 
+def test_a_fetched_object_is_served_on_after_its_author_leaves(ipfs_store_factory: IpfsFactory) -> None:
+    """What the committee's fetch cut-off relies on: a worker's file that reached one validator's node
+    reaches every node connected to it, even once the worker's own node is gone."""
+    author, first, second = (ipfs_store_factory(name, fetch_timeout=10.0) for name in ("w", "v1", "v2"))
+    first.connect(author.listen_addresses()[0])
+    second.connect(first.listen_addresses()[0])  # never to the author
+    data = payload(2 * CHUNK_SIZE + 3)
+    handle = author.put(data)
+    assert first.get(handle) == data
+    author.close()
+    assert second.get(handle) == data
+
+
 def test_reopen_keeps_identity_and_data(ipfs_store_factory: IpfsFactory) -> None:
     store = ipfs_store_factory("reopen")
     repo, peer_id = store.repo, store.peer_id
