@@ -150,7 +150,7 @@ def test_an_update_missing_at_the_cut_off_is_rejected_by_all(sim: Simulation, mn
     with withheld(sim, mnist[0], 2):
         start = sim.chain.now()
         for v in sim.committee:
-            with pytest.raises(ProtocolError, match=r"cannot be fetched yet.*retrying until the cut-off"):
+            with pytest.raises(ProtocolError, match=r"cannot be fetched yet.*until the fetch cut-off"):
                 v.evaluate(task)
         sim.chain.increase_time(WINDOW)  # ≥ the cut-off: the phase began at or before `start`
         assert sim.chain.now() >= start + WINDOW

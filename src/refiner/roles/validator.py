@@ -61,7 +61,7 @@ from refiner.sharing import (
     share,
 )
 from refiner.sortition import VrfKey
-from refiner.storage import Handle, IntegrityError, InvalidHandle, ObjectTooLarge, StorageError, Store
+from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 COLLUSION_CONTRIBUTION = 100_000
@@ -101,7 +101,7 @@ class UpdatesPending(ProtocolError):
         worker, reason = next(iter(missing.items()))
         super().__init__(
             f"round {round_}: {len(missing)} update(s) cannot be fetched yet (e.g. {worker}'s: "
-            f"{_short(reason)}); retrying until the cut-off at chain time {cutoff}"
+            f"{_short(reason)}); waited for until the fetch cut-off at chain time {cutoff}, then rejected"
         )
 
 
@@ -117,12 +117,11 @@ def fetch_cutoff(task: Task) -> int:
 
 
 def unavailable(exc: Exception) -> bool:
-    """Whether failing to read an update may be this validator's luck (not found yet, a local storage
-    fault) rather than the file's own fault. A malformed handle, bytes that do not hash to it, a file over
-    the size limit, bad encryption or a bad model file is the same for every validator: rejected at once."""
-    return isinstance(exc, StorageError) and not isinstance(
-        exc, InvalidHandle | IntegrityError | ObjectTooLarge
-    )
+    """Whether failing to read an update may be this validator's luck rather than the file's own fault:
+    not found (yet), a local storage fault or a corrupt local copy (as the audit counts them). A malformed
+    handle, a file over the size limit, bad encryption or a bad model file is the same for every
+    validator: rejected at once."""
+    return isinstance(exc, StorageError) and not isinstance(exc, InvalidHandle | ObjectTooLarge)
 
 
 def latest_block_time(task: Task) -> int:
