@@ -234,7 +234,8 @@ def _fuzz(operation: Any, mode: GenerationMode, cast: Cast) -> None:
     )
     def fuzz(case: Case[Any], data: st.DataObject) -> None:
         steer(case, data, cast)
-        case.call_and_validate(base_url=ORIGIN, headers=cast.token_header, checks=CHECKS)
+        response = case.call_and_validate(base_url=ORIGIN, headers=cast.token_header, checks=CHECKS)
+        assert TOKEN_HEADER.encode() not in response.content, "a call lacked the token"
         assert not cast.client.app.state.pilot.running  # type: ignore[attr-defined]
 
     fuzz()
