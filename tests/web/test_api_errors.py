@@ -23,6 +23,7 @@ from refiner.roles import Requester
 from refiner.web import services
 from refiner.web.api import create_app
 from refiner.web.host import ETH, Host, Job
+from tests.web.client import page_client
 
 #: τ = 10 expected seats: the chance that sortition seats nobody (e^-τ·share) is negligible here.
 SETTINGS: dict[str, Any] = {
@@ -106,7 +107,7 @@ def _env(host: Host, client: TestClient) -> Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     # six validators: the last two never claim seats, so they are never on a committee
     host = Host.build_demo(tmp_path_factory.mktemp("errors"), workers=3, validators=6, shard=300)
-    with TestClient(create_app(host), raise_server_exceptions=False) as client:
+    with page_client(create_app(host), raise_server_exceptions=False) as client:
         yield _env(host, client)
         deadline = time.monotonic() + 60
         while any(j.state == "running" for j in host.jobs.values()) and time.monotonic() < deadline:
@@ -339,7 +340,7 @@ def auto_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """A host of its own: auto mode sets the agents loose on every task the host holds."""
     host = Host.build_demo(tmp_path_factory.mktemp("auto"), workers=3, validators=4, shard=300)
     app = create_app(host)
-    with TestClient(app) as client:
+    with page_client(app) as client:
         yield _env(host, client)
         app.state.pilot.stop()
 

@@ -36,8 +36,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from refiner.web.api import create_app
+from refiner.web.guard import TOKEN_HEADER
 from refiner.web.host import Host
 from refiner.web.schemas import BUILTIN_MODELS
+from tests.web.client import HOST, ORIGIN, page_client
 
 SETTINGS = {
     "model": "logistic",
@@ -60,6 +62,10 @@ class Cast:
     accounts: list[str]
     tasks: list[str]  # pending, recruiting, training, evaluating, and one whose first round reached consensus
     jobs: list[str]
+
+    @property
+    def token_header(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.client.headers[TOKEN_HEADER]}
 
 
 def _post(client: TestClient, path: str, **body: Any) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def _recruit(client: TestClient, requester: str, workers: list[str], validators:
 def cast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cast]:
     host = Host.build_demo(tmp_path_factory.mktemp("fuzz"), workers=3, validators=4, shard=300)
     app = create_app(host)
-    with TestClient(app) as client:
+    with page_client(app) as client:
         session = client.get("/api/session").json()["accounts"]
         by_role = {
             r: [a["address"] for a in session if a["role"] == r] for r in ("requester", "worker", "validator")
@@ -200,7 +206,8 @@ MAX_EXAMPLES = 25  # per operation and mode (valid, invalid)
 
 
 def test_fuzz_every_operation(cast: Cast, subtests: pytest.Subtests) -> None:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", cast.client.app)
+    # as the page: a loopback Host, the session's token (`test_api_guard` covers requests without them)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", cast.client.app, headers={"Host": HOST})
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) == OPERATIONS, [op.label for op in operations]
     # the steps that end tasks or jump the chain's clock go last, so that the others meet tasks alive
@@ -227,7 +234,8 @@ def _fuzz(operation: Any, mode: GenerationMode, cast: Cast) -> None:
     )
     def fuzz(case: Case[Any], data: st.DataObject) -> None:
         steer(case, data, cast)
-        case.call_and_validate(checks=CHECKS)
+        response = case.call_and_validate(base_url=ORIGIN, headers=cast.token_header, checks=CHECKS)
+        assert TOKEN_HEADER.encode() not in response.content, "a call lacked the token"
         assert not cast.client.app.state.pilot.running  # type: ignore[attr-defined]
 
     fuzz()

@@ -12,12 +12,13 @@ from fastapi.testclient import TestClient
 
 from refiner.web.api import create_app
 from refiner.web.host import Host
+from tests.web.client import page_client
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     host = Host.build_demo(tmp_path_factory.mktemp("serve"), workers=3, validators=4, shard=600)
-    with TestClient(create_app(host)) as c:
+    with page_client(create_app(host)) as c:
         yield c
 
 

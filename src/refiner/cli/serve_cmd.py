@@ -25,18 +25,42 @@ def serve(
     ] = 10,
     shard: Annotated[int, typer.Option(help="MNIST images per demo worker")] = 3000,
     out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo keeps its store")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a further Host name the server answers to (besides 127.0.0.1, localhost, [::1] and the "
+            "--host address); every other name is refused, against DNS rebinding"
+        ),
+    ] = None,
 ) -> None:
     """Serve the panels (task configuration and management, task board, training, evaluation, results,
     try the model) and their JSON API; open the printed URL in a browser."""
     import uvicorn
 
     from refiner.web.api import create_app
+    from refiner.web.guard import TOKEN_HEADER, new_token
     from refiner.web.host import Host
 
     if not demo:
         fail("only --demo is supported for now: the server hosts the demo's participants")
     directory = out_dir or Path(tempfile.mkdtemp(prefix="refiner-serve-"))
     out.print(f"setting up the demo: registry, 1 requester, {workers} workers, {validators} validators…")
-    app = create_app(Host.build_demo(directory, workers=workers, validators=validators, shard=shard))
+    token = new_token()
+    app = create_app(
+        Host.build_demo(directory, workers=workers, validators=validators, shard=shard),
+        token=token,
+        hosts=served_names(host, allow_host or []),
+    )
     out.print(f"Refiner is at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops it")
+    out.print(f"API calls that change state take the header {TOKEN_HEADER}: {token}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def served_names(bound: str, extra: list[str]) -> list[str]:
+    """The Host names served: the loopback ones, the bound address unless it is a wildcard, `extra`."""
+    from refiner.web.guard import LOOPBACK
+
+    names = [*LOOPBACK, *extra]
+    if bound not in ("0.0.0.0", "::", ""):
+        names.append(f"[{bound}]" if ":" in bound else bound)
+    return list(dict.fromkeys(n.lower() for n in names))

@@ -6,13 +6,17 @@ round or account, 409 when the step is not possible now (wrong phase, already do
 Ether, the contract refused it), 422 for malformed input (FastAPI's list of field errors when the JSON
 schema already says so), 400 when the body cannot even be read. Only the errors named here become a
 4xx: anything else is a bug, logged, and a 500.
+
+Only loopback `Host` names are served, and every state-changing call needs the session's token in the
+``X-Refiner-Token`` header (403 without it); the page at ``/`` carries it (see `refiner.web.guard`).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +24,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from refiner.chain import ChainError, ContractRevert, Status
@@ -32,6 +36,7 @@ from refiner.sharing import SharingError
 from refiner.storage import StorageError
 from refiner.web import services, views
 from refiner.web.auto import AutoPilot
+from refiner.web.guard import LOOPBACK, TOKEN_HEADER, new_token, protect
 from refiner.web.host import Conflict, Forbidden, Host, Invalid, NotFound
 from refiner.web.schemas import (
     ADDRESS,
@@ -78,15 +83,23 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 TaskAddress = Annotated[str, PathParam(pattern=ADDRESS, description="the task contract's address")]
 
 
-def create_app(host: Host) -> FastAPI:
+def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOPBACK) -> FastAPI:
+    """The server for `host`: served under the `hosts` names only, its state-changing calls taking
+    `token` (a fresh one by default; ``app.state.token``)."""
+    token = token or new_token()
     app = FastAPI(
         title="Refiner",
         summary="Reliable, incentive-driven federated learning on Ethereum: the demo's panels as an API.",
+        description=f"Every POST takes the session's token in the `{TOKEN_HEADER}` header: the page at `/` "
+        'carries it (`<meta name="refiner-token">`) and `refiner serve` prints it. Only loopback Host '
+        "names are served.",
         version="0.1",
         responses=ERROR_RESPONSES,
     )
     pilot = AutoPilot(host)
-    app.state.host, app.state.pilot = host, pilot
+    app.state.host, app.state.pilot, app.state.token = host, pilot, token
+    protect(app, token, hosts)
+    page = (STATIC / "index.html").read_text().replace("{{token}}", html.escape(token))
 
     def guarded(action: Callable[[], Any]) -> Any:
         try:
@@ -276,8 +289,9 @@ def create_app(host: Host) -> FastAPI:
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    def index() -> HTMLResponse:
+        # the token lives as long as the server: a page cached from an earlier one would be refused
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if VENDOR.is_dir():

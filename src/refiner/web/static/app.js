@@ -66,8 +66,13 @@ function taskName(address) {
 
 // ------------------------------------------------------------------------------------------ the API
 
+/** The session's token, which the server put in this page; every state-changing call sends it. */
+const TOKEN = document.querySelector("meta[name='refiner-token']")?.content ?? "";
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+
 async function api(method, path, body) {
   const init = { method, headers: {} };
+  if (!SAFE.has(method.toUpperCase())) init.headers["x-refiner-token"] = TOKEN;
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
