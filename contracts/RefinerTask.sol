@@ -94,8 +94,13 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         uint32 indexed round, address indexed worker, uint64 samples, bytes modelHandle, bytes keysHandle
     );
     event ManifestCommitted(uint32 indexed round, address indexed validator, bytes32 commitment, bytes32 memo);
+    /// @dev `salt` opens the validator's stored details, sealed until now so that no member can copy a vote.
     event ManifestRevealed(
-        uint32 indexed round, address indexed validator, bytes32 indexed voteKey, TaskTypes.Manifest manifest
+        uint32 indexed round,
+        address indexed validator,
+        bytes32 indexed voteKey,
+        TaskTypes.Manifest manifest,
+        bytes32 salt
     );
     event RoundFinalized(
         uint32 indexed round, bytes32 voteKey, uint256 agreeingWeight, uint32 accuracy, bytes32 modelDigest
@@ -430,7 +435,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// @notice Reveals the committed manifest and its salt; the deterministic part of the manifest is the
     /// caller's vote, weighted by its seat. When every committer has revealed, the task moves to REWARDING.
     /// Requirements: status REVEALING before its deadline; caller committed and has not revealed; the
-    /// manifest and salt match the caller's commitment. Emits {ManifestRevealed}.
+    /// manifest and salt match the caller's commitment. Emits {ManifestRevealed} (with the salt, which
+    /// opens the caller's stored details).
     function revealManifest(TaskTypes.Manifest calldata manifest, bytes32 salt)
         external
         inStatus(TaskTypes.Status.REVEALING)
@@ -453,7 +459,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         uint256 weight = _voteWeight[round][key] + _weightOf(msg.sender);
         _voteWeight[round][key] = weight;
         if (r.consensusKey == bytes32(0) && weight * 2 > totalWeight) r.consensusKey = key;
-        emit ManifestRevealed(round, msg.sender, key, manifest);
+        emit ManifestRevealed(round, msg.sender, key, manifest, salt);
         if (r.reveals == r.commits) _enter(TaskTypes.Status.REWARDING, 0);
     }
 

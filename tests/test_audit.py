@@ -18,7 +18,7 @@ from refiner.audit.record import read_record
 from refiner.chain import Chain, Durations, Event, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import ProtocolError, load_details
+from refiner.roles.participant import ManifestDetails, ProtocolError, load_details, salt_for, store_details
 from refiner.simulation import ETH, Simulation
 from refiner.storage import DirectoryStore, Handle
 
@@ -192,7 +192,7 @@ def test_doctored_records_fail_the_commitment_and_payment_checks(honest: Simulat
     assert doctored.ok is False
     who = first["validator"]
     assert doctored.detail == f"{who[:6]}…{who[-4:]}'s manifest and salt do not open its commitment"
-    details = load_details(honest.store, rr.agreeing[0].manifest)
+    details = load_details(honest.store, rr.agreeing[0].manifest, rr.agreeing[0].salt)
     assert check_payments(record, rr, details).ok is True
     outsider = honest.workers[2].address  # the shuffled-label worker: rejected, owed nothing
     rr.events["RewardClaimed"].append(Event("RewardClaimed", {"round": 1, "account": outsider, "amount": 5}))
@@ -232,6 +232,12 @@ def run_round_with_forgers(sim: Simulation, validation: Dataset, forgers: int, f
         v.claim_reward(task, round_)
 
 
+def sealed(sim: Simulation, details: ManifestDetails) -> Handle:
+    """Store forged details as their validator stores its own: sealed under its commitment salt."""
+    (author,) = [v for v in sim.committee if v.address == details.validator]
+    return store_details(sim.store, details.to_bytes(), salt_for(author.account, details.task, details.round))
+
+
 def pay_the_shuffled_worker(sim: Simulation, work: Evaluated) -> Evaluated:
     """A consistent false manifest: the shuffled-label worker accepted with a contribution, its details
     rebuilt by hand so that everything but the evaluation itself checks out."""
@@ -242,7 +248,7 @@ def pay_the_shuffled_worker(sim: Simulation, work: Evaluated) -> Evaluated:
     ]
     assert results != work.details.results
     details = dataclasses.replace(work.details, results=results)
-    manifest = details.manifest(sim.store.put(details.to_bytes()))
+    manifest = details.manifest(sealed(sim, details))
     return Evaluated(work.round, manifest, details, None, {})
 
 
@@ -287,7 +293,7 @@ def point_to_other_details(sim: Simulation, work: Evaluated) -> Evaluated:
     details = dataclasses.replace(
         work.details, results=[r for r in work.details.results if r["worker"] != shuffled]
     )
-    manifest = dataclasses.replace(work.manifest, details_handle=bytes(sim.store.put(details.to_bytes())))
+    manifest = dataclasses.replace(work.manifest, details_handle=bytes(sealed(sim, details)))
     return Evaluated(work.round, manifest, details, None, {})
 
 

@@ -40,7 +40,7 @@ CEILINGS = {
     # last 52_345). Was 80_196 / 63_096 when each submission wrote a fresh slot of its own.
     "submitTrainingResults": 82_000,
     "commitManifest": 67_000,  # measured 64_878 (last commitment, phase change; others 57_105)
-    "revealManifest": 104_000,  # measured 100_204 (first reveal; the one reaching consensus 86_019)
+    "revealManifest": 104_000,  # measured 100_511 (first reveal; the one reaching consensus 86_326)
     "claimReward": 85_000,  # measured 81_690 (last payee, releases the dust; others 60_909-62_436)
     "claimValidatorReward": 73_000,  # measured 70_085 (first claim; others 52_985)
 }

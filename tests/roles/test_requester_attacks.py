@@ -115,7 +115,8 @@ def assert_paid_as_owed(sim: Simulation, round_: int, paid: dict[str, int], agre
     share of the validator reward; only rounding dust is left for the requester."""
     manifest = sim.task.consensus_manifest(round_)
     assert manifest is not None
-    details = load_details(sim.store, manifest)
+    (salt,) = {salt for m, salt in sim.task.reveals(round_).values() if m == manifest}
+    details = load_details(sim.store, manifest, salt)
     positive = {
         r["worker"]: r["contribution"] for r in details.results if r["accepted"] and r["contribution"] > 0
     }
@@ -310,7 +311,7 @@ def test_limit_a_validation_set_only_a_minority_of_the_committee_can_open(
     for v in sim.committee:
         refused("NoReward", task.claim_validator_reward, v.account, 1)
     # a worker's leaf from a revealed (non-consensus) manifest is worth nothing either
-    details = load_details(sim.store, next(iter(task.revealed_manifests(1).values())))
+    details = load_details(sim.store, *next(iter(task.reveals(1).values())))
     tree, worker = details.tree(), sim.workers[0]
     refused(
         "NoReward",

@@ -23,15 +23,17 @@ import pytest
 from refiner.audit import RoundAudit, Verdict, audit_task
 from refiner.chain import Chain, ContractRevert, Durations, Status, TaskConfig, TxResult, demo_account
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
+from refiner.fl.models import model_digest
 from refiner.roles import Administrator, Evaluated, Requester, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import ProtocolError, consensus_details, salt_for
+from refiner.roles.participant import ManifestDetails, ProtocolError, consensus_details, salt_for
 from refiner.roles.validator import COLLUSION_CONTRIBUTION
 from refiner.simulation import ETH, Simulation
 from refiner.sortition import expected_seats, seats_variance
-from refiner.storage import DirectoryStore
+from refiner.storage import DirectoryStore, Handle
 
 VB = ValidatorBehaviour
 H, R, C, T, CC, N = VB.HONEST, VB.RANDOM, VB.COLLUDER, VB.THIEF, VB.COPYCAT, VB.NON_REVEALER
+L, P, BA = VB.LAZY, VB.POISONER, VB.BAD_AGGREGATE
 WORKER_REWARD = ETH
 VALIDATOR_REWARD = 3 * ETH // 10
 DURATIONS = Durations(recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000)
@@ -297,6 +299,84 @@ def test_a_non_revealer_delays_the_round_to_its_deadline_and_earns_nothing(
     assert not {v.address for v in silent} & set(sim.task.revealed_manifests(played.round))
     assert_honest_consensus_pays_exactly(played)
     assert {sim.registry.validator_info(v.address).stake for v in silent} == {ETH}
+
+
+def test_a_lazy_member_finds_no_vote_to_copy_in_the_shared_store(sim: Simulation, mnist: Data) -> None:
+    """Four members evaluate and commit, storing their details in the shared directory store; the fifth
+    lists the directory before committing, to copy one of their votes. Every details file is ciphertext
+    under a key derived from its author's commitment salt, secret until the reveal: the lazy member
+    finds nothing readable, cannot commit a vote, and the round pays the four exactly."""
+    task = committee(sim, [H, H, H, H, L]).task
+    balance = task.balance()
+    funded = funds(sim.requester.start_round(task, sim.global_state, mnist[0]))
+    round_ = task.current_round()
+    for w in sim.workers:
+        w.submit_training_results(task, w.train(task))
+    honest = [v for v in sim.committee if v.behaviour is H]
+    (lazy,) = [v for v in sim.committee if v.behaviour is L]
+    work = {v.address: v.evaluate(task) for v in honest}
+    for v in honest:
+        v.commit_manifest(task, work[v.address])
+    with pytest.raises(ProtocolError, match="no readable details"):
+        lazy.evaluate(task)
+    assert isinstance(sim.store, DirectoryStore)
+    for w in work.values():  # the files are there, but do not read as details
+        stored = sim.store.path_of(Handle.from_bytes(w.manifest.details_handle)).read_bytes()
+        with pytest.raises(ProtocolError):
+            ManifestDetails.from_bytes(stored)
+    assert task.ballot_of(round_, lazy.address) == bytes(32)
+    sim.chain.increase_time(DURATIONS.evaluation + 1)
+    task.advance(sim.requester.account)
+    for v in honest:
+        v.reveal_manifest(task, work[v.address])
+    fin = sim.requester.finalize_round(task)
+    played = Played(
+        sim,
+        round_,
+        work,
+        {},
+        False,
+        fin,
+        {w.address: w.claim_reward(task, round_) for w in sim.workers},
+        {v.address: v.claim_reward(task, round_) for v in sim.committee},
+        balance,
+        funded,
+    )
+    assert_honest_consensus_pays_exactly(played)
+    # after the reveal, the salt in the event opens each agreeing member's details
+    _, details = consensus_details(sim.requester, task, round_)
+    assert details.validator in {v.address for v in honest}
+
+
+def test_poisoned_details_and_a_bad_aggregate_of_agreeing_members_block_no_claim(
+    sim: Simulation, mnist: Data
+) -> None:
+    """The first two members to reveal agree with the honest vote (the vote key does not cover the
+    files), one with details that parse but are malformed (a result that is not a record, a key handle
+    that is not a handle), one with an aggregate nobody can open. Readers check every file and skip
+    theirs: every worker claims what the honest manifest gives it, the requester retrieves the
+    consensus model from an honest member, and the audit names the poisoned details."""
+    played = play(committee(sim, [P, BA, H, H, H]), mnist[0])
+    task, r = sim.task, played.round
+    revealed = list(task.revealed_manifests(r))
+    assert revealed[:2] == [v.address for v in sim.committee[:2]]  # the spoiled files come first
+    honest = played.work[played.of(H)[0].address]
+    assert task.round_info(r).consensus_key == honest.manifest.vote_key()
+    assert task.vote_weight_of(r, honest.manifest.vote_key()) == 5  # they all agree
+    _, details = consensus_details(sim.requester, task, r)
+    assert details.validator == sim.committee[1].address  # well-formed details, whatever its aggregate
+    assert details.tree().root == honest.manifest.results_root
+    total = task.round_info(r).total_contribution
+    for x in honest.details.results:
+        paid = x["accepted"] and x["contribution"] > 0
+        assert played.workers_paid[x["worker"]] == (WORKER_REWARD * x["contribution"] // total if paid else 0)
+    assert played.workers_paid[played.shuffled] == 0 < sum(played.workers_paid.values())
+    assert set(played.validators_paid.values()) == {VALIDATOR_REWARD // 5}
+    state = sim.requester.retrieve_model(task, r)
+    assert model_digest(state) == honest.manifest.model_digest
+    assert_ether_conserved(played)
+    checked = audit(played).check("details")
+    assert checked.ok is False and sim.committee[0].address[:6] in checked.detail
 
 
 # ------------------------------------------------------------------------------ what a majority can do

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from refiner.agents.base import Agent
 from refiner.chain import Manifest, Status, Task
-from refiner.roles.participant import MAX_DETAILS, ManifestDetails
+from refiner.roles.details import MAX_DETAILS, ManifestDetails, ProtocolError, open_details
 from refiner.storage import Handle, NotFound, Store
 
 #: Largest file the mirror keeps (models and validation sets are far smaller).
@@ -48,8 +48,12 @@ class MirrorAgent(Agent):
                 details = self._fetch(Handle.from_bytes(manifest.details_handle), MAX_DETAILS)
                 ok &= details is not None
                 if details is not None:
-                    keys = Handle.parse(ManifestDetails.from_bytes(details).aggregate_keys_handle)
-                    ok &= self._keep(bytes(keys))
+                    try:
+                        opened = ManifestDetails.from_bytes(open_details(details, bytes(e["salt"])))
+                    except ProtocolError as exc:  # spoiled by its validator: nothing more it names to keep
+                        self.log.info("%s's details of round %d: %s", e["validator"], round_, exc)
+                        continue
+                    ok &= self._keep(bytes(Handle.parse(opened.aggregate_keys_handle)))
             if ok and finalized:
                 complete.add(round_)
         return status is Status.TERMINATED and complete >= set(range(1, task.current_round() + 1))

@@ -152,7 +152,7 @@ def check_details(rec: TaskRecord, rr: RoundRecord, store: Store) -> tuple[Check
     verified: list[ManifestDetails] = []
     for rv in rr.agreeing:
         try:
-            details = load_details(store, rv.manifest)
+            details = load_details(store, rv.manifest, rv.salt)
         except StorageError as exc:  # absent here, or the store's copy is corrupt: not the validator's fault
             missing.append(f"{short(rv.validator)}'s details: {unavailable(exc)}")
             continue

@@ -28,6 +28,7 @@ class Reveal:
     manifest: Manifest
     vote_key: bytes
     event: Event
+    salt: bytes = bytes(32)  # opens the validator's stored details
 
 
 @dataclass
@@ -64,6 +65,7 @@ class RoundRecord:
                 Manifest.from_tuple(e["manifest"]),
                 bytes(e["voteKey"]),
                 e,
+                bytes(e["salt"]),
             )
             for e in self.of("ManifestRevealed")
         ]

@@ -165,7 +165,7 @@ def check_aggregate(rec: TaskRecord, rr: RoundRecord, store: Store, requester: L
     for rv in rr.agreeing:
         v = short(rv.validator)
         try:
-            details = load_details(store, rv.manifest)
+            details = load_details(store, rv.manifest, rv.salt)
             state = deserialize(
                 retrieve(
                     store,

@@ -29,7 +29,7 @@ class Task(ContractWrapper):
         self._requester: str | None = None
         self._registry: str | None = None
         self._committee: dict[str, int] | None = None
-        self._settled_reveals: dict[int, dict[str, Manifest]] = {}
+        self._settled_reveals: dict[int, dict[str, tuple[Manifest, bytes]]] = {}
         # events are scanned from the deployment block (public nodes limit eth_getLogs ranges)
         self.from_block = from_block if from_block is not None else self._created_block()
 
@@ -181,18 +181,23 @@ class Task(ContractWrapper):
     def release_unclaimed(self, sender: LocalAccount, round_: int) -> TxResult:
         return self._send(sender, "releaseUnclaimed", round_)
 
-    def revealed_manifests(self, round_: int, *, settled: bool = False) -> dict[str, Manifest]:
-        """Validator → manifest revealed in `round_`, read from the chain's events. `settled`: the caller
-        knows the round is finalized, so no reveal can follow and the answer is kept for next time."""
+    def reveals(self, round_: int, *, settled: bool = False) -> dict[str, tuple[Manifest, bytes]]:
+        """Validator → (manifest, salt) revealed in `round_`, read from the chain's events (the salt opens
+        the validator's stored details). `settled`: the caller knows the round is finalized, so no
+        reveal can follow and the answer is kept for next time."""
         if round_ in self._settled_reveals:
             return dict(self._settled_reveals[round_])
         revealed = {
-            e["validator"]: Manifest.from_tuple(e["manifest"])
+            e["validator"]: (Manifest.from_tuple(e["manifest"]), bytes(e["salt"]))
             for e in self.round_events("ManifestRevealed", round_)
         }
         if settled:
             self._settled_reveals[round_] = revealed
         return dict(revealed)
+
+    def revealed_manifests(self, round_: int, *, settled: bool = False) -> dict[str, Manifest]:
+        """Validator → manifest revealed in `round_` (see `reveals`)."""
+        return {v: m for v, (m, _) in self.reveals(round_, settled=settled).items()}
 
     def consensus_manifest(self, round_: int) -> Manifest | None:
         """A revealed manifest whose vote key holds the majority of `round_`, if one does."""

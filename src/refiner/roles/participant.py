@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from refiner import safejson
-from refiner.chain import Manifest, Registry, ResultsTree, Task, WorkerResult
+from refiner.chain import Manifest, Registry, Task
 from refiner.chain.connection import Chain
 from refiner.fl.models import ModelSpec, resolve_model, spec_of
+from refiner.roles.details import (
+    MAX_DETAILS,
+    ManifestDetails,
+    ProtocolError,
+    load_details,
+    revealed_details,
+    store_details,
+)
 from refiner.roles.spec import TaskDescription
 from refiner.storage import Handle, StorageError, Store
 
-MAX_DETAILS = 64 << 20
-
-
-class ProtocolError(RuntimeError):
-    """A participant cannot take a protocol step (missing data, wrong phase seen off chain, ...)."""
+__all__ = [
+    "MAX_DETAILS",
+    "ManifestDetails",
+    "Participant",
+    "ProtocolError",
+    "consensus_details",
+    "description_of",
+    "load_details",
+    "model_of",
+    "revealed_details",
+    "round_inputs",
+    "salt_for",
+    "store_details",
+]
 
 
 @dataclass
@@ -81,74 +96,19 @@ def open_memo(account: LocalAccount, task: str, round_: int, memo: bytes) -> Han
     return Handle.from_bytes(b"\x12\x20" + digest)
 
 
-@dataclass(frozen=True)
-class ManifestDetails:
-    """The full manifest a validator stores (the chain holds its Merkle root): per-worker verdicts, the
-    validation loss and accuracy, and the key envelope of its encrypted aggregate for the requester."""
-
-    task: str
-    round: int
-    validator: str
-    results: list[dict[str, Any]]  # worker, accepted, samples, contribution, loss (ppm integers)
-    accuracy: int
-    loss: int
-    model_digest: str
-    aggregate_handle: str
-    aggregate_keys_handle: str
-    _tree: ResultsTree | None = field(default=None, init=False, repr=False, compare=False)
-
-    def tree(self) -> ResultsTree:
-        """The results tree (built once: a worker's claim checks its root, then proves its own leaf)."""
-        built = self._tree
-        if built is None:
-            built = ResultsTree(
-                [
-                    WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"])
-                    for r in self.results
-                ]
-            )
-            object.__setattr__(self, "_tree", built)
-        return built
-
-    def manifest(self, details_handle: Handle) -> Manifest:
-        """The manifest these details (stored under `details_handle`) stand for."""
-        return self.tree().manifest(
-            self.accuracy,
-            bytes.fromhex(self.model_digest),
-            bytes(Handle.parse(self.aggregate_handle)),
-            bytes(details_handle),
-        )
-
-    def to_bytes(self) -> bytes:
-        stored = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-        return json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ManifestDetails:
-        try:
-            return cls(**safejson.loads(data, "manifest details"))
-        except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"stored manifest details are malformed: {exc}") from None
-
-
-def load_details(store: Store, source: Manifest | Handle) -> ManifestDetails:
-    """The stored details of a manifest (or under a details handle)."""
-    handle = source if isinstance(source, Handle) else Handle.from_bytes(source.details_handle)
-    return ManifestDetails.from_bytes(store.get(handle, max_size=MAX_DETAILS))
-
-
 def consensus_details(participant: Participant, task: Task, round_: int) -> tuple[Manifest, ManifestDetails]:
     """The consensus manifest of a round and its stored details, from the first agreeing validator whose
-    stored results rebuild the on-chain Merkle root."""
+    details open with its revealed salt, are well formed and rebuild its manifest (the vote key does not
+    cover the details: an agreeing member's may be missing or malformed, and are then skipped)."""
     info = task.round_info(round_)
     key = info.consensus_key
-    for manifest in task.revealed_manifests(round_, settled=info.finalized).values():
+    for validator, (manifest, salt) in task.reveals(round_, settled=info.finalized).items():
         if manifest.vote_key() != key:
             continue
         try:
-            details = load_details(participant.store, manifest)
+            return manifest, revealed_details(
+                participant.store, task.address, round_, validator, manifest, salt
+            )
         except (StorageError, ProtocolError):
             continue
-        if details.tree().root == manifest.results_root:
-            return manifest, details
     raise ProtocolError(f"no consensus manifest with readable details for round {round_}")

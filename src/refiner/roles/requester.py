@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from refiner.chain import Task, TaskConfig, TxResult, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.models import ModelValidationError, State, deserialize, model_digest, serialize
-from refiner.roles.participant import Participant, ProtocolError, description_of, load_details, model_of
+from refiner.roles.participant import Participant, ProtocolError, description_of, model_of, revealed_details
 from refiner.roles.spec import TaskDescription
 from refiner.roles.wire import dataset_to_bytes
 from refiner.sharing import Context, SharingError, retrieve, share
@@ -59,15 +59,16 @@ class Requester(Participant):
         return task.finalize_round(self.account)
 
     def retrieve_model(self, task: Task, round_: int) -> State:
-        """The consensus aggregate of `round_`: the first agreeing validator's encrypted copy that opens
-        and whose digest equals the consensus digest (paper 2.3.8)."""
+        """The consensus aggregate of `round_`: the first agreeing validator's encrypted copy whose details
+        are well formed, that opens, and whose digest equals the consensus digest (paper 2.3.8); any
+        agreeing validator's missing or spoiled files only make it try the next one."""
         key = task.round_info(round_).consensus_key
         _, spec = model_of(description_of(task))
-        for validator, manifest in task.revealed_manifests(round_).items():
+        for validator, (manifest, salt) in task.reveals(round_).items():
             if manifest.vote_key() != key:
                 continue
             try:
-                details = load_details(self.store, manifest)
+                details = revealed_details(self.store, task.address, round_, validator, manifest, salt)
                 data = retrieve(
                     self.store,
                     Handle.from_bytes(manifest.aggregate_handle),
@@ -77,7 +78,7 @@ class Requester(Participant):
                     max_bytes=spec.max_bytes,
                 )
                 state = deserialize(data, spec)
-            except (StorageError, SharingError, ModelValidationError, ProtocolError):
+            except (StorageError, SharingError, ModelValidationError, ProtocolError, ValueError):
                 continue
             if model_digest(state) == manifest.model_digest:
                 return state

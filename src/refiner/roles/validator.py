@@ -16,6 +16,14 @@ choice; what the contract makes of it is in ``tests/roles/test_validator_attacks
   committed yet, one it cannot open either) and at reveal time submits another member's manifest and
   salt, read from that member's reveal transaction (as it would from the mempool). The contract refuses
   it: the commitment binds the sender, so neither the copied commitment nor its own opens for it.
+* ``lazy``: does not evaluate; before committing it lists the (shared directory) store and copies the
+  first other member's details of the round it can read, as its own vote. Details are stored encrypted
+  under a key only their author knows before the reveal, so it finds none.
+* ``poisoner``: evaluates honestly and reveals the consensus vote, but with details that parse and are
+  malformed (a result that is not a record, a key handle that is not a handle). The vote key does not
+  cover the details, so the contract cannot refuse them: readers skip them.
+* ``bad-aggregate``: evaluates honestly and reveals the consensus vote with well-formed details whose
+  aggregate is garbage nobody can open: the requester takes another agreeing member's aggregate.
 
 Untrusted files (workers' updates and key envelopes) never crash an evaluation: an update that cannot be
 opened or validated is rejected with the reason in ``Evaluated.rejected_files``. One that cannot be fetched
@@ -26,6 +34,7 @@ and not others (or too late for some) cannot split the committee's verdicts.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -42,6 +51,7 @@ from refiner.fl.contribution import ContributionMeasure, measure_for
 from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
 from refiner.roles.participant import (
+    MAX_DETAILS,
     ManifestDetails,
     Participant,
     ProtocolError,
@@ -52,6 +62,7 @@ from refiner.roles.participant import (
     round_inputs,
     salt_for,
     seal_memo,
+    store_details,
 )
 from refiner.roles.wire import dataset_from_bytes
 from refiner.sharing import (
@@ -61,7 +72,7 @@ from refiner.sharing import (
     share,
 )
 from refiner.sortition import VrfKey
-from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
+from refiner.storage import DirectoryStore, Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 COLLUSION_CONTRIBUTION = 100_000
@@ -86,6 +97,9 @@ class ValidatorBehaviour(StrEnum):
     RANDOM = "random"  # commits and reveals a made-up manifest
     COLLUDER = "colluder"  # reveals the ring's forged manifest: every rejected worker paid
     THIEF = "thief"  # reveals another validator's manifest and salt (refused)
+    LAZY = "lazy"  # copies another member's details from the store instead of evaluating
+    POISONER = "poisoner"  # reveals the consensus vote with malformed details
+    BAD_AGGREGATE = "bad-aggregate"  # reveals the consensus vote with an aggregate that does not open
 
 
 class UnreadableUpdate(ValueError):
@@ -192,9 +206,13 @@ class Validator(Participant):
         up instead; a `colluder` evaluates, then forges (see the module's description)."""
         if self.behaviour is ValidatorBehaviour.RANDOM:
             return self._made_up(task)
+        if self.behaviour is ValidatorBehaviour.LAZY:
+            return self._copied(task)
         work = self._evaluate(task)
         if self.behaviour is ValidatorBehaviour.COLLUDER:
             return self._forged(work)
+        if self.behaviour in (ValidatorBehaviour.POISONER, ValidatorBehaviour.BAD_AGGREGATE):
+            return self._poisoned(task, work)
         return work
 
     def _evaluate(self, task: Task) -> Evaluated:
@@ -259,7 +277,7 @@ class Validator(Participant):
             aggregate_handle=str(aggregate_h),
             aggregate_keys_handle=str(aggregate_k),
         )
-        details_handle = self.store.put(details.to_bytes())
+        details_handle = self._put_details(task.address, round_, details.to_bytes())
         manifest = details.manifest(details_handle)
         assert manifest.results_root == tree.root
         return Evaluated(round_, manifest, details, evaluation, rejected)
@@ -342,7 +360,7 @@ class Validator(Participant):
             aggregate_handle=str(Handle.of(rng.randbytes(64))),  # names nothing stored
             aggregate_keys_handle=str(Handle.of(rng.randbytes(64))),
         )
-        manifest = details.manifest(self.store.put(details.to_bytes()))
+        manifest = details.manifest(self._put_details(task.address, round_, details.to_bytes()))
         return Evaluated(round_, manifest, details, None, {})
 
     def _forged(self, work: Evaluated) -> Evaluated:
@@ -356,8 +374,45 @@ class Validator(Participant):
         if results == work.details.results:
             return work
         details = replace(work.details, results=results)
-        manifest = details.manifest(self.store.put(details.to_bytes()))
+        manifest = details.manifest(self._put_details(work.details.task, work.round, details.to_bytes()))
         return Evaluated(work.round, manifest, details, work.evaluation, work.rejected_files)
+
+    def _copied(self, task: Task) -> Evaluated:
+        """A lazy member's manifest: the first other member's details of this round that it can read in
+        the store's directory, signed as its own."""
+        round_ = task.current_round()
+        if not isinstance(self.store, DirectoryStore):
+            raise ProtocolError("a lazy validator lists a directory store")
+        for path in sorted(self.store.root.glob("*/*")):
+            if path.stat().st_size > MAX_DETAILS:
+                continue
+            try:
+                found = ManifestDetails.from_bytes(path.read_bytes())
+            except (ProtocolError, ValueError, TypeError, KeyError):
+                continue
+            if (found.task, found.round) == (task.address, round_) and found.validator != self.address:
+                details = replace(found, validator=self.address)
+                manifest = details.manifest(self._put_details(task.address, round_, details.to_bytes()))
+                return Evaluated(round_, manifest, details, None, {})
+        raise ProtocolError(f"a lazy validator found no readable details of round {round_} to copy")
+
+    def _poisoned(self, task: Task, work: Evaluated) -> Evaluated:
+        """The honest vote with spoiled files: a poisoner's details parse but are malformed; a
+        bad-aggregate member's details are well formed and name an aggregate that is garbage."""
+        if self.behaviour is ValidatorBehaviour.POISONER:
+            stored = json.loads(work.details.to_bytes())
+            raw = json.dumps({**stored, "results": [1], "aggregate_keys_handle": 5}).encode()
+            spoiled = self._put_details(task.address, work.round, raw)
+            return replace(work, manifest=replace(work.manifest, details_handle=bytes(spoiled)))
+        garbage = self.store.put(keccak(b"refiner-bad-aggregate" + bytes(self.account.key)) * 64)
+        details = replace(work.details, aggregate_handle=str(garbage))
+        manifest = details.manifest(self._put_details(task.address, work.round, details.to_bytes()))
+        return replace(work, manifest=manifest, details=details)
+
+    def _put_details(self, task: str, round_: int, data: bytes) -> Handle:
+        """Store this validator's details of a round, sealed under its commitment salt until it reveals
+        (another member reading them before committing could copy the vote); returns their handle."""
+        return store_details(self.store, data, salt_for(self.account, task, round_))
 
     def recover(self, task: Task, round_: int) -> Evaluated | None:
         """Rebuild the manifest this validator committed to in `round_` from its commitment's memo and
@@ -365,13 +420,13 @@ class Validator(Participant):
         mine = [e for e in task.round_events("ManifestCommitted", round_) if e["validator"] == self.address]
         if not mine:
             return None
+        salt = salt_for(self.account, task.address, round_)
         try:
             handle = open_memo(self.account, task.address, round_, bytes(mine[-1]["memo"]))
-            details = load_details(self.store, handle)
+            details = load_details(self.store, handle, salt)
+            manifest = details.manifest(handle)
         except (StorageError, ProtocolError, ValueError):
             return None
-        manifest = details.manifest(handle)
-        salt = salt_for(self.account, task.address, round_)
         if task.commitment_for(self.address, round_, manifest, salt) != bytes(mine[-1]["commitment"]):
             return None
         return Evaluated(round_, manifest, details, None, {})
