@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,7 +13,7 @@ from eth_utils import keccak
 from refiner import safejson
 from refiner.chain import Manifest, Registry, ResultsTree, Task, WorkerResult
 from refiner.chain.connection import Chain
-from refiner.fl.models import ModelSpec, resolve_model, spec_of
+from refiner.fl.models import ModelFn, ModelSpec, resolve_model, spec_of
 from refiner.roles.spec import TaskDescription
 from refiner.storage import Handle, StorageError, Store
 
@@ -29,6 +30,8 @@ class Participant:
     chain: Chain
     store: Store
     registry: Registry
+    #: This participant's own custom models, name -> factory (its configuration, never a task's words).
+    models: Mapping[str, ModelFn] = field(default_factory=dict, kw_only=True)
 
     @property
     def address(self) -> str:
@@ -42,9 +45,12 @@ def description_of(task: Task) -> TaskDescription:
     return TaskDescription.from_json(task.config().description)
 
 
-def model_of(description: TaskDescription) -> tuple[Any, ModelSpec]:
-    """The task's model factory and the spec every received weight file is validated against."""
-    factory = resolve_model(description.model)
+def model_of(
+    description: TaskDescription, local: Mapping[str, ModelFn] | None = None
+) -> tuple[Any, ModelSpec]:
+    """The task's model factory (a built-in, or one of `local`, the participant's own models) and the
+    spec every received weight file is validated against."""
+    factory = resolve_model(description.model, local)
     return factory, spec_of(factory(), max_bytes=description.max_model_bytes)
 
 

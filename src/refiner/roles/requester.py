@@ -62,7 +62,7 @@ class Requester(Participant):
         """The consensus aggregate of `round_`: the first agreeing validator's encrypted copy that opens
         and whose digest equals the consensus digest (paper 2.3.8)."""
         key = task.round_info(round_).consensus_key
-        _, spec = model_of(description_of(task))
+        _, spec = model_of(description_of(task), self.models)
         for validator, manifest in task.revealed_manifests(round_).items():
             if manifest.vote_key() != key:
                 continue
