@@ -200,3 +200,50 @@ def test_agents_skip_bad_tasks_and_serve_the_good_one(
     assert any("'os:abort' names code to import" in line for line in skips)
     assert any("epochs must be 1 to 100, not 1000000000000" in line for line in skips)
     assert any("nests JSON 16000 levels deep" in line for line in skips)
+
+
+def test_agents_join_only_tasks_within_their_operator_s_terms(tmp_path: Path) -> None:
+    from refiner.fl.data import synthetic_dataset
+    from refiner.storage import DirectoryStore
+
+    chain = Chain.connect()
+    store = DirectoryStore(tmp_path / "store")
+    accounts = {name: demo_account(f"terms2-{name}") for name in ["admin", "req", "w", "v"]}
+    for a in accounts.values():
+        chain.fund(a.address, 100 * ETH)
+    registry = Administrator.deploy_registry(chain, accounts["admin"], min_stake=ETH, stake_unit=ETH)
+    requester = Requester(accounts["req"], chain, store, registry)
+    description = TaskDescription(public_key_bytes(accounts["req"]).hex(), model="logistic")
+    tasks = {
+        "good": config(),
+        "cheap": config(worker_reward=ETH // 10),
+        "slow": config(durations=replace(DURATIONS, training=7 * DAY)),
+        "unpaid validators": config(validator_reward=0),
+        "long lock": config(max_rounds=100, durations=replace(DURATIONS, idle=DAY)),
+    }
+    worker = WorkerAgent(
+        accounts["w"],
+        registry,
+        worker=Worker(accounts["w"], chain, store, registry, data=synthetic_dataset(20, 0)),
+        terms=Terms(min_reward=ETH // 2, max_durations={"training": DAY}),
+    )
+    validator = ValidatorAgent(
+        accounts["v"], registry, validator=Validator(accounts["v"], chain, store, registry), stake=ETH
+    )
+    for agent in (worker, validator):
+        agent.prepare()  # registered (and staked) before the tasks' sortition snapshots
+    deployed = {label: requester.create_task(c, description) for label, c in tasks.items()}
+    for task in deployed.values():
+        requester.open_recruitment(task)
+    chain.mine(2)  # the seed blocks
+    for agent in (worker, validator):
+        agent.tick()
+        agent.tick()
+    joined_by_worker = {label for label, t in deployed.items() if accounts["w"].address in t.workers()}
+    seated = {label for label, t in deployed.items() if accounts["v"].address in t.committee()}
+    assert joined_by_worker == {"good", "unpaid validators", "long lock"}
+    assert seated == {"good", "cheap", "slow"}
+    assert {deployed[label].address for label in ("cheap", "slow")} == set(worker.skipped)
+    assert "under the minimum of 500000000000000000 wei" in worker.skipped[deployed["cheap"].address]
+    assert validator.skipped[deployed["unpaid validators"].address] == "it pays validators nothing"
+    assert "can lock the stake" in validator.skipped[deployed["long lock"].address]
