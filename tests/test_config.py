@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from refiner.chain.types import Aggregation, Durations, TaskConfig
-from refiner.config import ClientSettings, ConfigError, load_settings, load_task_file, parse_wei
+from refiner.config import AgentSection, ClientSettings, ConfigError, load_settings, load_task_file, parse_wei
 from refiner.roles.spec import TaskDescription
 
 FULL = """
@@ -139,7 +139,13 @@ def test_missing_task_table_and_unknown_keys(tmp_path: Path) -> None:
         ("budget = '-1 ether'", "", "task.budget", "must not be negative"),
         ("budget = -5", "", "task.budget", "must not be negative"),
         ("model = 'resnet9000'", "", "task.model", "unknown model 'resnet9000'"),
-        ("model = 'no_such_module_xyz:build'", "", "task.model", "cannot import module"),
+        ("model = 'no_such_module_xyz:build'", "", "task.model", "names code to import"),
+        ("model = 'os:abort'", "", "task.model", "'os:abort' names code to import"),
+        ("epochs = 101", "", "task.epochs", "less than or equal to 100"),
+        ("batch_size = 1", "", "task.batch_size", "greater than or equal to 8"),
+        ("lr = 11.0", "", "task.lr", "less than or equal to 10"),
+        ("max_model_bytes = '2 GiB'", "", "task.max_model_bytes", "less than or equal to 1073741824"),
+        ("data_format = '" + "x" * 1025 + "'", "", "task.data_format", "at most 1024 characters"),
         ("aggregation = 'fedsgd'", "", "task.aggregation", "'fedavg' or 'fedprox' (got 'fedsgd')"),
         ("aggregation = 'fedprox'", "", "task.mu", "FedProx needs mu > 0"),
         ("mu = 0.1", "", "task.mu", "FedAvg takes no mu"),
@@ -234,4 +240,44 @@ def test_bad_settings(tmp_path: Path, text: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert str(info.value).startswith(f"{path}: ")
+    assert words in str(info.value)
+
+
+def test_a_task_file_names_the_requester_s_own_model(tmp_path: Path) -> None:
+    path = write(tmp_path, "[task]\nmodel = 'my_net'\n")
+    with pytest.raises(ConfigError, match="unknown model 'my_net'"):
+        load_task_file(path)
+    assert load_task_file(path, models=["my_net"]).task.model == "my_net"
+
+
+def test_settings_models_and_agent_terms(tmp_path: Path) -> None:
+    text = (
+        "[models]\nmy_net = 'refiner.fl.models:logistic'\n"
+        "[agent]\nmin_reward = '0.1 ether'\nmax_epochs = 5\nmax_lock = '7d'\n"
+        "[agent.max_durations]\ntraining = '2h'\n"
+    )
+    settings = load_settings(write(tmp_path, text, "refiner.toml"))
+    assert settings.models == {"my_net": "refiner.fl.models:logistic"}
+    assert settings.agent == AgentSection(
+        min_reward=10**17, max_durations={"training": 7200}, max_epochs=5, max_lock=7 * 86400
+    )
+    assert ClientSettings().agent == AgentSection()  # no terms: every task, 30 days of stake lock at most
+    assert ClientSettings().agent.max_lock == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[models]\n'os:abort' = 'os:abort'", "models: model 'os:abort' names code to import"),
+        ("[models]\nmine = 'refiner'", "models.mine: expected 'package.module:function'"),
+        ("[agent]\nmax_epochs = 0", "agent.max_epochs: input should be greater than or equal to 1"),
+        ("[agent]\nmin_reward = '-1 ether'", "agent.min_reward: '-1 ether' must not be negative"),
+        ("[agent.max_durations]\ntrain = '1h'", "agent.max_durations.train.[key]: input should be"),
+        ("[agent]\nmax_lock = 'forever'", "agent.max_lock: cannot read duration 'forever'"),
+        ("[agent]\nmin_rewards = 1", "agent.min_rewards: unknown key 'min_rewards' (allowed: min_reward,"),
+    ],
+)
+def test_bad_models_and_terms(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text + "\n", "refiner.toml"))
     assert words in str(info.value)

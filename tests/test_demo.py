@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from refiner.cli import app
+from refiner.demo import demo_model
 
 
 def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
@@ -72,3 +73,13 @@ def test_demo_cli_refuses_bad_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--malicious", "9", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "--malicious must be between 0 and --workers" in result.output
+
+
+def test_demo_model_is_a_name_and_the_operator_s_own_code_a_local_model(tmp_path: Path) -> None:
+    assert demo_model("small_cnn") == ("small_cnn", {})
+    name, models = demo_model("refiner.fl.models:logistic")
+    assert name == "custom"  # 'logistic' is a built-in name: the local one may not hide it
+    assert list(models) == ["custom"] and sum(p.numel() for p in models["custom"]().parameters()) == 7_850
+    assert demo_model("refiner.fl.models:Logistic")[0] == "Logistic"
+    result = CliRunner().invoke(app, ["demo", "--model", "resnet", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--model 'resnet'" in result.output

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import fields
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from pathlib import Path
@@ -23,10 +24,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core.core_schema import ValidationInfo
 
 from refiner.chain.types import ONE, Aggregation, Durations, TaskConfig, to_fixed
-from refiner.roles.spec import TaskDescription
+from refiner.roles import spec
+from refiner.roles.spec import TaskDescription, check_model_name
 
 M = TypeVar("M", bound=BaseModel)
-__all__ = ["ClientSettings", "ConfigError", "TaskFile", "load_settings", "load_task_file"]
+__all__ = ["AgentSection", "ClientSettings", "ConfigError", "TaskFile", "load_settings", "load_task_file"]
 
 UINT32, UINT64, UINT256 = 2**32 - 1, 2**64 - 1, 2**256 - 1
 _UNITS = {"wei": 1, "gwei": 10**9, "ether": 10**18, "eth": 10**18}
@@ -124,12 +126,14 @@ class TaskSection(_Strict):
     """``[task]``: every setting has the default of TaskConfig / TaskDescription."""
 
     model: str = _DESC.model
-    data_format: str = _DESC.data_format
-    epochs: Annotated[int, Field(ge=1)] = _DESC.epochs
-    batch_size: Annotated[int, Field(ge=1)] = _DESC.batch_size
-    lr: Annotated[float, Field(gt=0)] = _DESC.lr
+    data_format: Annotated[str, Field(max_length=spec.MAX_DATA_FORMAT)] = _DESC.data_format
+    epochs: Annotated[int, Field(ge=1, le=spec.MAX_EPOCHS)] = _DESC.epochs
+    batch_size: Annotated[int, Field(ge=spec.MIN_BATCH, le=spec.MAX_BATCH)] = _DESC.batch_size
+    lr: Annotated[float, Field(gt=0, le=spec.MAX_LR)] = _DESC.lr
     max_model_bytes: Annotated[
-        int, BeforeValidator(lambda v: _amount(v, _SIZES, "64 MiB", "bytes")), Field(gt=0)
+        int,
+        BeforeValidator(lambda v: _amount(v, _SIZES, "64 MiB", "bytes")),
+        Field(gt=0, le=spec.MAX_MODEL_BYTES),
     ] = _DESC.max_model_bytes
     aggregation: Literal["fedavg", "fedprox"] = "fedavg"
     mu: Annotated[float, Field(ge=0, validate_default=True)] = _T.mu
@@ -145,10 +149,18 @@ class TaskSection(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, name: str) -> str:
-        from refiner.fl.models import resolve_model  # imports torch: only when a task file is read
+    def _known_model(cls, name: str, info: ValidationInfo) -> str:
+        """A built-in model, or one of the requester's own (`models` in refiner.toml): a name, not code."""
+        from refiner.fl.models import BUILTIN_MODELS  # imports torch: only when a task file is read
 
-        resolve_model(name)
+        check_model_name(name)
+        local = (info.context or {}).get("models", ())
+        if name not in BUILTIN_MODELS and name not in local:
+            mine = f" or your own models {sorted(local)}" if local else ""
+            raise ValueError(
+                f"unknown model {name!r}: use one of {sorted(BUILTIN_MODELS)}{mine} (register your own "
+                "in refiner.toml: [models] NAME = 'package.module:function')"
+            )
         return name
 
     @field_validator("mu")
@@ -200,8 +212,33 @@ def _resolve_path(value: str, base: Path | None) -> Path:
     return (base / path) if base is not None and not path.is_absolute() else path
 
 
+Phase = Literal["recruitment", "training", "evaluation", "reveal", "idle", "claim"]
+
+
+class AgentSection(_Strict):
+    """``[agent]``: the terms of `refiner worker run` / `refiner validator run` (agents.terms.Terms):
+    tasks outside them are not joined."""
+
+    min_reward: Wei = 0
+    max_durations: dict[Phase, Seconds] = Field(default_factory=dict)
+    max_epochs: Annotated[int, Field(ge=1)] | None = None
+    max_lock: Seconds = 30 * 86400
+
+
+def parse_model_path(value: object) -> str:
+    """'package.module:function': code the operator names in its own configuration."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+        raise ValueError(f"expected 'package.module:function', got {value!r}")
+    return value
+
+
+ModelPath = Annotated[str, BeforeValidator(parse_model_path)]
+
+
 class ClientSettings(BaseModel):
-    """``refiner.toml``: defaults of every CLI command's --chain, --storage, --keystore and --registry."""
+    """``refiner.toml``: defaults of every CLI command's --chain, --storage, --keystore and --registry;
+    the operator's own models (``[models]`` NAME = "package.module:function", which tasks can name) and
+    the agents' terms (``[agent]``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -210,6 +247,15 @@ class ClientSettings(BaseModel):
     keystore: Path | None = None
     registry: str | None = None
     password_env: Annotated[str, Field(min_length=1)] = "REFINER_PASSWORD"
+    models: dict[str, ModelPath] = Field(default_factory=dict)
+    agent: AgentSection = Field(default_factory=AgentSection)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, str]) -> dict[str, str]:
+        for name in models:
+            check_model_name(name)
+        return models
 
     @field_validator("chain")
     @classmethod
@@ -260,9 +306,9 @@ def _allowed(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _validate(model: type[M], data: Any, source: str, base: Path | None) -> M:
+def _validate(model: type[M], data: Any, source: str, base: Path | None, **context: Any) -> M:
     try:
-        return model.model_validate(data, context={"base": base})
+        return model.model_validate(data, context={"base": base, **context})
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -289,10 +335,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"invalid TOML: {exc}"]) from None
 
 
-def load_task_file(path: str | os.PathLike[str]) -> TaskFile:
-    """Read and validate a task file; raises :class:`ConfigError`."""
+def load_task_file(path: str | os.PathLike[str], models: Collection[str] = ()) -> TaskFile:
+    """Read and validate a task file (`models`: the requester's own model names); raises
+    :class:`ConfigError`."""
     path = Path(path)
-    return _validate(TaskFile, _read_toml(path), str(path), path.parent)
+    return _validate(TaskFile, _read_toml(path), str(path), path.parent, models=tuple(models))
 
 
 def load_settings(path: Path | None = None) -> ClientSettings:

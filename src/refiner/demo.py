@@ -17,8 +17,9 @@ from rich.table import Table
 
 from refiner.chain import Chain, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
-from refiner.fl.models import serialize
+from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
+from refiner.roles.spec import MODEL_NAME
 from refiner.simulation import ETH, RoundReport, Simulation, default_durations
 from refiner.storage import open_store
 
@@ -49,6 +50,23 @@ class DemoOptions:
             raise ValueError("--rounds, --workers, --validators, --committee and --epochs must be at least 1")
         if not 0 <= self.malicious <= self.workers:
             raise ValueError(f"--malicious must be between 0 and --workers ({self.workers})")
+        name, models = demo_model(self.model)
+        if name not in BUILTIN_MODELS and name not in models:
+            raise ValueError(
+                f"--model {name!r}: use one of {sorted(BUILTIN_MODELS)} or package.module:function"
+            )
+
+
+def demo_model(model: str) -> tuple[str, dict[str, ModelFn]]:
+    """The task's model name and everyone's local models: a built-in by name, or the demo operator's own
+    ``package.module:function``, which every (in-process) participant registers under its function name
+    (the task names the model, never the code)."""
+    if ":" not in model:
+        return model, {}
+    name = model.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+    if not MODEL_NAME.fullmatch(name) or name in BUILTIN_MODELS:
+        name = "custom"
+    return name, {name: load_factory(model)}
 
 
 def shard_sizes(workers: int, available: int) -> list[int]:
@@ -98,6 +116,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
         for i, (s, b) in enumerate(zip(shards, behaviours, strict=True))
     ]
     storage = options.storage or str(Path(tempfile.mkdtemp(prefix="store-", dir=options.out)))
+    model, models = demo_model(options.model)
     chain = Chain.connect(options.chain)
     store = open_store(storage)
     config = TaskConfig(
@@ -120,7 +139,8 @@ def run(options: DemoOptions) -> dict[str, Any]:
             [ValidatorBehaviour.HONEST] * options.validators,
             stakes=validator_stakes(options.validators),
             config=config,
-            model=options.model,
+            model=model,
+            models=models,
             lr=options.lr,
             epochs=options.epochs,
             seed=options.seed,

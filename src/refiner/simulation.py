@@ -4,7 +4,7 @@ one chain and one store (auto mode; the demo and the end-to-end tests use it).""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, demo_account, public_key_bytes
@@ -76,6 +76,7 @@ class Simulation:
         *,
         config: TaskConfig,
         model: str = "small_cnn",
+        models: Mapping[str, ModelFn] | None = None,
         lr: float = 0.1,
         epochs: int = 1,
         stakes: Sequence[int] | None = None,
@@ -85,7 +86,8 @@ class Simulation:
     ) -> Simulation:
         """Fund and register everyone, create the task, sign up all workers; every validator draws its
         sortition and the winners claim their seats (`config.committee_size` is τ, the expected number
-        of seats). `stakes` defaults to 1 ETH each."""
+        of seats). `stakes` defaults to 1 ETH each; `models` are everyone's custom models (by name)."""
+        models = dict(models or {})
         stakes = list(stakes) if stakes is not None else [ETH] * len(validator_behaviours)
         admin_account = demo_account(f"{label}-admin")
         requester_account = demo_account(f"{label}-requester")
@@ -98,13 +100,13 @@ class Simulation:
         registry = Administrator.deploy_registry(
             chain, admin_account, min_stake=min(stakes), stake_unit=stake_unit
         )
-        requester = Requester(requester_account, chain, store, registry)
+        requester = Requester(requester_account, chain, store, registry, models=models)
         workers = [
-            Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i)
+            Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i, models=models)
             for i, (a, d, b) in enumerate(zip(worker_accounts, shards, behaviours, strict=True))
         ]
         validators = [
-            Validator(a, chain, store, registry, behaviour=b)
+            Validator(a, chain, store, registry, behaviour=b, models=models)
             for a, b in zip(validator_accounts, validator_behaviours, strict=True)
         ]
         for w in workers:
@@ -121,7 +123,7 @@ class Simulation:
         for v in validators:
             v.claim_seat(task)
         requester.close_recruitment(task)
-        model_fn = resolve_model(description.model)
+        model_fn = resolve_model(description.model, models)
         return cls(
             chain,
             store,

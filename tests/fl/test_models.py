@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from refiner.fl.models import (
     ModelValidationError,
     deserialize,
     initial_state,
+    load_factory,
+    local_models,
     logistic,
     mnist_cnn,
     model_digest,
@@ -46,20 +50,44 @@ def test_spec_of() -> None:
 
 def test_resolve_model() -> None:
     assert resolve_model("small_cnn") is small_cnn
-    user = resolve_model("refiner.fl.models:logistic")
-    assert n_params(user()) == 7_850
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         resolve_model("resnet")
+    mine = {"my_net": logistic}
+    assert resolve_model("my_net", mine) is logistic
+    assert resolve_model("small_cnn", {"small_cnn": logistic}) is small_cnn  # built-ins cannot be hidden
+    with pytest.raises(ValueError, match=r"own models \['my_net'\]"):
+        resolve_model("other", mine)
+
+
+@pytest.mark.parametrize("name", ["os:abort", "sys:exit", "os:getpid", "refiner.fl.models:logistic"])
+def test_resolve_model_never_imports_what_a_task_names(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "evil_import_probe.py").write_text("import sys\nsys.modules['refiner'].EVIL = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown model"):
+        resolve_model(name)
+    with pytest.raises(ValueError, match="unknown model"):
+        resolve_model("evil_import_probe:f")
+    assert "evil_import_probe" not in sys.modules
+
+
+def test_load_factory_is_for_the_operator_s_own_configuration() -> None:
+    user = load_factory("refiner.fl.models:logistic")
+    assert n_params(user()) == 7_850
+    assert set(local_models({"lr": "refiner.fl.models:logistic"})) == {"lr"}
+    with pytest.raises(ValueError, match=r"\['small_cnn'\] are built-in model names"):
+        local_models({"small_cnn": "refiner.fl.models:logistic"})
     with pytest.raises(ValueError, match=r"cannot import module 'no_such_pkg\.mod'"):
-        resolve_model("no_such_pkg.mod:f")
+        load_factory("no_such_pkg.mod:f")
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
-        resolve_model("refiner.fl.models:nope")
+        load_factory("refiner.fl.models:nope")
     with pytest.raises(ValueError, match="not callable"):
-        resolve_model("math:pi")
+        load_factory("math:pi")
     with pytest.raises(ValueError, match="must look like"):
-        resolve_model("refiner.fl.models:")
+        load_factory("refiner.fl.models:")
     with pytest.raises(TypeError, match=r"returned dict, not a torch\.nn\.Module"):
-        resolve_model("builtins:dict")()
+        load_factory("builtins:dict")()
 
 
 def test_initial_state_is_seeded_and_leaves_global_rng_alone() -> None:

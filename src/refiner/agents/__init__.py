@@ -5,7 +5,8 @@ cursor and acts on what is due, using the same role code as the in-process demo.
 from refiner.agents.base import Agent, chain_now
 from refiner.agents.cursor import BlockCursor
 from refiner.agents.requester import RequesterAgent
+from refiner.agents.terms import Terms
 from refiner.agents.validator import ValidatorAgent
 from refiner.agents.worker import WorkerAgent
 
-__all__ = ["Agent", "BlockCursor", "RequesterAgent", "ValidatorAgent", "WorkerAgent", "chain_now"]
+__all__ = ["Agent", "BlockCursor", "RequesterAgent", "Terms", "ValidatorAgent", "WorkerAgent", "chain_now"]

@@ -49,6 +49,9 @@ class Agent(ABC):
     poll_interval: float = 1.0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("refiner.agent"))
     tasks: dict[str, Task] = field(init=False, default_factory=dict)
+    #: Tasks this agent does not serve, with the reason (logged once): see `refusal`.
+    skipped: dict[str, str] = field(init=False, default_factory=dict)
+    _admitted: set[str] = field(init=False, default_factory=set)
     _cursor: BlockCursor | None = field(init=False, default=None)
     _topics: dict[bytes, str] = field(init=False, default_factory=dict)
 
@@ -63,6 +66,10 @@ class Agent(ABC):
     @abstractmethod
     def act(self, task: Task) -> bool:
         """Do what is due on `task`; True when this agent has nothing more to do there, ever."""
+
+    def refusal(self, task: Task) -> str | None:
+        """Why this agent does not serve `task` (None: it does); asked once per task."""
+        return None
 
     def run(self, stop: threading.Event | None = None, exit_when_done: bool = False) -> None:
         """Loop until `stop` is set (or, with `exit_when_done`, until every followed task is done). A
@@ -94,6 +101,14 @@ class Agent(ABC):
         done = True
         for address, task in list(self.tasks.items()):
             try:
+                if address not in self._admitted:
+                    reason = self.refusal(task)
+                    if reason is not None:
+                        self.skipped[address] = reason
+                        del self.tasks[address]
+                        self.log.warning("task %s: skipped: %s", address[:10], reason)
+                        continue
+                    self._admitted.add(address)
                 finished = self.act(task)
             except (ContractRevert, ChainError) as exc:
                 # somebody else moved the task on between our read and our transaction: look again
@@ -108,7 +123,7 @@ class Agent(ABC):
                 self.log.debug("details", exc_info=True)
                 finished = False
             done = done and finished
-        return done and bool(self.tasks)
+        return done and bool(self.tasks or self.skipped)
 
     def advance_if_due(self, task: Task, status: Status) -> bool:
         """Move a timed phase on once its deadline has passed (anybody may; the first call wins)."""
@@ -149,7 +164,7 @@ class Agent(ABC):
                     address = self.registry.contract.events.TaskRegistered().process_log(entry)["args"][
                         "task"
                     ]
-                    if address not in self.tasks:
+                    if address not in self.tasks and address not in self.skipped:
                         self._follow(address)
                         self._cursor.add(address)
             elif source in self.tasks:

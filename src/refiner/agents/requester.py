@@ -77,7 +77,7 @@ class RequesterAgent(Agent):
         round_ = task.last_consensus_round()
         if round_:
             return round_, self.role.retrieve_model(task, round_)
-        return 0, initial_state(resolve_model(description_of(task).model), self.seed)
+        return 0, initial_state(resolve_model(description_of(task).model, self.role.models), self.seed)
 
     def _start_round(self, task: Task) -> None:
         if self.validation is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from refiner.agents.base import Agent, chain_now
+from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.roles.validator import (
     Evaluated,
@@ -30,6 +31,8 @@ class ValidatorAgent(Agent):
     #: Tasks whose sortition this validator lost, and rounds settled (nothing more to claim).
     not_selected: set[str] = field(default_factory=set)
     settled: dict[str, set[int]] = field(default_factory=dict)
+    #: The operator's terms: tasks outside them are not joined (no sortition, no seat).
+    terms: Terms = field(default_factory=Terms)
     #: Evaluations waiting for updates that could not be fetched yet, by (task, round): when to try
     #: again (chain time) and the wait after that (doubling, at most MAX_RETRY, never past the cut-off).
     retry: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
@@ -47,6 +50,10 @@ class ValidatorAgent(Agent):
         if not self.registry.is_validator(self.address):
             self.role.register(self.stake)
             self.log.info("registered as a validator with a stake of %d wei", self.stake)
+
+    def refusal(self, task: Task) -> str | None:
+        joined = self.address in task.committee()
+        return refusal(task.config(), self.terms, self.role.models, validator=True, joined=joined)
 
     def act(self, task: Task) -> bool:
         status = task.status()

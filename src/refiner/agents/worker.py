@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from refiner.agents.base import Agent, chain_now
+from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.roles.participant import ProtocolError
 from refiner.roles.worker import Worker
@@ -15,6 +16,8 @@ class WorkerAgent(Agent):
     worker: Worker | None = None
     #: Rounds (per task) this worker has nothing more to claim in: rebuilt from the chain after a restart.
     settled: dict[str, set[int]] = field(default_factory=dict)
+    #: The operator's terms: tasks outside them are not joined.
+    terms: Terms = field(default_factory=Terms)
 
     @property
     def role(self) -> Worker:
@@ -25,6 +28,10 @@ class WorkerAgent(Agent):
         if not self.registry.is_worker(self.address):
             self.role.register()
             self.log.info("registered as a worker")
+
+    def refusal(self, task: Task) -> str | None:
+        joined = self.address in task.workers()
+        return refusal(task.config(), self.terms, self.role.models, validator=False, joined=joined)
 
     def act(self, task: Task) -> bool:
         status = task.status()

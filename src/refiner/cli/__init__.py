@@ -25,7 +25,7 @@ def demo(
     chain: Annotated[str, typer.Option(help="'embedded' or a JSON-RPC URL")] = "embedded",
     storage: Annotated[str | None, typer.Option(help="store URL (directory or ipfs://REPO)")] = None,
     model: Annotated[
-        str, typer.Option(help="small_cnn | mnist_cnn | logistic | module:function")
+        str, typer.Option(help="small_cnn | mnist_cnn | logistic | package.module:function (your own code)")
     ] = "small_cnn",
     lr: Annotated[float, typer.Option(help="local learning rate")] = 0.1,
     epochs: Annotated[int, typer.Option(help="local epochs per round")] = 2,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,10 +14,14 @@ from refiner.cli.context import (
     KeystoreOpt,
     RegistryOpt,
     StorageOpt,
+    fail,
     setup_logging,
     user_errors,
 )
 from refiner.cli.requester_cmds import _load_dataset, _run_agent
+
+if TYPE_CHECKING:
+    from refiner.agents import Terms
 
 worker_app = typer.Typer(help="A worker: trains the global model on its private data for rewards.")
 validator_app = typer.Typer(help="A validator: stakes, wins committee seats, evaluates and votes.")
@@ -27,6 +31,59 @@ TaskOpt = Annotated[str | None, typer.Option("--task", help="follow only this ta
 ExitOpt = Annotated[bool, typer.Option(help="exit once every followed task has ended and all is claimed")]
 PollOpt = Annotated[float, typer.Option(help="seconds between looks at the chain")]
 LogOpt = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="your own model a task may name: NAME=package.module:function (repeatable; also [models] in "
+        "refiner.toml). Tasks only name models, they never name code",
+    ),
+]
+MinRewardOpt = Annotated[
+    str | None, typer.Option(help="skip tasks paying this role less per round, e.g. '0.1 ether'")
+]
+MaxDurationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-duration",
+        help="skip tasks with a longer phase: PHASE=DURATION (e.g. training=2h) or DURATION for every "
+        "phase (repeatable)",
+    ),
+]
+MaxEpochsOpt = Annotated[int | None, typer.Option(help="skip tasks asking for more local epochs per round")]
+
+
+def _own_settings(
+    ctx: Ctx,
+    models: list[str] | None,
+    min_reward: str | None,
+    max_durations: list[str] | None,
+    max_epochs: int | None,
+    max_lock: str | None = None,
+) -> Terms:
+    """Merge the command line's models and terms into the settings (refiner.toml's [models] and [agent]);
+    the agent's terms."""
+    from refiner.agents import Terms
+    from refiner.agents.terms import PHASES
+
+    agent = ctx.settings.agent.model_dump()
+    pairs: dict[str, str] = {}
+    for item in models or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            fail(f"--model {item!r}: write NAME=package.module:function")
+        pairs[name] = path
+    for item in max_durations or []:
+        phase, _, limit = item.rpartition("=")
+        for one in [phase] if phase else PHASES:
+            agent["max_durations"][one] = limit
+    changes = {"min_reward": min_reward, "max_epochs": max_epochs, "max_lock": max_lock}
+    agent.update({k: v for k, v in changes.items() if v is not None})
+    ctx.merge(models={**ctx.settings.models, **pairs}, agent=agent)
+    ctx.models  # noqa: B018 -- imported now: a bad one is reported before anything connects
+    a = ctx.settings.agent
+    durations = {str(phase): seconds for phase, seconds in a.max_durations.items()}
+    return Terms(a.min_reward, durations, a.max_epochs, a.max_lock)
 
 
 @worker_app.command("run")
@@ -42,6 +99,10 @@ def worker_run(
     ] = "honest",
     seed: Annotated[int, typer.Option(help="seed of local training")] = 0,
     task: TaskOpt = None,
+    model: ModelOpt = None,
+    min_reward: MinRewardOpt = None,
+    max_duration: MaxDurationOpt = None,
+    max_epochs: MaxEpochsOpt = None,
     exit_when_done: ExitOpt = False,
     config: ConfigOpt = None,
     chain: ChainOpt = None,
@@ -57,12 +118,22 @@ def worker_run(
 
     log = setup_logging(log_level, "worker")
     ctx = Ctx.load(config, chain, storage, keystore, registry)
+    terms = _own_settings(ctx, model, min_reward, max_duration, max_epochs)
     with user_errors():
         mode = WorkerBehaviour(behaviour)
     role = Worker(
-        ctx.account, ctx.chain, ctx.store, ctx.registry, data=_load_dataset(data), behaviour=mode, seed=seed
+        ctx.account,
+        ctx.chain,
+        ctx.store,
+        ctx.registry,
+        data=_load_dataset(data),
+        behaviour=mode,
+        seed=seed,
+        models=ctx.models,
     )
-    agent = WorkerAgent(ctx.account, ctx.registry, only_task=task, poll_interval=poll, log=log, worker=role)
+    agent = WorkerAgent(
+        ctx.account, ctx.registry, only_task=task, poll_interval=poll, log=log, worker=role, terms=terms
+    )
     _run_agent(agent, exit_when_done)
     ctx.close()
 
@@ -77,6 +148,14 @@ def validator_run(
         ),
     ] = "honest",
     task: TaskOpt = None,
+    model: ModelOpt = None,
+    min_reward: MinRewardOpt = None,
+    max_duration: MaxDurationOpt = None,
+    max_epochs: MaxEpochsOpt = None,
+    max_lock: Annotated[
+        str | None,
+        typer.Option(help="skip tasks that can keep the stake locked longer (default 30 days), e.g. '7d'"),
+    ] = None,
     exit_when_done: ExitOpt = False,
     config: ConfigOpt = None,
     chain: ChainOpt = None,
@@ -94,12 +173,20 @@ def validator_run(
 
     log = setup_logging(log_level, "validator")
     ctx = Ctx.load(config, chain, storage, keystore, registry)
+    terms = _own_settings(ctx, model, min_reward, max_duration, max_epochs, max_lock)
     with user_errors():
         mode = ValidatorBehaviour(behaviour)
         wei = parse_wei(stake)
-    role = Validator(ctx.account, ctx.chain, ctx.store, ctx.registry, behaviour=mode)
+    role = Validator(ctx.account, ctx.chain, ctx.store, ctx.registry, behaviour=mode, models=ctx.models)
     agent = ValidatorAgent(
-        ctx.account, ctx.registry, only_task=task, poll_interval=poll, log=log, validator=role, stake=wei
+        ctx.account,
+        ctx.registry,
+        only_task=task,
+        poll_interval=poll,
+        log=log,
+        validator=role,
+        stake=wei,
+        terms=terms,
     )
     _run_agent(agent, exit_when_done)
     ctx.close()

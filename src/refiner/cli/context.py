@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from eth_account.signers.local import LocalAccount
@@ -22,6 +22,9 @@ from refiner.chain import Chain, ChainError, Registry, Task
 from refiner.chain.accounts import KeystoreError, load_keystore
 from refiner.config import ClientSettings, ConfigError, load_settings, parse_address
 from refiner.storage import StorageError, Store, open_store
+
+if TYPE_CHECKING:
+    from refiner.fl.models import ModelFn
 
 ConfigOpt = Annotated[
     Path | None,
@@ -65,6 +68,7 @@ class Ctx:
     _store: Store | None = field(default=None, init=False)
     _account: LocalAccount | None = field(default=None, init=False)
     _registry: Registry | None = field(default=None, init=False)
+    _models: dict[str, ModelFn] | None = field(default=None, init=False)
 
     @classmethod
     def load(
@@ -135,6 +139,23 @@ class Ctx:
                 read()
             except (BadFunctionCallOutput, ContractLogicError):
                 fail(f"no Refiner {what} at {address} on {self.settings.chain}")
+
+    def merge(self, **overrides: object) -> None:
+        """Settings from more command-line options (before anything is connected)."""
+        with user_errors():
+            self.settings = self.settings.merged(**overrides)
+        self._models = None
+
+    @property
+    def models(self) -> dict[str, ModelFn]:
+        """The operator's own models (``[models]`` in refiner.toml, ``--model``), imported here: local
+        configuration, never a task's words."""
+        from refiner.fl.models import local_models
+
+        if self._models is None:
+            with user_errors():
+                self._models = local_models(self.settings.models)
+        return self._models
 
     def close(self) -> None:
         if self._store is not None:

@@ -34,7 +34,7 @@ TaskArg = Annotated[str, typer.Argument(help="the task contract's address")]
 def _requester(ctx: Ctx) -> Requester:
     from refiner.roles import Requester
 
-    return Requester(ctx.account, ctx.chain, ctx.store, ctx.registry)
+    return Requester(ctx.account, ctx.chain, ctx.store, ctx.registry, models=ctx.models)
 
 
 def _load_dataset(path: Path) -> Dataset:
@@ -58,7 +58,7 @@ def create_task(
 
     ctx = Ctx.load(config, chain, keystore=keystore, registry=registry)
     with user_errors():
-        spec = load_task_file(task_file)
+        spec = load_task_file(task_file, models=ctx.settings.models)
         description = spec.description(public_key_bytes(ctx.account).hex())
         task = Task.deploy(
             ctx.chain, ctx.account, ctx.registry.address, spec.task_config(description.to_json())

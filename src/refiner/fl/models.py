@@ -145,38 +145,57 @@ def logistic() -> nn.Module:
 BUILTIN_MODELS: dict[str, ModelFn] = {"small_cnn": small_cnn, "mnist_cnn": mnist_cnn, "logistic": logistic}
 
 
-def resolve_model(name: str) -> ModelFn:
-    """A built-in factory by name, or a user's ``"package.module:function"`` returning an nn.Module."""
+def resolve_model(name: str, local: Mapping[str, ModelFn] | None = None) -> ModelFn:
+    """A task's model by name: a built-in, else one of the participant's own ``local`` factories.
+
+    Never imports anything: the name comes from a task, which anybody can write."""
     if name in BUILTIN_MODELS:
         return BUILTIN_MODELS[name]
-    if ":" not in name:
-        raise ValueError(
-            f"unknown model {name!r}: use one of {sorted(BUILTIN_MODELS)} or 'package.module:function'"
-        )
-    mod_name, _, attr = name.partition(":")
+    if local and name in local:
+        return local[name]
+    mine = f", or of this participant's own models {sorted(local)}" if local else ""
+    raise ValueError(
+        f"unknown model {name[:80]!r}: not one of the built-in models {sorted(BUILTIN_MODELS)}{mine} "
+        "(register a custom model in your own configuration: models NAME = 'package.module:function')"
+    )
+
+
+def load_factory(path: str) -> ModelFn:
+    """The factory at ``"package.module:function"``, imported: for the operator's OWN configuration
+    (`local_models`, CLI options, refiner.toml), never for a name read from a task or a peer."""
+    mod_name, _, attr = path.partition(":")
     if not mod_name or not attr:
-        raise ValueError(f"model path {name!r} must look like 'package.module:function'")
+        raise ValueError(f"model path {path!r} must look like 'package.module:function'")
     try:
         module = importlib.import_module(mod_name)
     except ImportError as e:
-        raise ValueError(f"cannot import module {mod_name!r} for model {name!r}: {e}") from e
+        raise ValueError(f"cannot import module {mod_name!r} for model {path!r}: {e}") from e
     obj: object = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"module {mod_name!r} has no attribute {attr!r} (model {name!r})")
+            raise ValueError(f"module {mod_name!r} has no attribute {attr!r} (model {path!r})")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"model factory {name!r} is not callable")
+        raise ValueError(f"model factory {path!r} is not callable")
     factory: Callable[[], object] = obj
 
     def build() -> nn.Module:
         m = factory()
         if not isinstance(m, nn.Module):
-            raise TypeError(f"model factory {name!r} returned {type(m).__name__}, not a torch.nn.Module")
+            raise TypeError(f"model factory {path!r} returned {type(m).__name__}, not a torch.nn.Module")
         return m
 
     build.__name__ = attr.rsplit(".", 1)[-1]
     return build
+
+
+def local_models(paths: Mapping[str, str]) -> dict[str, ModelFn]:
+    """The operator's own models, name -> factory, from name -> ``"package.module:function"``; a name
+    may not hide a built-in one (every participant of a task must build the same model from its name)."""
+    shadowing = sorted(set(paths) & set(BUILTIN_MODELS))
+    if shadowing:
+        raise ValueError(f"local model name(s) {shadowing} are built-in model names: choose other names")
+    return {name: load_factory(path) for name, path in paths.items()}
 
 
 def initial_state(model_fn: ModelFn, seed: int) -> State:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -10,7 +11,7 @@ from eth_utils import keccak
 
 from refiner.chain import Manifest, Registry, Task
 from refiner.chain.connection import Chain
-from refiner.fl.models import ModelSpec, resolve_model, spec_of
+from refiner.fl.models import ModelFn, ModelSpec, resolve_model, spec_of
 from refiner.roles.details import (
     MAX_DETAILS,
     ManifestDetails,
@@ -44,6 +45,8 @@ class Participant:
     chain: Chain
     store: Store
     registry: Registry
+    #: This participant's own custom models, name -> factory (its configuration, never a task's words).
+    models: Mapping[str, ModelFn] = field(default_factory=dict, kw_only=True)
 
     @property
     def address(self) -> str:
@@ -57,9 +60,12 @@ def description_of(task: Task) -> TaskDescription:
     return TaskDescription.from_json(task.config().description)
 
 
-def model_of(description: TaskDescription) -> tuple[Any, ModelSpec]:
-    """The task's model factory and the spec every received weight file is validated against."""
-    factory = resolve_model(description.model)
+def model_of(
+    description: TaskDescription, local: Mapping[str, ModelFn] | None = None
+) -> tuple[Any, ModelSpec]:
+    """The task's model factory (a built-in, or one of `local`, the participant's own models) and the
+    spec every received weight file is validated against."""
+    factory = resolve_model(description.model, local)
     return factory, spec_of(factory(), max_bytes=description.max_model_bytes)
 
 

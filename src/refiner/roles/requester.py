@@ -63,7 +63,7 @@ class Requester(Participant):
         are well formed, that opens, and whose digest equals the consensus digest (paper 2.3.8); any
         agreeing validator's missing or spoiled files only make it try the next one."""
         key = task.round_info(round_).consensus_key
-        _, spec = model_of(description_of(task))
+        _, spec = model_of(description_of(task), self.models)
         for validator, (manifest, salt) in task.reveals(round_).items():
             if manifest.vote_key() != key:
                 continue

@@ -218,7 +218,7 @@ class Validator(Participant):
     def _evaluate(self, task: Task) -> Evaluated:
         round_ = task.current_round()
         description = description_of(task)
-        factory, spec = model_of(description)
+        factory, spec = model_of(description, self.models)
         handles = round_inputs(task, round_)
         requester = task.requester()
         global_state = open_model(

@@ -83,7 +83,7 @@ class Worker(Participant):
         """Fetch and decrypt this round's global model and update it on the local data (paper 2.3.5)."""
         round_ = task.current_round()
         description = description_of(task)
-        factory, spec = model_of(description)
+        factory, spec = model_of(description, self.models)
         handles = round_inputs(task, round_)
         plaintext = retrieve(
             self.store,
