@@ -49,7 +49,7 @@ from refiner.roles.participant import (
     salt_for,
     seal_memo,
 )
-from refiner.roles.wire import dataset_from_bytes
+from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.sharing import (
     Context,
     SharingError,
@@ -168,6 +168,7 @@ class Validator(Participant):
                 handles["validationKeysHandle"],
                 Context(task.address, round_, requester, "validation"),
                 self.account,
+                max_bytes=MAX_DATASET_BYTES,
             )
         )
         updates: list[tuple[str, State, int]] = []
