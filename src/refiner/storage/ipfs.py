@@ -511,12 +511,13 @@ class _Download:
 
 
 class _FileReader:
-    """Reads a file's DAG one block at a time, each checked before the next is fetched.
+    """Reads a file's DAG block by block, each checked before its children are fetched.
 
     The root block gives the file size, refused over ``max_size`` before any data is fetched. Below it
-    every block must agree with its parent (the sizes it announces) and with kubo's layout (256 KiB
-    leaves, the depth the size implies), so a DAG that lies about its size is stopped at its first
-    inconsistent block: what is downloaded stays within the announced size plus one block.
+    every block must hash to its name and agree with its parent (the sizes it announces) and with
+    kubo's layout (256 KiB leaves, the depth the size implies), so a DAG that lies about its size is
+    stopped at its first inconsistent block: what is downloaded stays within the announced size plus
+    :data:`FETCH_WINDOW` blocks.
     """
 
     def __init__(self, store: IpfsStore, node: Any, handle: Handle, tmp: Path, where: str) -> None:
