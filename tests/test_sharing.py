@@ -18,11 +18,12 @@ from refiner.sharing import (
     unwrap_key,
     wrap_key,
 )
-from refiner.storage import DirectoryStore
+from refiner.storage import DirectoryStore, ObjectTooLarge
 
 TASK = "0x" + "ab" * 20
 requester, alice, bob, eve = (demo_account(n) for n in ("requester", "alice", "bob", "eve"))
 CTX = Context(TASK, 1, requester.address, "model")
+LIMIT = 1 << 20
 
 
 @pytest.fixture
@@ -37,15 +38,22 @@ def recipients() -> dict[str, bytes]:
 def test_every_recipient_opens_the_payload(store: DirectoryStore) -> None:
     payload = bytes(range(256)) * 1000
     handle, keys = share(store, payload, CTX, recipients())
-    assert retrieve(store, handle, keys, CTX, alice) == payload
-    assert retrieve(store, handle, keys, CTX, bob) == payload
+    assert retrieve(store, handle, keys, CTX, alice, max_bytes=LIMIT) == payload
+    assert retrieve(store, handle, keys, CTX, bob, max_bytes=LIMIT) == payload
     assert payload not in store.get(handle)  # only ciphertext is stored
+
+
+def test_a_payload_over_max_bytes_is_refused_before_it_is_read(store: DirectoryStore) -> None:
+    handle, keys = share(store, bytes(1001), CTX, recipients())
+    assert retrieve(store, handle, keys, CTX, alice, max_bytes=1001) == bytes(1001)
+    with pytest.raises(ObjectTooLarge, match="1029 bytes, over the limit of 1028 bytes"):
+        retrieve(store, handle, keys, CTX, alice, max_bytes=1000)
 
 
 def test_a_non_recipient_cannot_open_it(store: DirectoryStore) -> None:
     handle, keys = share(store, b"weights", CTX, recipients())
     with pytest.raises(NotARecipient, match=eve.address):
-        retrieve(store, handle, keys, CTX, eve)
+        retrieve(store, handle, keys, CTX, eve, max_bytes=LIMIT)
 
 
 def test_each_share_uses_a_fresh_key(store: DirectoryStore) -> None:
@@ -66,7 +74,7 @@ def test_each_share_uses_a_fresh_key(store: DirectoryStore) -> None:
 def test_the_payload_is_bound_to_task_round_sender_and_kind(store: DirectoryStore, other: Context) -> None:
     handle, keys = share(store, b"weights", CTX, recipients())
     with pytest.raises(SharingError, match="envelope is for"):
-        retrieve(store, handle, keys, other, alice)
+        retrieve(store, handle, keys, other, alice, max_bytes=LIMIT)
     # even with the right key, the ciphertext does not authenticate under another context
     key = open_envelope(store.get(keys), CTX, alice)
     from refiner.sharing import decrypt
@@ -81,9 +89,9 @@ def test_tampered_ciphertext_is_refused(store: DirectoryStore) -> None:
     sealed[-1] ^= 0x01
     tampered = store.put(bytes(sealed))
     with pytest.raises(SharingError, match="does not authenticate"):
-        retrieve(store, tampered, keys, CTX, alice)
+        retrieve(store, tampered, keys, CTX, alice, max_bytes=LIMIT)
     with pytest.raises(SharingError, match="truncated"):
-        retrieve(store, store.put(bytes(sealed[:10])), keys, CTX, alice)
+        retrieve(store, store.put(bytes(sealed[:10])), keys, CTX, alice, max_bytes=LIMIT)
 
 
 def test_a_wrong_key_cannot_unwrap() -> None:

@@ -155,10 +155,11 @@ def retrieve(
     envelope_handle: Any,
     context: Context,
     account: LocalAccount,
-    max_bytes: int | None = None,
+    *,
+    max_bytes: int,
 ) -> bytes:
-    """Fetch and open a shared payload as `account`; every failure is a clear :class:`SharingError`
-    (or the store's own error for a missing or tampered object)."""
+    """Fetch and open a shared payload of at most `max_bytes` plaintext bytes as `account` (a bigger one
+    is refused by the store before it is read); every failure is a clear :class:`SharingError` (or the
+    store's own error for a missing, oversized or tampered object)."""
     key = open_envelope(store.get(envelope_handle, max_size=MAX_ENVELOPE_BYTES), context, account)
-    limit = None if max_bytes is None else max_bytes + NONCE_BYTES + 16
-    return decrypt(key, store.get(payload_handle, max_size=limit), context)
+    return decrypt(key, store.get(payload_handle, max_size=max_bytes + NONCE_BYTES + 16), context)

@@ -266,6 +266,7 @@ def assert_the_requester_cannot_read_the_updates(sim: Simulation, round_: int) -
                 Handle.from_bytes(e["keysHandle"]),
                 Context(task.address, round_, e["worker"], "update"),
                 sim.requester.account,
+                max_bytes=64 << 20,
             )
 
 

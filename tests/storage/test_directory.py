@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -88,6 +90,76 @@ def test_size_limit_is_checked_before_reading(store: DirectoryStore) -> None:
     os.truncate(path, 64 * 2**30)  # a sparse 64 GiB file: reading it first would exhaust memory
     with pytest.raises(ObjectTooLarge, match=f"is {64 * 2**30} bytes"):
         store.get(handle, max_size=5000)
+
+
+def _get_within(store: DirectoryStore, handle: Handle, seconds: float = 5.0, **kwargs: int) -> BaseException:
+    """``store.get`` in a thread: the exception it raised, or a test failure if it hangs."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            store.get(handle, **kwargs)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(AssertionError("get returned data from a file that is not the object"))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        path = store.path_of(handle)
+        if stat.S_ISFIFO(os.lstat(path).st_mode):  # release the blocked open (a writer appears)
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"get({handle}) still blocked after {seconds} s")
+    return outcome[0]
+
+
+def _plant(store: DirectoryStore, data: bytes) -> tuple[Handle, Path]:
+    """A handle whose file name exists for nothing yet (its shard directory does)."""
+    handle = Handle.of(data)
+    path = store.path_of(handle)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return handle, path
+
+
+@pytest.mark.timeout(30)
+def test_fifo_at_a_handle_is_refused_without_blocking(store: DirectoryStore) -> None:
+    handle, path = _plant(store, b"a FIFO takes this name")
+    os.mkfifo(path)
+    exc = _get_within(store, handle, max_size=100)
+    assert isinstance(exc, StorageError)
+    assert str(exc) == f"refusing {handle}: {path} is a FIFO, not a regular file"
+    assert not store.has(handle)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", ["/etc/passwd", "big", "dir"])
+def test_links_at_a_handle_are_not_followed(store: DirectoryStore, tmp_path: Path, target: str) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as file:
+        file.truncate(1 << 30)  # sparse 1 GiB: following the link and reading it would exhaust memory
+    dir_target = tmp_path / "elsewhere"
+    handle, path = _plant(store, b"a link takes this name")
+    if target == "dir":  # the shard directory itself is a link to a directory the attacker fills
+        dir_target.mkdir()
+        shutil.copyfile("/etc/passwd", dir_target / path.name)
+        path.parent.rmdir()
+        path.parent.symlink_to(dir_target)
+    else:
+        path.symlink_to("/etc/passwd" if target == "/etc/passwd" else big)
+    exc = _get_within(store, handle)
+    assert isinstance(exc, StorageError) and not isinstance(exc, NotFound)
+    assert "is a symbolic link, not a regular file" in str(exc) and "\n" not in str(exc)
+    assert not store.has(handle)
+
+
+@pytest.mark.timeout(30)
+def test_directory_at_a_handle_is_refused(store: DirectoryStore) -> None:
+    handle, path = _plant(store, b"a directory takes this name")
+    path.mkdir()
+    exc = _get_within(store, handle)
+    assert str(exc) == f"refusing {handle}: {path} is a directory, not a regular file"
 
 
 def test_arguments_are_checked(store: DirectoryStore) -> None:

@@ -8,12 +8,13 @@ sends no transactions.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from refiner.agents.base import Agent
 from refiner.chain import Manifest, Status, Task
 from refiner.roles.details import MAX_DETAILS, ManifestDetails, ProtocolError, open_details
-from refiner.storage import Handle, NotFound, Store
+from refiner.storage import Handle, InvalidHandle, NotFound, ObjectTooLarge, StorageError, Store
 
 #: Largest file the mirror keeps (models and validation sets are far smaller).
 MAX_FILE = 512 << 20
@@ -23,6 +24,8 @@ MAX_FILE = 512 << 20
 class MirrorAgent(Agent):
     store: Store | None = None
     kept: set[Handle] = field(default_factory=set)
+    #: Announced files that can never be kept (malformed handle, too large, bad details), with why.
+    refused: dict[str, str] = field(default_factory=dict)
     #: Rounds (per task) settled with every announced file kept: not looked at again.
     complete: dict[str, set[int]] = field(default_factory=dict)
 
@@ -45,31 +48,57 @@ class MirrorAgent(Agent):
             for e in task.round_events("ManifestRevealed", round_):
                 manifest = Manifest.from_tuple(e["manifest"])
                 ok &= self._keep(manifest.aggregate_handle)
-                details = self._fetch(Handle.from_bytes(manifest.details_handle), MAX_DETAILS)
-                ok &= details is not None
-                if details is not None:
-                    try:
-                        opened = ManifestDetails.from_bytes(open_details(details, bytes(e["salt"])))
-                    except ProtocolError as exc:  # spoiled by its validator: nothing more it names to keep
-                        self.log.info("%s's details of round %d: %s", e["validator"], round_, exc)
-                        continue
-                    ok &= self._keep(bytes(Handle.parse(opened.aggregate_keys_handle)))
+                ok &= self._keep_details(manifest.details_handle, bytes(e["salt"]))
             if ok and finalized:
                 complete.add(round_)
         return status is Status.TERMINATED and complete >= set(range(1, task.current_round() + 1))
 
-    def _keep(self, raw: bytes) -> bool:
-        handle = Handle.from_bytes(bytes(raw))
-        return handle in self.kept or self._fetch(handle, MAX_FILE) is not None
+    def _keep(self, raw: bytes, max_size: int = MAX_FILE) -> bool:
+        """Fetch and keep one announced file: True once it is kept or can never be (then logged once)."""
+        with contextlib.suppress(InvalidHandle):
+            if Handle.from_bytes(bytes(raw)) in self.kept:
+                return True
+        return self._fetch(raw, max_size) is not None or bytes(raw).hex() in self.refused
 
-    def _fetch(self, handle: Handle, max_size: int) -> bytes | None:
-        assert self.store is not None
+    def _keep_details(self, raw: bytes, salt: bytes) -> bool:
+        """Keep a manifest's details and the aggregate's key envelope they name (read with the revealed
+        salt they are sealed under)."""
+        details = self._fetch(raw, MAX_DETAILS)
+        if details is None:
+            return bytes(raw).hex() in self.refused
         try:
+            keys = bytes(
+                Handle.parse(ManifestDetails.from_bytes(open_details(details, salt)).aggregate_keys_handle)
+            )
+        except (ProtocolError, StorageError, TypeError) as exc:
+            return self._refuse(bytes(raw), f"its manifest details name no key envelope: {exc}")
+        return self._keep(keys)
+
+    def _fetch(self, raw: bytes, max_size: int) -> bytes | None:
+        """The file under ``raw``, or None: not reachable yet (try again), or refused for good."""
+        assert self.store is not None
+        raw = bytes(raw)
+        if raw.hex() in self.refused:
+            return None
+        try:
+            handle = Handle.from_bytes(raw)
             data = self.store.get(handle, max_size=max_size)
         except NotFound:
             self.log.info("%s not reachable yet", handle)
+            return None
+        except (InvalidHandle, ObjectTooLarge) as exc:
+            self._refuse(raw, str(exc))
+            return None
+        except StorageError as exc:  # e.g. corrupt or tampered where it is kept: the honest copy may come
+            self.log.warning("cannot keep %s yet: %s", handle, exc)
             return None
         if handle not in self.kept:
             self.kept.add(handle)
             self.log.info("keeping %s (%d bytes)", handle, len(data))
         return data
+
+    def _refuse(self, raw: bytes, why: str) -> bool:
+        if raw.hex() not in self.refused:
+            self.refused[raw.hex()] = why
+            self.log.warning("skipping announced file 0x%s: %s", raw.hex(), why)
+        return True

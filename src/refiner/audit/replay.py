@@ -16,7 +16,7 @@ from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.roles.participant import ManifestDetails, ProtocolError, description_of, load_details, model_of
 from refiner.roles.spec import DescriptionError
-from refiner.roles.wire import dataset_from_bytes
+from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.sharing import Context, NotARecipient, SharingError, retrieve
 from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
 
@@ -64,6 +64,7 @@ def replay(
                 Handle.from_bytes(started["validationKeysHandle"]),
                 Context(task.address, r, requester, "validation"),
                 reader,
+                max_bytes=MAX_DATASET_BYTES,
             )
         )
     except NotARecipient:

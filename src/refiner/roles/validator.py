@@ -64,7 +64,7 @@ from refiner.roles.participant import (
     seal_memo,
     store_details,
 )
-from refiner.roles.wire import dataset_from_bytes
+from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.sharing import (
     Context,
     SharingError,
@@ -236,6 +236,7 @@ class Validator(Participant):
                 handles["validationKeysHandle"],
                 Context(task.address, round_, requester, "validation"),
                 self.account,
+                max_bytes=MAX_DATASET_BYTES,
             )
         )
         updates, rejected = self._fetch_updates(task, round_, spec)

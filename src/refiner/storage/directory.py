@@ -13,8 +13,10 @@ re-hashes the file, so a file edited on disk is refused with :class:`IntegrityEr
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import stat
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +26,31 @@ from .errors import NotFound, StorageError
 from .handle import Handle
 
 _TMP_PREFIX = ".tmp-"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _open_no_links(path: Path) -> int:
+    """Open ``path`` for reading without following a link at its name or its shard directory."""
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.open(path.name, _OPEN_FLAGS, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _link_in(path: Path) -> Path | None:
+    return next((p for p in (path, path.parent) if p.is_symlink()), None)
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a file")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -83,22 +110,37 @@ class DirectoryStore(Store):
     def get(self, handle: Handle, *, max_size: int | None = None) -> bytes:
         path = self.path_of(handle)
         check_max_size(max_size)
+        # Anyone who can write the shared directory can put a FIFO (open would block), a device or a
+        # link there: open without following the last link or blocking, then read only a regular file.
         try:
-            file = path.open("rb")
+            fd = _open_no_links(path)
         except FileNotFoundError:
             raise NotFound(f"no object {handle} in directory store {self._root} (no {path})") from None
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and (link := _link_in(path)) is not None:
+                raise StorageError(
+                    f"refusing {handle}: {link} is a symbolic link, not a regular file"
+                ) from None
             raise StorageError(f"cannot read {handle} from {path}: {exc}") from exc
-        with file:
-            # fstat the open file: a concurrent put may replace the name, but not this inode.
-            enforce_max_size(handle, os.fstat(file.fileno()).st_size, max_size, str(path))
-            data = file.read() if max_size is None else file.read(max_size + 1)
+        # fstat the open file: a concurrent put may replace the name, but not this inode.
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise StorageError(f"refusing {handle}: {path} is {_kind(info.st_mode)}, not a regular file")
+        with os.fdopen(fd, "rb") as file:
+            enforce_max_size(handle, info.st_size, max_size, str(path))
+            limit = info.st_size if max_size is None else min(info.st_size, max_size)
+            data = file.read(limit + 1)  # one byte more shows a file that grew after fstat
         if max_size is not None:
-            enforce_max_size(handle, len(data), max_size, str(path))  # the file grew after fstat
+            enforce_max_size(handle, len(data), max_size, str(path))  # it grew after fstat
         return verified(handle, data, str(path))
 
     def has(self, handle: Handle) -> bool:
-        return self.path_of(handle).is_file()
+        path = self.path_of(handle)
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode) and not path.parent.is_symlink()
+        except OSError:
+            return False
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self._root)!r})"

