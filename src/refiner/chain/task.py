@@ -132,8 +132,8 @@ class Task(ContractWrapper):
 
     def sortition_seed(self) -> int | None:
         """The seed validators prove for: fixed on chain (by this task or, for its epoch, by any task in
-        the registry), or computed from the seed block's hash once that block exists (as `fixSeed` will);
-        None while the seed block is in the future or after its hash aged out unfixed."""
+        the registry), or computed from the seed block's hash once a block follows it (as `fixSeed` will);
+        None until then, and after the hash aged out unfixed."""
         fixed = int(self._call("seed"))
         if fixed:
             return fixed
@@ -146,8 +146,10 @@ class Task(ContractWrapper):
         if of_epoch:
             return of_epoch
         latest = self.chain.w3.eth.block_number
-        if latest < seed_block or latest - seed_block >= 256:
-            return None  # not mined yet, or its hash is gone: `fixSeed` will move to a later epoch
+        if latest <= seed_block or latest - seed_block >= 256:
+            # not usable yet (a claim must come after the seed block), or its hash is gone: `fixSeed`
+            # will move the task to a later epoch
+            return None
         block_hash = bytes(self.chain.w3.eth.get_block(seed_block)["hash"])
         return epoch_seed(block_hash, registry.address, epoch)
 
