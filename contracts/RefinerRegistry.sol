@@ -34,6 +34,8 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     uint256 public immutable stakeUnit;
     /// @notice The contract that verifies VRF proofs and computes sortition seats for every task.
     address public immutable sortition;
+    /// @notice Blocks per sortition epoch: epoch e is blocks [e·epochLength, (e+1)·epochLength).
+    uint64 public immutable epochLength;
 
     mapping(bytes32 codehash => bool) public approvedTaskCode;
 
@@ -44,6 +46,8 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     mapping(bytes32 vrfKeyHash => address) private _vrfKeyOwner;
     mapping(address => Checkpoints.Trace208) private _stakeHistory;
     Checkpoints.Trace208 private _totalStakeHistory;
+    /// @notice The sortition seed of each epoch (0 until fixed by {fixEpochSeed}).
+    mapping(uint256 epoch => uint256) public epochSeed;
 
     address[] private _activeTasks;
     mapping(address task => uint256 indexPlusOne) private _taskIndex;
@@ -57,12 +61,15 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     event TaskRegistered(address indexed task, address indexed requester);
     event TaskRemoved(address indexed task);
     event SeatTaken(address indexed task, address indexed validator, uint256 stake);
+    event EpochSeedFixed(uint256 indexed epoch, uint256 seed);
 
     error InvalidPublicKey(uint256 length);
     error InvalidVrfKey();
     error VrfKeyTaken(address owner);
     error ZeroSortition();
     error InvalidStakeUnit();
+    error InvalidEpochLength();
+    error EpochSeedNotReady(uint256 epoch, uint256 seedBlock);
     error PublicKeyNotOfSender(address keyAddress, address sender);
     error AlreadyRegistered(address account);
     error NotValidator(address account);
@@ -85,16 +92,21 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     /// @param stakeUnit_ Wei per unit of sortition weight (> 0); stake below one unit never wins a seat.
     /// @param sortition_ The deployed RefinerSortition (VRF verification and seat computation).
     /// @param taskCodehash keccak256 of the approved task contract's runtime code.
+    /// @param epochLength_ Blocks per sortition epoch (> 0): every task that opens recruitment in an epoch
+    /// draws its committee from the next epoch's seed, so a requester can re-draw only once per epoch.
     constructor(
         address admin,
         uint256 minStake_,
         uint64 unbondingDelay_,
         uint256 stakeUnit_,
         address sortition_,
-        bytes32 taskCodehash
+        bytes32 taskCodehash,
+        uint64 epochLength_
     ) Ownable(admin) {
         if (stakeUnit_ == 0) revert InvalidStakeUnit();
         if (sortition_ == address(0)) revert ZeroSortition();
+        if (epochLength_ == 0) revert InvalidEpochLength();
+        epochLength = epochLength_;
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
         stakeUnit = stakeUnit_;
@@ -190,6 +202,34 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         v.unbonding = 0;
         emit StakeWithdrawn(msg.sender, amount);
         Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ sortition epochs
+
+    /// @notice The epoch whose seed a task opening recruitment now draws its committee with (the next
+    /// one: its seed block, the epoch's first, is not mined yet), that seed block, and the snapshot
+    /// block (the one before it) at whose end stakes are counted. Every task opening in the same epoch
+    /// gets the same three, so the same committee: redeploying a task cannot re-draw it.
+    function nextSeedEpoch() external view returns (uint64 epoch, uint64 seedBlock, uint64 snapshotBlock) {
+        epoch = uint64(block.number / epochLength + 1);
+        seedBlock = epoch * epochLength;
+        snapshotBlock = seedBlock - 1;
+    }
+
+    /// @notice Fixes and returns the seed of `epoch`: keccak256(blockhash(epoch · epochLength), this
+    /// registry, epoch). Returns 0 (and fixes nothing) when the seed block's hash is gone (more than 256
+    /// blocks old) and nobody fixed it in time; a task then moves to a later epoch. Anybody may call it.
+    /// Requirements: the epoch's seed block has been mined. Emits {EpochSeedFixed} when it fixes the seed.
+    function fixEpochSeed(uint256 epoch) external returns (uint256 seed) {
+        seed = epochSeed[epoch];
+        if (seed != 0) return seed;
+        uint256 seedBlock = epoch * epochLength;
+        if (block.number <= seedBlock) revert EpochSeedNotReady(epoch, seedBlock);
+        bytes32 hash = blockhash(seedBlock);
+        if (hash == bytes32(0)) return 0;
+        seed = uint256(keccak256(abi.encode(hash, address(this), epoch)));
+        epochSeed[epoch] = seed;
+        emit EpochSeedFixed(epoch, seed);
     }
 
     // ------------------------------------------------------------------ tasks

@@ -25,6 +25,8 @@ contract RefinerSortition is VRF, IRefinerSortition {
     /// @notice Smallest accepted B(0) = (1 - tau / W)^w, in Q255 units (2^-192): below it the binomial
     /// would lose precision. Means w * ln(W / (W - tau)) <= 133, about 133 expected seats when tau << W.
     uint256 public constant MIN_FIRST_TERM = 1 << 63;
+    /// @notice Largest expected committee size {verifySeats} accepts (a task's `committeeSize` bound).
+    uint256 public constant MAX_TAU = 64;
 
     /// @notice `stake` is larger than `totalStake`.
     error StakeExceedsTotal(uint256 stake, uint256 totalStake);
@@ -32,6 +34,8 @@ contract RefinerSortition is VRF, IRefinerSortition {
     error TotalStakeTooLarge(uint256 totalStake);
     /// @notice The validator's expected seat count is too large for the fixed point (B(0) < 2^-192).
     error ExpectedSeatsTooLarge(uint256 stake, uint256 totalStake, uint256 tau);
+    /// @notice `tau` is above MAX_TAU.
+    error TauTooLarge(uint256 tau, uint256 maximum);
 
     // solhint-disable-next-line no-empty-blocks
     constructor() {}
@@ -84,14 +88,35 @@ contract RefinerSortition is VRF, IRefinerSortition {
         }
     }
 
-    /// @notice Verifies `proof` for `seed` and returns the seats it wins: `seats(randomness(proof, seed),
-    /// stake, totalStake, tau)` in one call.
-    /// @dev The caller must check that `proof.pk` is the claimant's registered VRF key.
+    /// @notice The expected committee size a draw among `totalStake` units uses for a task that asks for
+    /// `tau` seats: τ' = τ when τ ≥ W (every unit is a seat) or τ ≤ ⌈W/2⌉, else ⌈W/2⌉.
+    /// @dev With τ ≤ MAX_TAU = 64 this keeps every stake w ≤ W inside the domain of {seats}, so
+    /// ExpectedSeatsTooLarge cannot be hit by a draw: when τ' < W, x = τ'/W ≤ 1/2 or W odd and
+    /// x = (W+1)/(2W), and w·ln(W/(W−τ')) ≤ W·ln(W/(W−τ')) = τ'·(−ln(1−x)/x). For x ≤ 1/2 this is at most
+    /// τ'·2·ln 2 ≤ 88.8; for odd W = 2τ'−1 ≤ 127 it is W·ln(2W/(W−1)) ≤ 127·ln(254/126) < 89.1. Both are
+    /// below the 133 (= 192·ln 2) the fixed point allows, with room for its downward rounding (each of
+    /// its ≤ 2·128 products loses < 2^-63 relative). Every unit is drawn with the same p = τ'/W, so seats
+    /// follow stake, and splitting a stake over accounts changes nothing (Bin(a,p) + Bin(b,p) = Bin(a+b,p)).
+    /// The seats of all validators add up to Bin(W, τ'/W), mean τ' ≤ 64, so a committee of more than 256
+    /// members (each holds ≥ 1 seat) has probability ≤ e^-64·(64e/256)^256 < 1e-70 (Chernoff).
+    /// @param tau The task's expected committee size.
+    /// @param totalStake The total stake W in units.
+    /// @return The τ' the binomial is drawn with.
+    function effectiveTau(uint256 tau, uint256 totalStake) public pure returns (uint256) {
+        if (tau >= totalStake) return tau;
+        uint256 half = totalStake / 2 + (totalStake & 1);
+        return tau < half ? tau : half;
+    }
+
+    /// @notice Verifies `proof` for `seed` and returns the seats it wins for a task with expected committee
+    /// size `tau`: `seats(randomness(proof, seed), stake, totalStake, effectiveTau(tau, totalStake))`.
+    /// @dev The caller must check that `proof.pk` is the claimant's registered VRF key. Reverts
+    /// TauTooLarge when tau > MAX_TAU; never ExpectedSeatsTooLarge (see {effectiveTau}).
     /// @param proof A proof in the field order of `VRF.Proof`.
     /// @param seed The seed the output must be for.
     /// @param stake The claimant's stake w.
     /// @param totalStake The total stake W.
-    /// @param tau The expected committee size.
+    /// @param tau The expected committee size, at most MAX_TAU.
     /// @return j The number of seats won.
     /// @return output The verified VRF output.
     function verifySeats(
@@ -101,8 +126,9 @@ contract RefinerSortition is VRF, IRefinerSortition {
         uint256 totalStake,
         uint256 tau
     ) external view returns (uint256 j, uint256 output) {
+        if (tau > MAX_TAU) revert TauTooLarge(tau, MAX_TAU);
         output = _randomValueFromVRFProof(proof, seed);
-        j = seats(output, stake, totalStake, tau);
+        j = seats(output, stake, totalStake, effectiveTau(tau, totalStake));
     }
 
     /// @notice The identifier of a VRF public key, keccak256(abi.encode(publicKey)) (Chainlink's hashOfKey).

@@ -22,8 +22,6 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
 
     /// @notice Most committee members a task can seat (bit sets over members fit in one word).
     uint256 public constant MAX_COMMITTEE = 256;
-    /// @notice Blocks between opening recruitment and the block whose hash seeds the sortition.
-    uint64 public constant SEED_DELAY = 2;
     /// @dev a worker's two bits in its round word of `_submissions`: submitted, claimed
     uint256 private constant SUBMITTED = 1;
     uint256 private constant CLAIMED = 2;
@@ -47,10 +45,12 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     uint256 public budget;
     /// @notice The last round that reached consensus (0 if none): its model is the global model.
     uint32 public lastConsensusRound;
-    /// @notice Stakes are counted as they were at the end of this block (the one before recruitment opened).
+    /// @notice Stakes are counted as they were at the end of this block (the one before `seedBlock`).
     uint64 public snapshotBlock;
-    /// @notice The block whose hash, mixed with this task's address, is the sortition seed.
+    /// @notice The first block of `seedEpoch`, whose hash seeds the sortition of every task of that epoch.
     uint64 public seedBlock;
+    /// @notice The registry's sortition epoch whose seed draws this task's committee.
+    uint64 public seedEpoch;
     /// @notice The block this task was deployed in: where readers start scanning its events.
     uint64 public createdBlock;
     /// @notice The sortition seed (0 until fixed by {fixSeed} or the first {claimSeat}).
@@ -79,7 +79,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     event Withdrawn(address indexed to, uint256 amount, uint256 budget);
     event WorkerSignedUp(address indexed worker, uint256 workers);
     event CommitteeMemberAdded(address indexed validator, uint64 weight, uint256 stake);
-    event SeedScheduled(uint64 seedBlock, uint64 snapshotBlock);
+    event SeedScheduled(uint64 epoch, uint64 seedBlock, uint64 snapshotBlock);
     event SeedFixed(uint256 seed);
     event RoundStarted(
         uint32 indexed round,
@@ -207,17 +207,16 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     }
 
     /// @notice Opens member recruitment (paper 2.3.3): workers may {signUp}; validators evaluate their
-    /// sortition for the seed fixed by the block SEED_DELAY blocks ahead and {claimSeat}. Stakes count as
-    /// bonded before this block.
+    /// sortition for the seed of the registry's next epoch and {claimSeat}. Stakes count as bonded at the
+    /// end of the block before that epoch starts. Every task opening in the same epoch draws the same
+    /// committee, so a requester cannot re-draw it by redeploying (only by waiting an epoch).
     /// Requirements: caller is the requester; status PENDING and never opened; the task is listed in its
     /// registry. Emits {SeedScheduled}, {StatusChanged}.
     function openRecruitment() external onlyRequester inStatus(TaskTypes.Status.PENDING) {
         if (recruitmentOpened) revert RecruitmentAlreadyOpened();
         if (!IRefinerRegistry(registry).isActiveTask(address(this))) revert NotRegisteredInRegistry();
         recruitmentOpened = true;
-        snapshotBlock = uint64(block.number - 1);
-        seedBlock = uint64(block.number) + SEED_DELAY;
-        emit SeedScheduled(seedBlock, snapshotBlock);
+        _scheduleSeed();
         _enter(TaskTypes.Status.RECRUITING, _config.durations.recruitment);
     }
 
@@ -274,29 +273,29 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ validators: sortition
 
-    /// @notice Fixes the sortition seed: keccak256(blockhash(seedBlock), this task). Nobody knows it when
-    /// recruitment opens; if nobody fixes it within 256 blocks of `seedBlock` (when the hash is no longer
-    /// available) a new seed block is scheduled. Anybody may call it; {claimSeat} calls it too.
+    /// @notice Fixes the sortition seed: the registry's seed of `seedEpoch`,
+    /// keccak256(blockhash(seedBlock), registry, seedEpoch), the same for every task of the epoch. Nobody
+    /// knows it when recruitment opens; if nobody fixed it within 256 blocks of `seedBlock` (when the hash
+    /// is no longer available) the task moves to the next epoch. Anybody may call it; {claimSeat} calls it.
     /// Requirements: status RECRUITING; the seed block has been mined. Emits {SeedFixed} or {SeedScheduled}.
     function fixSeed() public inStatus(TaskTypes.Status.RECRUITING) returns (uint256) {
         if (seed != 0) return seed;
         if (block.number <= seedBlock) revert SeedNotReady(seedBlock);
-        bytes32 hash = blockhash(seedBlock);
-        if (hash == bytes32(0)) {
-            seedBlock = uint64(block.number) + SEED_DELAY;
-            emit SeedScheduled(seedBlock, snapshotBlock);
+        uint256 s = IRefinerRegistry(registry).fixEpochSeed(seedEpoch);
+        if (s == 0) {
+            _scheduleSeed();
             return 0;
         }
-        seed = uint256(keccak256(abi.encode(hash, address(this))));
-        emit SeedFixed(seed);
-        return seed;
+        seed = s;
+        emit SeedFixed(s);
+        return s;
     }
 
     /// @notice Takes the caller's committee seats, won by stake-weighted sortition (Algorand): `proof` is
     /// the caller's VRF proof for this task's seed under the VRF key it registered; with stake w of total
-    /// W (both in stake units, as bonded before recruitment opened) and `committeeSize` τ, the seats are
-    /// the smallest j with output / 2^256 < Σ_{k≤j} B(k; w, τ/W), recomputed here and required to equal
-    /// `seats`. j is the caller's vote weight and its share basis for validator rewards.
+    /// W (both in stake units, as bonded at `snapshotBlock`, before the seed existed) and `committeeSize`
+    /// τ, the seats are the smallest j with output / 2^256 < Σ_{k≤j} B(k; w, τ'/W), τ' =
+    /// RefinerSortition.effectiveTau(τ, W), recomputed here and required to equal `seats`. j is the caller's vote weight and its share basis for validator rewards.
     /// Requirements: status RECRUITING before its deadline; the seed can be fixed; the caller is a
     /// registered validator not yet seated, `proof` verifies under its registered key for the seed, j ≥ 1
     /// equals `seats`; its stake is still bonded; fewer than MAX_COMMITTEE members.
@@ -656,6 +655,15 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         status = to;
         deadline = duration == 0 ? 0 : uint64(block.timestamp) + duration;
         emit StatusChanged(from, to, currentRound, deadline);
+    }
+
+    /// @dev Draws with the registry's next epoch (see {RefinerRegistry-nextSeedEpoch}).
+    function _scheduleSeed() private {
+        (uint64 epoch, uint64 seedBlock_, uint64 snapshotBlock_) = IRefinerRegistry(registry).nextSeedEpoch();
+        seedEpoch = epoch;
+        seedBlock = seedBlock_;
+        snapshotBlock = snapshotBlock_;
+        emit SeedScheduled(epoch, seedBlock_, snapshotBlock_);
     }
 
     function _closeRecruitment() private {

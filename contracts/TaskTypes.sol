@@ -95,6 +95,10 @@ library TaskTypes {
     uint64 internal constant MAX_DURATION = 10 * 365 days;
     /// @notice Longest handle (a content identifier) accepted on chain: a CIDv0 is 34 bytes, a CIDv1 36.
     uint256 internal constant MAX_HANDLE = 64;
+    /// @notice Largest expected committee size τ (RefinerSortition.MAX_TAU): keeps every stake inside the
+    /// sortition's fixed-point domain and the committee far below MAX_COMMITTEE members (see
+    /// RefinerSortition.effectiveTau).
+    uint32 internal constant MAX_COMMITTEE_SIZE = 64;
 
     error InvalidConfig(string reason);
 
@@ -105,6 +109,7 @@ library TaskTypes {
         if (c.maxRounds == 0) revert InvalidConfig("maxRounds is 0");
         if (c.maxWorkers == 0) revert InvalidConfig("maxWorkers is 0");
         if (c.committeeSize == 0) revert InvalidConfig("committeeSize is 0");
+        if (c.committeeSize > MAX_COMMITTEE_SIZE) revert InvalidConfig("committeeSize above 64");
         if (c.epsilon == 0) revert InvalidConfig("epsilon is 0");
         if (c.aggregation == Aggregation.FedProx && c.mu == 0) revert InvalidConfig("FedProx needs mu > 0");
         if (c.aggregation == Aggregation.FedAvg && c.mu != 0) revert InvalidConfig("FedAvg takes no mu");

@@ -25,7 +25,7 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
             "--validators",
             "4",
             "--committee",
-            "100",  # τ ≥ total stake units: every validator wins all its units, none is left out
+            "64",  # the largest τ, ≥ total stake units: every validator wins all its units
             "--model",
             "logistic",
             "--out",

@@ -36,6 +36,13 @@ interface IRefinerRegistry {
     /// @notice All validators' bonded stake at the end of block `blockNumber`.
     function totalStakeAt(uint256 blockNumber) external view returns (uint256);
 
+    /// @notice The sortition epoch a task opening recruitment now draws with, its seed block and the
+    /// snapshot block of stakes (the same for every task of the epoch).
+    function nextSeedEpoch() external view returns (uint64 epoch, uint64 seedBlock, uint64 snapshotBlock);
+
+    /// @notice Fixes and returns `epoch`'s seed; 0 if its seed block's hash has aged out unfixed.
+    function fixEpochSeed(uint256 epoch) external returns (uint256);
+
     /// @notice Records that `validator` sits on the calling task's committee and locks its stake until the
     /// task terminates; returns what the task needs to verify the validator's sortition for stakes as
     /// bonded at the end of `snapshotBlock`. The stake drawn with must still be bonded.

@@ -9,7 +9,8 @@ interface IRefinerSortition {
     function randomness(VRF.Proof calldata proof, uint256 seed) external view returns (uint256);
 
     /// @notice Verifies `proof` for `seed` and returns the seats it wins with `stake` of `totalStake`
-    /// when `tau` seats are expected, and the VRF output.
+    /// when `tau` (≤ 64) seats are expected, drawn with the effective τ' = effectiveTau(tau, totalStake),
+    /// and the VRF output.
     function verifySeats(VRF.Proof calldata proof, uint256 seed, uint256 stake, uint256 totalStake, uint256 tau)
         external
         view

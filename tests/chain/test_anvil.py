@@ -7,14 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from eth_abi import encode
-from eth_utils import keccak
 from web3.types import TxReceipt
 
 from refiner.chain import Chain, ChainError, ContractRevert, Registry, Status, demo_account
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.anvil import HOST, Anvil, AnvilError, find_anvil, start_anvil
 from refiner.chain.committee import draw
+from refiner.chain.registry import epoch_seed
 from tests.helpers import (
     ETH,
     FAST,
@@ -163,7 +162,7 @@ def test_sortition_on_a_real_node(aworld: World) -> None:
     t0 = draw(task, reg, v0.address, vrf_key_for(v0))  # anvil mines up to the seed block
     assert chain.w3.eth.block_number > task.seed_block()
     block_hash = bytes(chain.w3.eth.get_block(task.seed_block())["hash"])
-    seed = int.from_bytes(keccak(encode(["bytes32", "address"], [block_hash, task.address])), "big")
+    seed = epoch_seed(block_hash, reg.address, task.seed_epoch())
     assert task.sortition_seed() == seed
 
     with pytest.raises(ContractRevert) as forged:

@@ -217,7 +217,7 @@ def test_chain_fund_gives_exactly_the_amount(node: Anvil, chain: Chain) -> None:
 @anvil_test
 def test_deploy_registry_prints_the_registry_address(node: Anvil, chain: Chain, requester: Requester) -> None:
     args = ["--chain", node.url, "--keystore", requester.keystore, "--unbonding-delay", "1d"]
-    printed = ok("admin", "deploy-registry", *args).strip()
+    printed = ok("admin", "deploy-registry", *args, "--epoch-length", "32").strip()
     assert ADDRESS.fullmatch(printed)
     registry = Registry(chain, printed)
     assert registry.owner() == requester.address
@@ -226,6 +226,7 @@ def test_deploy_registry_prints_the_registry_address(node: Anvil, chain: Chain, 
         ETH // 10,
         86400,
     )
+    assert registry.epoch_length() == 32
 
 
 # ---------------------------------------------------------------------------------------------- requester

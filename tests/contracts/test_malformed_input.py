@@ -223,7 +223,7 @@ def test_a_registry_without_an_administrator_is_refused(world: World) -> None:
     sortition = world.registry.sortition().address
     with refused("OwnableInvalidOwner", owner=ZERO):
         world.chain.deploy(
-            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32
+            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32, 16
         )
 
 
@@ -238,6 +238,23 @@ def test_a_registry_without_a_sortition_contract_is_refused(world: World) -> Non
             STAKE,
             ZERO,
             b"\x01" * 32,
+            16,
+        )
+
+
+def test_a_registry_with_epochs_of_no_blocks_is_refused(world: World) -> None:
+    sortition = world.registry.sortition().address
+    with refused("InvalidEpochLength"):
+        world.chain.deploy(
+            world.admin,
+            load_artifact("RefinerRegistry"),
+            world.admin.address,
+            1,
+            1,
+            STAKE,
+            sortition,
+            b"\x01" * 32,
+            0,
         )
 
 
@@ -302,7 +319,9 @@ def test_a_huge_seat_count_is_refused(world: World) -> None:
 
 
 def test_the_largest_committee_size_seats_every_unit_without_overflow(world: World) -> None:
-    task = new_task(world, committee_size=UINT32_MAX)
+    with refused("InvalidConfig", reason="committeeSize above 64"):
+        new_task(world, committee_size=UINT32_MAX)
+    task = new_task(world, committee_size=64)
     task.open_recruitment(world.requester)
     for v in world.validators[:3]:
         seat(world, task, v)

@@ -12,7 +12,7 @@ from eth_utils import keccak
 
 from refiner.chain import ContractRevert, Registry, Task, TxResult, public_key_bytes
 from refiner.chain.accounts import vrf_key_for
-from refiner.chain.committee import draw
+from refiner.chain.committee import draw, wait_for_seed
 from refiner.chain.contract import Event
 from refiner.chain.registry import task_codehash
 from refiner.chain.types import ValidatorInfo
@@ -478,10 +478,11 @@ def test_seat_reports_the_current_bonded_stake(world: World) -> None:
     assert only(registry_events(world, result), "SeatTaken")["stake"] == STAKE + 3
     assert task.get_events("CommitteeMemberAdded")[0]["stake"] == STAKE + 3
 
-    # stake bonded after recruitment opened is locked with the seat (and reported), though it won nothing
+    # stake bonded after the snapshot is locked with the seat (and reported), though it won nothing
     w = world.validators[1]
     later = new_task(world)
     later.open_recruitment(world.requester)
+    wait_for_seed(later)  # the seed epoch has begun: its snapshot block is past
     world.registry.bond(w, 2 * ETH)
     result = claim_seat(world, later, w)
     assert only(registry_events(world, result), "SeatTaken")["stake"] == 3 * ETH
@@ -489,11 +490,12 @@ def test_seat_reports_the_current_bonded_stake(world: World) -> None:
 
 
 def test_seat_needs_the_snapshot_stake_still_bonded(world: World) -> None:
-    """Seats are drawn with the stake bonded before recruitment opened; a validator who unbonds part of it
-    afterwards (allowed while it sits on no committee) cannot take them."""
+    """Seats are drawn with the stake bonded at the snapshot; a validator who unbonds part of it afterwards
+    (allowed while it sits on no committee) cannot take them."""
     v = world.validators[0]
     task = new_task(world)
     task.open_recruitment(world.requester)
+    wait_for_seed(task)
     world.registry.request_unbond(v, 1)
     with refused("StakeTooLow", stake=STAKE - 1, minimum=STAKE):
         claim_seat(world, task, v)

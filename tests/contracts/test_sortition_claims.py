@@ -1,7 +1,8 @@
 """Seat claims by stake-weighted VRF sortition, on the real EVM: the seed, the weights, and every claim the
 task must refuse (forged proof, a proof for another seed or task, another validator's key, an inflated
 seat count, stake bonded too late, a second claim, a claim out of time or from a non-validator), and the
-gas of a claim with the VRF verification included."""
+gas of a claim with the VRF verification included. The seed is the registry's seed of the epoch after the
+one recruitment opened in; stakes count at the end of the block before that epoch starts."""
 
 from __future__ import annotations
 
@@ -11,14 +12,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from eth_abi import encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 
 from refiner.chain import ChainError, ContractRevert, Status, Task
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
-from refiner.sortition import VrfKey, evaluate, prove, seats
+from refiner.chain.registry import epoch_seed
+from refiner.sortition import VrfKey, committee_seats, evaluate, prove
 from tests.helpers import ETH, FAST, STAKE, World, new_task, refused, seat
 
 # VRF.sol's refusals, in the order it checks: c·pk + s·G against uWitness, c·gamma, s·H(pk, seed)
@@ -53,7 +53,7 @@ def won(world: World, task: Task, seed: int, validator: LocalAccount, stake: int
     """Seats `validator` wins for `seed` with `stake` of `total` wei (the task's τ, the registry's unit)."""
     unit = world.registry.stake_unit()
     tau = task.config().committee_size
-    return seats(evaluate(vrf_key_for(validator), seed), stake // unit, total // unit, tau)
+    return committee_seats(evaluate(vrf_key_for(validator), seed), stake // unit, total // unit, tau)
 
 
 def opened_until(
@@ -73,13 +73,22 @@ def opened_until(
 # ---------------------------------------------------------------------- the seed
 
 
+def scheduled(world: World, block: int) -> dict[str, int]:
+    """SeedScheduled's arguments for a task opening (or moving on) in `block`: the next epoch."""
+    length = world.registry.epoch_length()
+    epoch = block // length + 1
+    return {"epoch": epoch, "seedBlock": epoch * length, "snapshotBlock": epoch * length - 1}
+
+
 def test_open_recruitment_schedules_the_seed_after_the_stake_snapshot(world: World) -> None:
     task = new_task(world)
     assert (task.seed_block(), task.snapshot_block(), task.sortition_seed()) == (0, 0, None)
     result = task.open_recruitment(world.requester)
     block = int(result.receipt["blockNumber"])
-    assert result.event("SeedScheduled").args == {"seedBlock": block + 2, "snapshotBlock": block - 1}
-    assert (task.seed_block(), task.snapshot_block()) == (block + 2, block - 1)
+    expected = scheduled(world, block)
+    assert result.event("SeedScheduled").args == expected
+    assert (task.seed_epoch(), task.seed_block(), task.snapshot_block()) == tuple(expected.values())
+    assert block <= task.snapshot_block() < task.seed_block() <= block + world.registry.epoch_length()
     assert task.sortition_seed() is None  # its block is not mined yet: nobody can know it
 
 
@@ -89,14 +98,15 @@ def test_fix_seed_before_and_after_the_seed_block(world: World) -> None:
     with refused("SeedNotReady", seedBlock=seed_block):
         task.fix_seed(world.outsider)
     expected = wait_for_seed(task)
-    # the seed is the seed block's hash mixed with the task's address
+    # the seed is the seed block's hash mixed with the registry and the epoch (not the task)
     block_hash = bytes(world.chain.w3.eth.get_block(seed_block)["hash"])
-    mixed = keccak(encode(["bytes32", "address"], [block_hash, task.address]))
-    assert expected == int.from_bytes(mixed, "big") == task.sortition_seed()
+    mixed = epoch_seed(block_hash, world.registry.address, task.seed_epoch())
+    assert expected == mixed == task.sortition_seed()
     assert int(task.contract.functions.seed().call()) == 0  # known, not yet fixed on chain
 
     fixed = task.fix_seed(world.outsider)  # anybody may fix it
-    assert fixed.names() == ["SeedFixed"]
+    assert fixed.names() == ["SeedFixed"]  # (the registry's EpochSeedFixed is not the task's event)
+    assert world.registry.epoch_seed(task.seed_epoch()) == expected
     assert fixed.event("SeedFixed")["seed"] == expected
     assert int(task.contract.functions.seed().call()) == expected == task.sortition_seed()
     assert task.fix_seed(world.workers[0]).names() == []  # fixed once: later calls change nothing
@@ -119,7 +129,7 @@ def test_the_first_claim_fixes_the_seed(world: World) -> None:
 def test_the_seed_is_rescheduled_when_its_block_hash_is_gone(world: World) -> None:
     # every embedded block moves the clock on by a second: 300 blocks outlast FAST's recruitment
     task = opened(world, durations=replace(FAST, recruitment=3600))
-    old_block, snapshot = task.seed_block(), task.snapshot_block()
+    old_block = task.seed_block()
     world.chain.mine(300)  # the EVM keeps the last 256 block hashes only
     v = world.validators[0]
     # a claim cannot use the lost hash, and its own rescheduling is reverted with it
@@ -131,10 +141,12 @@ def test_the_seed_is_rescheduled_when_its_block_hash_is_gone(world: World) -> No
     result = task.fix_seed(world.outsider)
     block = int(result.receipt["blockNumber"])
     assert result.names() == ["SeedScheduled"]
-    assert result.event("SeedScheduled").args == {"seedBlock": block + 2, "snapshotBlock": snapshot}
-    assert (task.seed_block(), task.snapshot_block()) == (block + 2, snapshot)  # stakes stay as they were
+    expected = scheduled(world, block)  # the next epoch, with its own snapshot (as for any task of it)
+    assert result.event("SeedScheduled").args == expected
+    assert (task.seed_epoch(), task.seed_block(), task.snapshot_block()) == tuple(expected.values())
     assert int(task.contract.functions.seed().call()) == 0
-    with refused("SeedNotReady", seedBlock=block + 2):
+    assert world.registry.epoch_seed(task.seed_epoch()) == 0
+    with refused("SeedNotReady", seedBlock=expected["seedBlock"]):
         task.fix_seed(world.outsider)
 
     claim = seat(world, task, v)  # draws for the new seed block (mined on demand)
@@ -250,9 +262,11 @@ def test_proof_for_another_seed_is_refused(world: World) -> None:
 
 
 def test_proof_for_another_tasks_seed_is_refused(world: World) -> None:
-    a, b = opened(world), opened(world)
-    seed_a, seed_b = wait_for_seed(a), wait_for_seed(b)
-    assert seed_a != seed_b  # the task's address is mixed into its seed
+    a = opened(world)
+    seed_a = wait_for_seed(a)
+    b = opened(world)  # opened in a's seed epoch: draws with the next one
+    seed_b = wait_for_seed(b)
+    assert seed_a != seed_b and b.seed_epoch() == a.seed_epoch() + 1
     v = world.validators[0]
     for_b = prove(vrf_key_for(v), seed_b)
     with invalid_proof(HASH_CHECK):
@@ -308,8 +322,9 @@ def test_inflated_or_deflated_seat_count_is_refused(world: World) -> None:
     assert task.committee() == {v.address: 3}
 
 
-def test_validator_registered_after_recruitment_opened_is_not_selected(world: World) -> None:
+def test_validator_registered_after_the_snapshot_is_not_selected(world: World) -> None:
     task = opened(world)
+    wait_for_seed(task)  # the seed epoch has begun: its snapshot block is past
     late = world.fresh[0]
     world.registry.register_validator(late, 5 * STAKE)
     snapshot = task.snapshot_block()
@@ -328,9 +343,10 @@ def test_validator_registered_after_recruitment_opened_is_not_selected(world: Wo
     assert seat(world, later, late).event("CommitteeMemberAdded")["weight"] == 5
 
 
-def test_stake_bonded_after_recruitment_opened_does_not_count(world: World) -> None:
+def test_stake_bonded_after_the_snapshot_does_not_count(world: World) -> None:
     """τ ≥ W: the seats are the stake units at the snapshot, not the units bonded since."""
     task = opened(world)
+    wait_for_seed(task)
     v = world.validators[0]
     world.registry.bond(v, 4 * ETH)
     ticket = draw(task, world.registry, v.address, vrf_key_for(v))
@@ -341,7 +357,7 @@ def test_stake_bonded_after_recruitment_opened_does_not_count(world: World) -> N
     assert task.committee() == {v.address: 1}
 
 
-def test_stake_bonded_after_recruitment_opened_does_not_count_in_the_draw(world: World) -> None:
+def test_stake_bonded_after_the_snapshot_does_not_count_in_the_draw(world: World) -> None:
     """τ = 5 < W: a validator bonds 4 ETH after the snapshot. Its seats are drawn with its old stake (1 of
     6 units); the count the new stake (5 of 10 units) would give is refused."""
     extra = 4 * ETH
@@ -389,8 +405,8 @@ def test_claim_before_the_seed_block_is_refused(world: World) -> None:
     any_proof = prove(vrf_key_for(v), 12345)
     with refused("SeedNotReady", seedBlock=seed_block):
         task.claim_seat(v, any_proof, 1)
-    world.chain.mine(1)
-    with refused("SeedNotReady", seedBlock=seed_block):
+    world.chain.mine(seed_block - 1 - world.chain.w3.eth.block_number)
+    with refused("SeedNotReady", seedBlock=seed_block):  # sent in the seed block itself
         task.claim_seat(v, any_proof, 1)
     seat(world, task, v)  # once the seed block is mined
     assert task.committee() == {v.address: 1}
@@ -440,6 +456,7 @@ def test_validator_whose_stake_dropped_after_the_snapshot_is_refused(world: Worl
     with: the registry refuses the seat."""
     v = world.validators[0]
     task = opened(world)
+    wait_for_seed(task)
     world.registry.request_unbond(v, 1)
     ticket = draw(task, world.registry, v.address, vrf_key_for(v))
     assert ticket.seats == 1  # drawn with the snapshot stake
@@ -465,16 +482,16 @@ def test_gas_of_a_seat_claim(world: World) -> None:
     gas = [_seat_gas(world, task, v) for v in world.validators[:3]]
 
     big, small = world.validators[3], world.validators[4:]
-    world.registry.bond(big, 39 * ETH)  # 40 of 45 units, τ = 30: about 27 seats
+    world.registry.bond(big, 55 * ETH)  # 56 of 61 units, τ = 30: about 27 seats
 
     def a_small_one_wins(drawn: Task, seed: int) -> bool:
-        return any(won(world, drawn, seed, v, STAKE, 45 * STAKE) for v in small)
+        return any(won(world, drawn, seed, v, STAKE, 61 * STAKE) for v in small)
 
     drawn, seed = opened_until(world, a_small_one_wins, committee_size=30)
-    first = next(v for v in small if won(world, drawn, seed, v, STAKE, 45 * STAKE))
+    first = next(v for v in small if won(world, drawn, seed, v, STAKE, 61 * STAKE))
     seat(world, drawn, first)  # so the claim below is not the first
     ticket = draw(drawn, world.registry, big.address, vrf_key_for(big))
-    assert (ticket.stake_units, ticket.total_units) == (40, 45)
+    assert (ticket.stake_units, ticket.total_units) == (56, 61)
     assert ticket.seats > 15
     many = drawn.claim_seat(big, ticket.proof, ticket.seats).gas_used
 

@@ -82,13 +82,11 @@ class ValidatorAgent(Agent):
     def _sortition(self, task: Task) -> None:
         if task.address in self.not_selected or self.address in task.committee():
             return
-        seed_block = task.seed_block()
-        head = task.chain.w3.eth.block_number
-        if head - seed_block >= 256:
-            task.fix_seed(self.account)  # the seed block's hash aged out: schedule a new one
-            return
-        if task.sortition_seed() is None or head <= seed_block:
-            return  # the seed block is not mined yet
+        if task.sortition_seed() is None:
+            if task.chain.w3.eth.block_number - task.seed_block() >= 256:
+                # the seed epoch's block hash aged out unfixed: fixSeed moves the task to a later epoch
+                task.fix_seed(self.account)
+            return  # otherwise the seed block is not mined yet
         ticket = self.role.sortition(task)
         if ticket.seats == 0:
             self.not_selected.add(task.address)

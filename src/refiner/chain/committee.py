@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from refiner.chain.errors import ChainError
 from refiner.chain.registry import Registry
 from refiner.chain.task import Task
-from refiner.sortition import Proof, VrfKey, output, prove, seats
+from refiner.sortition import Proof, VrfKey, committee_seats, output, prove
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def wait_for_seed(task: Task, timeout: float = 60.0, sender: LocalAccount | None
 def draw(
     task: Task, registry: Registry, validator: str, key: VrfKey, sender: LocalAccount | None = None
 ) -> Ticket:
-    """Evaluate `validator`'s sortition for `task` (stakes as bonded before recruitment opened). With a
-    `sender`, a seed whose block hash has aged out is re-scheduled (`fixSeed`)."""
+    """Evaluate `validator`'s sortition for `task` (stakes as bonded at the task's snapshot block, the
+    one before its seed epoch began), as `claimSeat` recounts it. With a `sender`, a seed whose block hash
+    has aged out unfixed moves the task to a later epoch (`fixSeed`)."""
     seed = wait_for_seed(task, sender=sender)
     snapshot = task.snapshot_block()
     unit = registry.stake_unit()
@@ -59,5 +60,5 @@ def draw(
     total = registry.total_stake_at(snapshot) // unit
     tau = task.config().committee_size
     proof = prove(key, seed)
-    won = seats(output(proof), stake, total, tau) if stake else 0
+    won = committee_seats(output(proof), stake, total, tau) if stake else 0
     return Ticket(proof, won, stake, total, tau)

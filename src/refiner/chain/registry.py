@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
@@ -17,6 +18,18 @@ from refiner.sortition.vrf import VrfKey, prove
 def task_codehash() -> bytes:
     """keccak256 of the RefinerTask runtime code the registry approves by default."""
     return keccak(load_artifact("RefinerTask").deployed_bytecode)
+
+
+#: Blocks per sortition epoch of a registry deployed from Python: short, for dev chains (one block per
+#: transaction) and tests; a public chain would take hours of blocks (e.g. 300 ≈ 1 h at 12 s).
+DEFAULT_EPOCH_LENGTH = 16
+
+
+def epoch_seed(block_hash: bytes, registry: str, epoch: int) -> int:
+    """A sortition epoch's seed, as `fixEpochSeed` computes it from its seed block's hash."""
+    return int.from_bytes(
+        keccak(encode(["bytes32", "address", "uint256"], [block_hash, registry, epoch])), "big"
+    )
 
 
 class Registry(ContractWrapper):
@@ -37,9 +50,11 @@ class Registry(ContractWrapper):
         stake_unit: int | None = None,
         sortition: str | None = None,
         approved_task_code: bytes | None = None,
+        epoch_length: int = DEFAULT_EPOCH_LENGTH,
     ) -> Registry:
         """Deploy the registry (and, unless given, the sortition contract it points every task to).
-        `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight."""
+        `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight; `epoch_length` the
+        blocks per sortition epoch (tasks opening recruitment in one epoch share the next one's committee)."""
         codehash = task_codehash() if approved_task_code is None else approved_task_code
         if sortition is None:
             sortition = Sortition.deploy(chain, admin).address
@@ -53,6 +68,7 @@ class Registry(ContractWrapper):
             unit,
             sortition,
             codehash,
+            epoch_length,
         )
         return cls(chain, address, from_block=receipt["blockNumber"])
 
@@ -91,6 +107,9 @@ class Registry(ContractWrapper):
 
     def register_task(self, requester: LocalAccount, task: str) -> TxResult:
         return self._send(requester, "registerTask", self.chain.w3.to_checksum_address(task))
+
+    def fix_epoch_seed(self, sender: LocalAccount, epoch: int) -> TxResult:
+        return self._send(sender, "fixEpochSeed", epoch)
 
     def set_task_code_approval(self, admin: LocalAccount, codehash: bytes, approved: bool) -> TxResult:
         return self._send(admin, "setTaskCodeApproval", codehash, approved)
@@ -136,6 +155,18 @@ class Registry(ContractWrapper):
 
     def stake_unit(self) -> int:
         return int(self._call("stakeUnit"))
+
+    def epoch_length(self) -> int:
+        return int(self._call("epochLength"))
+
+    def epoch_seed(self, epoch: int) -> int:
+        """The seed fixed for `epoch` (0 if none yet)."""
+        return int(self._call("epochSeed", epoch))
+
+    def next_seed_epoch(self) -> tuple[int, int, int]:
+        """(epoch, seed block, snapshot block) a task opening recruitment in the next block draws with."""
+        epoch, seed_block, snapshot = self._call("nextSeedEpoch")
+        return int(epoch), int(seed_block), int(snapshot)
 
     def sortition(self) -> Sortition:
         return Sortition(self.chain, self._call("sortition"))

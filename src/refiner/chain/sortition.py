@@ -42,10 +42,15 @@ class Sortition(ContractWrapper):
     def seats(self, output: int, stake: int, total_stake: int, tau: int) -> int:
         return int(self._view("seats", output, stake, total_stake, tau))
 
+    def effective_tau(self, tau: int, total_stake: int) -> int:
+        """The τ' a task's draw among `total_stake` units uses (see ``binomial.effective_tau``)."""
+        return int(self._view("effectiveTau", tau, total_stake))
+
     def verify_seats(
         self, proof: Proof, seed: int, stake: int, total_stake: int, tau: int
     ) -> tuple[int, int]:
-        """(seats, output) for a proof of `seed`: verification and sortition in one call."""
+        """(seats, output) for a proof of `seed`: verification and a task's draw (τ ≤ 64, drawn with
+        ``effective_tau``) in one call."""
         j, output = self._view("verifySeats", proof.as_tuple(), seed, stake, total_stake, tau)
         return int(j), int(output)
 

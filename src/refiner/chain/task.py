@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
-from eth_utils import keccak
 from web3.exceptions import Web3Exception
 
 from refiner.chain.build import load_artifact
 from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, Event, TxResult
 from refiner.chain.errors import ChainError
+from refiner.chain.registry import Registry, epoch_seed
 from refiner.chain.types import Manifest, RoundInfo, Status, TaskConfig, WorkerResult, commitment
 from refiner.sortition.vrf import Proof
 
@@ -132,17 +131,31 @@ class Task(ContractWrapper):
         return self._send(validator, "claimSeat", proof.as_tuple(), seats)
 
     def sortition_seed(self) -> int | None:
-        """The seed validators prove for: fixed on chain, or computed from the seed block's hash once that
-        block exists (as `fixSeed` will); None while the seed block is in the future."""
+        """The seed validators prove for: fixed on chain (by this task or, for its epoch, by any task in
+        the registry), or computed from the seed block's hash once a block follows it (as `fixSeed` will);
+        None until then, and after the hash aged out unfixed."""
         fixed = int(self._call("seed"))
         if fixed:
             return fixed
         seed_block = int(self._call("seedBlock"))
+        if seed_block == 0:
+            return None
+        epoch = int(self._call("seedEpoch"))
+        registry = Registry(self.chain, self.registry())
+        of_epoch = registry.epoch_seed(epoch)
+        if of_epoch:
+            return of_epoch
         latest = self.chain.w3.eth.block_number
-        if seed_block == 0 or latest < seed_block or latest - seed_block >= 256:
-            return None  # not mined yet, or its hash is gone: `fixSeed` will schedule a new seed block
+        if latest <= seed_block or latest - seed_block >= 256:
+            # not usable yet (a claim must come after the seed block), or its hash is gone: `fixSeed`
+            # will move the task to a later epoch
+            return None
         block_hash = bytes(self.chain.w3.eth.get_block(seed_block)["hash"])
-        return int.from_bytes(keccak(encode(["bytes32", "address"], [block_hash, self.address])), "big")
+        return epoch_seed(block_hash, registry.address, epoch)
+
+    def seed_epoch(self) -> int:
+        """The registry epoch whose seed draws this task's committee (0 before recruitment opens)."""
+        return int(self._call("seedEpoch"))
 
     def seed_block(self) -> int:
         return int(self._call("seedBlock"))

@@ -19,7 +19,9 @@ def demo(
     validators: Annotated[
         int, typer.Option(help="registered validators (stakes 1, 1.5, 2, 2.5 ETH, …)")
     ] = 12,
-    committee: Annotated[int, typer.Option(help="τ: expected committee seats (VRF sortition)")] = 8,
+    committee: Annotated[
+        int, typer.Option(help="τ: expected committee seats (VRF sortition)", min=1, max=64)
+    ] = 8,
     malicious: Annotated[int, typer.Option(help="workers whose labels are shuffled")] = 1,
     non_iid: Annotated[float | None, typer.Option("--non-iid", help="Dirichlet α for label skew")] = None,
     chain: Annotated[str, typer.Option(help="'embedded' or a JSON-RPC URL")] = "embedded",

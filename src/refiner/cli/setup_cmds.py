@@ -101,6 +101,14 @@ def deploy_registry(
         str, typer.Option(help="stake per sortition unit (finer → fairer, dearer)")
     ] = "0.1 ether",
     unbonding_delay: Annotated[str, typer.Option(help="wait before unbonded stake can be withdrawn")] = "7d",
+    epoch_length: Annotated[
+        int,
+        typer.Option(
+            help="blocks per sortition epoch: tasks opening in one epoch share the next one's committee, "
+            "so a requester can re-draw it once per epoch (take hours of blocks on a public chain)",
+            min=1,
+        ),
+    ] = 16,  # refiner.chain.registry.DEFAULT_EPOCH_LENGTH (not imported: the CLI starts without web3)
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     keystore: KeystoreOpt = None,
@@ -117,5 +125,6 @@ def deploy_registry(
             min_stake=parse_wei(min_stake),
             unbonding_delay=parse_seconds(unbonding_delay),
             stake_unit=parse_wei(stake_unit),
+            epoch_length=epoch_length,
         )
     out.print(registry.address)

@@ -8,6 +8,7 @@ from eth_account.signers.local import LocalAccount
 
 from refiner.chain import Registry
 from refiner.chain.connection import Chain
+from refiner.chain.registry import DEFAULT_EPOCH_LENGTH
 from refiner.roles.participant import Participant
 
 
@@ -21,8 +22,15 @@ class Administrator(Participant):
         min_stake: int = 10**17,
         unbonding_delay: int = 7 * 86400,
         stake_unit: int | None = None,
+        epoch_length: int = DEFAULT_EPOCH_LENGTH,
     ) -> Registry:
-        """Deploy the sortition contract and the registry, approving the current RefinerTask code."""
+        """Deploy the sortition contract and the registry, approving the current RefinerTask code;
+        `epoch_length` is the blocks per sortition epoch (see `Registry.deploy`)."""
         return Registry.deploy(
-            chain, account, min_stake=min_stake, unbonding_delay=unbonding_delay, stake_unit=stake_unit
+            chain,
+            account,
+            min_stake=min_stake,
+            unbonding_delay=unbonding_delay,
+            stake_unit=stake_unit,
+            epoch_length=epoch_length,
         )

@@ -2,9 +2,12 @@
 cryptographic sortition, in Python mirrors of what ``RefinerSortition.sol`` checks on chain."""
 
 from refiner.sortition.binomial import (
+    MAX_TAU,
     MAX_TOTAL_STAKE,
     ONE,
     SortitionError,
+    committee_seats,
+    effective_tau,
     expected_seats,
     in_domain,
     seats,
@@ -23,12 +26,15 @@ from refiner.sortition.vrf import (
 )
 
 __all__ = [
+    "MAX_TAU",
     "MAX_TOTAL_STAKE",
     "ONE",
     "Proof",
     "SortitionError",
     "VrfError",
     "VrfKey",
+    "committee_seats",
+    "effective_tau",
     "evaluate",
     "expected_seats",
     "hash_to_curve",

@@ -35,6 +35,13 @@ Domain (refused with :class:`SortitionError`, on chain with the same-named custo
   so **τ ≤ 96 with W ≥ 2τ is always in the domain**.
 * Trivial cases first, in this order: w = 0 → 0; then the two range checks; τ = 0 → 0; τ ≥ W (p ≥ 1,
   every unit selected) → w.
+
+A task's draw (:func:`committee_seats`, on chain ``verifySeats``) takes τ ≤ MAX_TAU = 64 and draws with
+τ' = :func:`effective_tau` (τ, W): τ itself when τ ≥ W (every unit a seat) or τ ≤ ⌈W/2⌉, else ⌈W/2⌉.
+Then W·ln(W / (W − τ')) ≤ 89.1 (the worst case is τ = 64, W = 127), so **every stake is in the domain**
+and no honest claim is ever refused with ``ExpectedSeatsTooLarge``; the seats of all validators add up
+to Binomial(W, τ'/W) with mean τ' ≤ 64, so more than 256 members has probability < 1e-70 (Chernoff:
+e^-64·(64e/256)^256).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ ONE = 1 << 255
 MAX_TOTAL_STAKE = (1 << 128) - 1
 #: Smallest accepted B(0) in Q255 units: 2^63 / 2^255 = 2^-192.
 MIN_FIRST_TERM = 1 << 63
+#: Largest expected committee size a task may ask for (``RefinerSortition.MAX_TAU``).
+MAX_TAU = 64
 
 
 class SortitionError(ValueError):
@@ -111,6 +120,20 @@ def seats(output: int, stake: int, total_stake: int, tau: int) -> int:
             break
         cdf += term
     return j
+
+
+def effective_tau(tau: int, total_stake: int) -> int:
+    """The τ' a task's draw among `total_stake` units uses (``RefinerSortition.effectiveTau``)."""
+    if tau >= total_stake:
+        return tau
+    return min(tau, (total_stake + 1) // 2)
+
+
+def committee_seats(output: int, stake: int, total_stake: int, tau: int) -> int:
+    """Seats a validator wins in a task's draw, as ``RefinerSortition.verifySeats`` counts them."""
+    if tau > MAX_TAU:
+        raise SortitionError("TauTooLarge", tau=tau, maximum=MAX_TAU)
+    return seats(output, stake, total_stake, effective_tau(tau, total_stake))
 
 
 def in_domain(total_stake: int, tau: int) -> bool:

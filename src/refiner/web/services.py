@@ -123,7 +123,8 @@ def create_task(host: Host, account: str, settings: Any) -> Task:
 def open_recruitment(host: Host, task: Task, account: str) -> dict[str, Any]:
     tx = requester_of(host, task, account).open_recruitment(task)
     if host.demo and host.chain.kind == "embedded":
-        host.chain.mine(2)  # the seed block, so validators can draw at once
+        # past the seed block (the next epoch's first), so validators can draw at once
+        host.chain.mine(max(1, task.seed_block() + 1 - host.chain.w3.eth.block_number))
     return summary(tx, "recruitment opened: workers may sign up, validators draw their seats")
 
 
