@@ -223,7 +223,7 @@ def test_a_registry_without_an_administrator_is_refused(world: World) -> None:
     sortition = world.registry.sortition().address
     with refused("OwnableInvalidOwner", owner=ZERO):
         world.chain.deploy(
-            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32
+            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32, 1
         )
 
 
@@ -238,6 +238,7 @@ def test_a_registry_without_a_sortition_contract_is_refused(world: World) -> Non
             STAKE,
             ZERO,
             b"\x01" * 32,
+            1,
         )
 
 
@@ -343,7 +344,8 @@ def test_ether_sent_to_a_function_that_takes_none_is_refused(world: World) -> No
     task = new_task(world)
     task.open_recruitment(world.requester)
     worker, v = world.workers[0], world.validators[0]
-    rejected(world, worker, task.address, calldata(task, "signUp"), "Reverted", value=1, task=task)
+    # signUp takes exactly the task's deposit: none here
+    rejected(world, worker, task.address, calldata(task, "signUp"), "WrongDeposit", value=1, task=task)
     ticket = draw(task, world.registry, v.address, vrf_key_for(v))
     claim = calldata(task, "claimSeat", ticket.proof.as_tuple(), ticket.seats)
     rejected(world, v, task.address, claim, "Reverted", value=1, task=task)

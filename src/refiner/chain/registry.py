@@ -13,6 +13,9 @@ from refiner.chain.sortition import Sortition
 from refiner.chain.types import ValidatorInfo
 from refiner.sortition.vrf import VrfKey, prove
 
+#: Longest a seat locks a validator's stake by default: a month (RefinerRegistry.maxSeatLock).
+DEFAULT_SEAT_LOCK = 30 * 86400
+
 
 def task_codehash() -> bytes:
     """keccak256 of the RefinerTask runtime code the registry approves by default."""
@@ -37,9 +40,11 @@ class Registry(ContractWrapper):
         stake_unit: int | None = None,
         sortition: str | None = None,
         approved_task_code: bytes | None = None,
+        max_seat_lock: int = DEFAULT_SEAT_LOCK,
     ) -> Registry:
         """Deploy the registry (and, unless given, the sortition contract it points every task to).
-        `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight."""
+        `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight; `max_seat_lock` the
+        longest (seconds) a committee seat locks a validator's stake."""
         codehash = task_codehash() if approved_task_code is None else approved_task_code
         if sortition is None:
             sortition = Sortition.deploy(chain, admin).address
@@ -53,6 +58,7 @@ class Registry(ContractWrapper):
             unit,
             sortition,
             codehash,
+            max_seat_lock,
         )
         return cls(chain, address, from_block=receipt["blockNumber"])
 
@@ -105,6 +111,11 @@ class Registry(ContractWrapper):
 
     def unbonding_delay(self) -> int:
         return int(self._call("unbondingDelay"))
+
+    def max_seat_lock(self) -> int:
+        """Longest (seconds) a committee seat locks a validator's stake; after it the validator may
+        unbond even if the task still runs."""
+        return int(self._call("maxSeatLock"))
 
     def is_worker(self, account: str) -> bool:
         return bool(self._call("isWorker", account))

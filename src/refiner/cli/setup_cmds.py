@@ -101,6 +101,9 @@ def deploy_registry(
         str, typer.Option(help="stake per sortition unit (finer → fairer, dearer)")
     ] = "0.1 ether",
     unbonding_delay: Annotated[str, typer.Option(help="wait before unbonded stake can be withdrawn")] = "7d",
+    max_seat_lock: Annotated[
+        str, typer.Option(help="longest a committee seat locks a validator's stake (≤ 365d)")
+    ] = "30d",
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     keystore: KeystoreOpt = None,
@@ -117,5 +120,6 @@ def deploy_registry(
             min_stake=parse_wei(min_stake),
             unbonding_delay=parse_seconds(unbonding_delay),
             stake_unit=parse_wei(stake_unit),
+            max_seat_lock=parse_seconds(max_seat_lock),
         )
     out.print(registry.address)

@@ -8,6 +8,7 @@ from eth_account.signers.local import LocalAccount
 
 from refiner.chain import Registry
 from refiner.chain.connection import Chain
+from refiner.chain.registry import DEFAULT_SEAT_LOCK
 from refiner.roles.participant import Participant
 
 
@@ -21,8 +22,14 @@ class Administrator(Participant):
         min_stake: int = 10**17,
         unbonding_delay: int = 7 * 86400,
         stake_unit: int | None = None,
+        max_seat_lock: int = DEFAULT_SEAT_LOCK,
     ) -> Registry:
         """Deploy the sortition contract and the registry, approving the current RefinerTask code."""
         return Registry.deploy(
-            chain, account, min_stake=min_stake, unbonding_delay=unbonding_delay, stake_unit=stake_unit
+            chain,
+            account,
+            min_stake=min_stake,
+            unbonding_delay=unbonding_delay,
+            stake_unit=stake_unit,
+            max_seat_lock=max_seat_lock,
         )
