@@ -44,6 +44,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// slot, which every phase's calls read anyway.
     uint32 private _workerCount;
     uint32 private _committeeCount;
+    /// @dev `_config.signUpDeposit` (< 2^72), kept in the status slot too: signUp and every round-1
+    /// submission read it, and the slot is warm (a cold read of the config's slot costs 2_000 gas more)
+    uint72 private _signUpDeposit;
     /// @notice The requester's refundable balance: deposits and released escrow, not yet withdrawn.
     uint256 public budget;
     /// @notice The last round that reached consensus (0 if none): its model is the global model.
@@ -182,6 +185,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         requester = msg.sender;
         registry = registry_;
         _config = config_;
+        _signUpDeposit = uint72(config_.signUpDeposit); // < 2^72 ({TaskTypes-validate})
         createdBlock = uint64(block.number);
         if (msg.value != 0) {
             budget = msg.value;
@@ -341,7 +345,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// fewer than `maxWorkers` have signed up; `msg.value` is exactly `signUpDeposit`.
     /// Emits {WorkerSignedUp}.
     function signUp() external payable inStatus(TaskTypes.Status.RECRUITING) beforeDeadline {
-        uint256 deposit = _config.signUpDeposit;
+        uint256 deposit = _signUpDeposit;
         if (msg.value != deposit) revert WrongDeposit(msg.value, deposit);
         if (!IRefinerRegistry(registry).isWorker(msg.sender)) revert NotRegisteredWorker(msg.sender);
         if (_workerNumber[msg.sender] != 0) revert AlreadySignedUp(msg.sender);
@@ -356,13 +360,13 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// training samples used (n_i, the FedAvg weight). The last submission moves the task to EVALUATING.
     /// `samples` is published in the event only (validators weight the update with it and put it in the
     /// worker's results leaf); the contract stores just that the caller submitted.
-    /// A worker's round-1 submission pays its sign-up deposit back.
+    /// A worker's round-1 submission pays its sign-up deposit back: its {TrainingResultsSubmitted} event of
+    /// round 1 is the refund's record (no event of its own, and no reentrancy guard: the transfer is the
+    /// call's last step, after every write; both would cost ~1_700 gas a worker against the 120k goal).
     /// Requirements: status TRAINING before its deadline; caller signed up and has not submitted this
-    /// round; `samples` > 0. Emits {TrainingResultsSubmitted}, in round 1 {DepositRefunded} if the task
-    /// takes a deposit.
+    /// round; `samples` > 0. Emits {TrainingResultsSubmitted}.
     function submitTrainingResults(bytes calldata modelHandle, bytes calldata keysHandle, uint64 samples)
         external
-        nonReentrant
         inStatus(TaskTypes.Status.TRAINING)
         beforeDeadline
     {
@@ -382,11 +386,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         if (r.submissions == _workerCount) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
         if (round == 1) {
             // no counter to update: {depositsHeld} follows from round 1's submissions
-            uint256 deposit = _config.signUpDeposit;
-            if (deposit != 0) {
-                emit DepositRefunded(msg.sender, deposit);
-                Address.sendValue(payable(msg.sender), deposit);
-            }
+            uint256 deposit = _signUpDeposit;
+            if (deposit != 0) Address.sendValue(payable(msg.sender), deposit);
         }
     }
 
@@ -395,7 +396,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// Requirements: status TERMINATED with no round played; the caller signed up, the task takes a
     /// deposit and the caller has not taken it back yet. Emits {DepositRefunded}.
     function refundDeposit() external nonReentrant inStatus(TaskTypes.Status.TERMINATED) {
-        uint256 deposit = _config.signUpDeposit;
+        uint256 deposit = _signUpDeposit;
         if (currentRound != 0 || deposit == 0 || _workerNumber[msg.sender] == 0 || _depositRefunded[msg.sender]) {
             revert DepositNotRefundable(msg.sender);
         }
@@ -682,7 +683,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// the workers that have not submitted yet while round 1 trains, and none afterwards (each was paid
     /// back with its round-1 submission or forfeited to the budget when round 1's training ended).
     function depositsHeld() public view returns (uint256) {
-        uint256 deposit = _config.signUpDeposit;
+        uint256 deposit = _signUpDeposit;
         uint32 round = currentRound;
         if (round == 0) return deposit * (_workers.length - _depositRefunds);
         if (round == 1 && status == TaskTypes.Status.TRAINING) return deposit * (_workerCount - _rounds[1].submissions);
@@ -717,7 +718,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     function _endTraining() private {
         if (currentRound == 1) {
             uint256 absent = _workerCount - _rounds[1].submissions;
-            uint256 forfeited = _config.signUpDeposit * absent;
+            uint256 forfeited = _signUpDeposit * absent;
             if (forfeited != 0) {
                 budget += forfeited;
                 emit DepositsForfeited(absent, forfeited, budget);

@@ -123,7 +123,7 @@ library TaskTypes {
         ) revert InvalidConfig("a duration exceeds 30 days");
         if (c.workerReward > type(uint256).max - c.validatorReward) revert InvalidConfig("rewards overflow");
         if (c.validatorReward > type(uint128).max) revert InvalidConfig("validatorReward above 2^128 - 1");
-        if (c.signUpDeposit > type(uint256).max / c.maxWorkers) revert InvalidConfig("signUpDeposit overflows");
+        if (c.signUpDeposit > type(uint72).max) revert InvalidConfig("signUpDeposit above 2^72 - 1");
     }
 
     /// @notice Whether `handle` can name stored content: non-empty and at most {MAX_HANDLE} bytes.

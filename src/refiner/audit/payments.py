@@ -100,12 +100,22 @@ def check_payments(rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | 
     return conclude("payments", problems, summary, unchecked)
 
 
+def deposit_refunds(rec: TaskRecord) -> list[tuple[str, int]]:
+    """(worker, amount) of each deposit paid back: one per round-1 submission (the contract pays it with
+    the submission, without an event of its own), and the `DepositRefunded` events."""
+    first = rec.rounds.get(1)
+    deposit = rec.config.sign_up_deposit
+    with_submission = [(w, deposit) for w in first.submissions] if first and deposit else []
+    return with_submission + [(str(e["worker"]), int(e["amount"])) for e in rec.deposit_refunds]
+
+
 def check_deposits(rec: TaskRecord, held: int) -> list[str]:
     """Workers' sign-up deposits: each paid exactly once, each paid back at most once and in full, and
-    every one either paid back, forfeited to the budget or still held (`depositsHeld()`)."""
+    every one either paid back (with the round-1 submission, or by `refundDeposit` when the task ended
+    before round 1), forfeited to the budget or still held (`depositsHeld()`)."""
     deposit = rec.config.sign_up_deposit
     paid_in = deposit * len(rec.signed_up)
-    refunds = [(str(e["worker"]), int(e["amount"])) for e in rec.deposit_refunds]
+    refunds = deposit_refunds(rec)
     refunded = sum(amount for _, amount in refunds)
     forfeited = sum(int(e["amount"]) for e in rec.forfeits)
     problems = [
@@ -148,7 +158,7 @@ def check_ledger(rec: TaskRecord) -> Check:
     returned += sum(int(e["refunded"]) for rr in rounds for e in rr.of("NoConsensus"))
     paid = sum(int(e["amount"]) for rr in rounds for e in rr.of("RewardClaimed"))
     forfeited = sum(int(e["amount"]) for e in rec.forfeits)
-    paid += sum(int(e["amount"]) for e in rec.deposit_refunds)
+    paid += sum(amount for _, amount in deposit_refunds(rec))
     deposits = funded + rec.config.sign_up_deposit * len(rec.signed_up)
     problems = check_deposits(rec, held)
     if owed != budget + escrow + held:
