@@ -3,6 +3,7 @@
     .venv/bin/python bench/gas.py                     # the full grid
     .venv/bin/python bench/gas.py --quick             # N = 3, 6 and committees of 2, 3
     .venv/bin/python bench/gas.py --gwei 20           # price for the ETH column (default 20 gwei)
+    .venv/bin/python bench/gas.py --deposit 0         # tasks without a sign-up deposit (default 0.01 ETH)
 
 One fresh task per cell through one round with consensus, like tests/contracts/test_gas.py (stand-in
 storage handles, so no training: gas does not depend on the model). Every worker signs up and submits;
@@ -42,7 +43,7 @@ CALLS = [
 
 
 def measure(
-    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int
+    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int, deposit: int = 10**16
 ) -> dict[str, list[int]]:
     from tests.helpers import handle, new_task, results_tree, salt_for, seat, start_round
 
@@ -54,6 +55,7 @@ def measure(
         world,
         max_workers=len(workers),
         durations=Durations(recruitment=20_000, training=20_000, evaluation=20_000, reveal=20_000),
+        sign_up_deposit=deposit,
     )
     task.open_recruitment(world.requester)
     for w in workers:
@@ -122,7 +124,12 @@ def summarise(n: int, c: int, gas: dict[str, list[int]], gwei: float) -> dict[st
 
 
 def run_grid(
-    sizes: Sequence[int], committees: Sequence[int], claimers: int, gwei: float, log: Any = print
+    sizes: Sequence[int],
+    committees: Sequence[int],
+    claimers: int,
+    gwei: float,
+    log: Any = print,
+    deposit: int = 10**16,
 ) -> list[dict[str, Any]]:
     from tests.helpers import ETH, build_world
 
@@ -137,7 +144,7 @@ def run_grid(
     out = []
     for n in sizes:
         for c in committees:
-            gas = measure(world, accounts[:n], world.validators[:c], n if n <= 100 else claimers)
+            gas = measure(world, accounts[:n], world.validators[:c], n if n <= 100 else claimers, deposit)
             row = summarise(n, c, gas, gwei)
             log(
                 f"gas: N={n:5d} C={c:3d}: per worker {row['per_worker']:,} (max {row['per_worker_max']:,}), "
@@ -186,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--committees", default="8,32")
     ap.add_argument("--claimers", type=int, default=30)
     ap.add_argument("--gwei", type=float, default=20.0)
+    ap.add_argument("--deposit", type=int, default=10**16, help="sign-up deposit in wei")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.quick:
@@ -193,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         sizes = [int(x) for x in args.sizes.split(",")]
         committees = [int(x) for x in args.committees.split(",")]
-    rows = run_grid(sizes, committees, args.claimers, args.gwei)
+    rows = run_grid(sizes, committees, args.claimers, args.gwei, deposit=args.deposit)
     print(table(rows))
     out = {"rows": rows}
     if args.json:

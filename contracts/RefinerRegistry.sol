@@ -14,7 +14,8 @@ import {VRF} from "@chainlink/contracts/src/v0.8/vrf/VRF.sol";
 /// @title Refiner registry: the catalogue of workers, validators and active tasks (paper 2.1, 2.3).
 /// @notice Deployed once by the administrator. An address registers as a worker or as a validator, never
 /// both. Validators bond stake, which locks while they sit on the committee of a task that has not
-/// terminated and leaves only after an unbonding delay. Only task contracts whose runtime code the
+/// terminated, but never longer than {maxSeatLock} after their last seat, and leaves only after an
+/// unbonding delay. Only task contracts whose runtime code the
 /// administrator approved can be listed, so no contract of unknown code can lock a validator's stake.
 contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient {
     using Checkpoints for Checkpoints.Trace208;
@@ -24,12 +25,18 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         uint64 unbondingEnds;
         uint32 activeSeats;
         bool registered;
+        uint64 lockedUntil; // the latest seat's time + maxSeatLock: no seat locks the stake longer
     }
 
     /// @notice Smallest stake a validator must keep bonded to register and to take a committee seat.
     uint256 public immutable minStake;
     /// @notice Seconds between asking to unbond stake and being able to withdraw it.
     uint64 public immutable unbondingDelay;
+    /// @notice Longest a committee seat locks a validator's stake: from then on it may unbond even if the
+    /// task has not terminated (a task can last for years; a validator's stake must not).
+    uint64 public immutable maxSeatLock;
+    /// @notice Upper bound on {maxSeatLock} (so the lock's end never overflows, and stays sane).
+    uint64 public constant MAX_SEAT_LOCK = 365 days;
     /// @notice Wei per unit of sortition weight: a validator's weight is floor(stake / stakeUnit).
     uint256 public immutable stakeUnit;
     /// @notice The contract that verifies VRF proofs and computes sortition seats for every task.
@@ -78,7 +85,8 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     error ZeroAmount();
     error NothingUnbonding();
     error UnbondingNotOver(uint64 unlocksAt);
-    error SeatedOnActiveTask(uint32 seats);
+    error SeatedOnActiveTask(uint32 seats, uint64 lockedUntil);
+    error InvalidSeatLock();
     error UnapprovedTaskCode(bytes32 codehash);
     error NotTaskRequester(address requester, address sender);
     error WrongRegistry(address taskRegistry);
@@ -94,6 +102,7 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     /// @param taskCodehash keccak256 of the approved task contract's runtime code.
     /// @param epochLength_ Blocks per sortition epoch (> 0): every task that opens recruitment in an epoch
     /// draws its committee from the next epoch's seed, so a requester can re-draw only once per epoch.
+    /// @param maxSeatLock_ Seconds (0 < s ≤ {MAX_SEAT_LOCK}) a committee seat locks its validator's stake at most.
     constructor(
         address admin,
         uint256 minStake_,
@@ -101,9 +110,12 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         uint256 stakeUnit_,
         address sortition_,
         bytes32 taskCodehash,
-        uint64 epochLength_
+        uint64 epochLength_,
+        uint64 maxSeatLock_
     ) Ownable(admin) {
         if (stakeUnit_ == 0) revert InvalidStakeUnit();
+        if (maxSeatLock_ == 0 || maxSeatLock_ > MAX_SEAT_LOCK) revert InvalidSeatLock();
+        maxSeatLock = maxSeatLock_;
         if (sortition_ == address(0)) revert ZeroSortition();
         if (epochLength_ == 0) revert InvalidEpochLength();
         epochLength = epochLength_;
@@ -176,13 +188,17 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
     }
 
     /// @notice Starts unbonding `amount` of the caller's stake; it can be withdrawn after {unbondingDelay}.
-    /// Unbonding stake no longer counts for committee seats. A new request restarts the delay.
-    /// Requirements: caller is a validator on no active committee; 0 < `amount` ≤ stake.
+    /// Unbonding stake no longer counts as stake: not for committee seats, and no seat taken later
+    /// locks it. A new request restarts the delay.
+    /// Requirements: caller is a validator; it sits on no active committee or its seats' lock is over
+    /// (`lockedUntil`, {maxSeatLock} after its latest seat); 0 < `amount` ≤ stake.
     /// Emits {UnbondingRequested}.
     function requestUnbond(uint256 amount) external {
         Validator storage v = _registeredValidator(msg.sender);
         if (amount == 0) revert ZeroAmount();
-        if (v.activeSeats != 0) revert SeatedOnActiveTask(v.activeSeats);
+        if (v.activeSeats != 0 && block.timestamp < v.lockedUntil) {
+            revert SeatedOnActiveTask(v.activeSeats, v.lockedUntil);
+        }
         if (amount > v.stake) revert AmountExceedsStake(amount, v.stake);
         _setStake(msg.sender, v, v.stake - amount);
         v.unbonding += amount;
@@ -190,15 +206,14 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         emit UnbondingRequested(msg.sender, amount, v.unbondingEnds);
     }
 
-    /// @notice Pays the caller its unbonded stake.
-    /// Requirements: the unbonding delay is over; the caller sits on no committee of an active task.
-    /// Emits {StakeWithdrawn}.
+    /// @notice Pays the caller its unbonded stake. Seats do not matter here: they lock bonded stake only,
+    /// and {requestUnbond} checked the lock when the stake left it.
+    /// Requirements: something is unbonding and its delay is over. Emits {StakeWithdrawn}.
     function withdrawStake() external nonReentrant {
         Validator storage v = _registeredValidator(msg.sender);
         uint256 amount = v.unbonding;
         if (amount == 0) revert NothingUnbonding();
         if (block.timestamp < v.unbondingEnds) revert UnbondingNotOver(v.unbondingEnds);
-        if (v.activeSeats != 0) revert SeatedOnActiveTask(v.activeSeats);
         v.unbonding = 0;
         emit StakeWithdrawn(msg.sender, amount);
         Address.sendValue(payable(msg.sender), amount);
@@ -268,6 +283,8 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         draw.totalUnits = _totalStakeHistory.upperLookupRecent(at) / stakeUnit;
         draw.sortition = sortition;
         v.activeSeats += 1;
+        uint64 until = uint64(block.timestamp) + maxSeatLock;
+        if (until > v.lockedUntil) v.lockedUntil = until;
         emit SeatTaken(msg.sender, validator, v.stake);
     }
 
@@ -332,7 +349,8 @@ contract RefinerRegistry is IRefinerRegistry, Ownable, ReentrancyGuardTransient 
         return _totalStakeHistory.upperLookupRecent(SafeCast.toUint48(blockNumber));
     }
 
-    /// @notice A validator's stake, unbonding amount and time, and number of active committee seats.
+    /// @notice A validator's stake, unbonding amount and time, number of active committee seats, and until
+    /// when those seats lock its stake.
     function validatorInfo(address validator) external view returns (Validator memory) {
         return _validators[validator];
     }

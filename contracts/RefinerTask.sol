@@ -15,7 +15,8 @@ import {TaskTypes} from "./TaskTypes.sol";
 /// PENDING → RECRUITING → PENDING → TRAINING → EVALUATING → REVEALING → REWARDING → (PENDING | TERMINATED).
 /// Every timed phase ends when everyone has acted or, after its deadline, when anybody calls {advance}.
 /// Ether is held as: `budget` (the requester's refundable balance) plus, per round, the worker and
-/// validator pools escrowed by {startRound}, which only rewards or a failed round can release.
+/// validator pools escrowed by {startRound}, which only rewards or a failed round can release, plus the
+/// workers' sign-up deposits ({depositsHeld}) until round 1's training ends.
 /// @dev Keep this contract free of `immutable` variables: the registry approves its runtime codehash.
 contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     using TaskTypes for TaskTypes.Manifest;
@@ -41,6 +42,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// slot, which every phase's calls read anyway.
     uint32 private _workerCount;
     uint32 private _committeeCount;
+    /// @dev `_config.signUpDeposit` (< 2^72), kept in the status slot too: signUp and every round-1
+    /// submission read it, and the slot is warm (a cold read of the config's slot costs 2_000 gas more)
+    uint72 private _signUpDeposit;
     /// @notice The requester's refundable balance: deposits and released escrow, not yet withdrawn.
     uint256 public budget;
     /// @notice The last round that reached consensus (0 if none): its model is the global model.
@@ -65,6 +69,11 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     mapping(address => uint256) private _seat;
     /// @notice Sum of the committee's vote weights.
     uint256 public totalWeight;
+
+    /// @dev workers who took their deposit back after the task terminated before round 1 (the only way a
+    /// deposit is paid back other than with the round-1 submission)
+    mapping(address => bool) private _depositRefunded;
+    uint256 private _depositRefunds;
 
     mapping(uint256 round => TaskTypes.Round) private _rounds;
     /// @dev per round, two bits per worker at 2 × (sign-up index mod 128) of word index / 128: SUBMITTED
@@ -109,6 +118,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     event RewardClaimed(uint32 indexed round, address indexed account, uint256 amount);
     event EscrowReleased(uint32 indexed round, uint256 amount);
     event TaskTerminated(TaskTypes.TerminationReason reason, uint32 rounds);
+    event DepositRefunded(address indexed worker, uint256 amount);
+    event DepositsForfeited(uint256 workers, uint256 amount, uint256 budget);
 
     error NotRequester(address caller);
     error WrongStatus(TaskTypes.Status actual);
@@ -152,6 +163,8 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     error ZeroAmount();
     error InvalidHandle(uint256 length);
     error ZeroAddress();
+    error WrongDeposit(uint256 sent, uint256 required);
+    error DepositNotRefundable(address worker);
 
     modifier onlyRequester() {
         if (msg.sender != requester) revert NotRequester(msg.sender);
@@ -177,6 +190,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         requester = msg.sender;
         registry = registry_;
         _config = config_;
+        _signUpDeposit = uint72(config_.signUpDeposit); // < 2^72 ({TaskTypes-validate})
         createdBlock = uint64(block.number);
         if (msg.value != 0) {
             budget = msg.value;
@@ -327,10 +341,16 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ workers
 
-    /// @notice Joins the task as a worker (paper: SignUp()).
+    /// @notice Joins the task as a worker (paper: SignUp()), paying the task's `signUpDeposit`. The deposit
+    /// comes back with the worker's round-1 submission ({submitTrainingResults}), or through
+    /// {refundDeposit} if the task ends before round 1; a worker that submits nothing in round 1 loses it
+    /// to the requester's budget, so that holding a slot and not training costs the squatter.
     /// Requirements: status RECRUITING before its deadline; caller is a registered worker, not signed up;
-    /// fewer than `maxWorkers` have signed up. Emits {WorkerSignedUp}.
-    function signUp() external inStatus(TaskTypes.Status.RECRUITING) beforeDeadline {
+    /// fewer than `maxWorkers` have signed up; `msg.value` is exactly `signUpDeposit`.
+    /// Emits {WorkerSignedUp}.
+    function signUp() external payable inStatus(TaskTypes.Status.RECRUITING) beforeDeadline {
+        uint256 deposit = _signUpDeposit;
+        if (msg.value != deposit) revert WrongDeposit(msg.value, deposit);
         if (!IRefinerRegistry(registry).isWorker(msg.sender)) revert NotRegisteredWorker(msg.sender);
         if (_workerNumber[msg.sender] != 0) revert AlreadySignedUp(msg.sender);
         if (_workers.length >= _config.maxWorkers) revert WorkersFull(_config.maxWorkers);
@@ -344,6 +364,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// training samples used (n_i, the FedAvg weight). The last submission moves the task to EVALUATING.
     /// `samples` is published in the event only (validators weight the update with it and put it in the
     /// worker's results leaf); the contract stores just that the caller submitted.
+    /// A worker's round-1 submission pays its sign-up deposit back: its {TrainingResultsSubmitted} event of
+    /// round 1 is the refund's record (no event of its own, and no reentrancy guard: the transfer is the
+    /// call's last step, after every write; both would cost ~1_700 gas a worker against the 120k goal).
     /// Requirements: status TRAINING before its deadline; caller signed up and has not submitted this
     /// round; `samples` > 0. Emits {TrainingResultsSubmitted}.
     function submitTrainingResults(bytes calldata modelHandle, bytes calldata keysHandle, uint64 samples)
@@ -365,6 +388,26 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         r.submissions += 1;
         emit TrainingResultsSubmitted(round, msg.sender, samples, modelHandle, keysHandle);
         if (r.submissions == _workerCount) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
+        if (round == 1) {
+            // no counter to update: {depositsHeld} follows from round 1's submissions
+            uint256 deposit = _signUpDeposit;
+            if (deposit != 0) Address.sendValue(payable(msg.sender), deposit);
+        }
+    }
+
+    /// @notice Pays the caller its sign-up deposit back when the task terminated before round 1 started
+    /// (no worker could have trained; not the worker's fault).
+    /// Requirements: status TERMINATED with no round played; the caller signed up, the task takes a
+    /// deposit and the caller has not taken it back yet. Emits {DepositRefunded}.
+    function refundDeposit() external nonReentrant inStatus(TaskTypes.Status.TERMINATED) {
+        uint256 deposit = _signUpDeposit;
+        if (currentRound != 0 || deposit == 0 || _workerNumber[msg.sender] == 0 || _depositRefunded[msg.sender]) {
+            revert DepositNotRefundable(msg.sender);
+        }
+        _depositRefunded[msg.sender] = true;
+        _depositRefunds += 1;
+        emit DepositRefunded(msg.sender, deposit);
+        Address.sendValue(payable(msg.sender), deposit);
     }
 
     /// @notice Pays the caller its share of this round's worker reward:
@@ -486,7 +529,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// @notice Ends the current timed phase once its deadline has passed, so that no participant (not even
     /// an absent requester) can stall a task: RECRUITING → PENDING, TRAINING → EVALUATING,
     /// EVALUATING → REVEALING, REVEALING → REWARDING, and an idle PENDING between rounds → TERMINATED.
-    /// Requirements: the current phase is timed and its deadline has passed. Emits {StatusChanged}.
+    /// Ending round 1's training forfeits the deposits of the workers that did not submit to the budget.
+    /// Requirements: the current phase is timed and its deadline has passed. Emits {StatusChanged},
+    /// {DepositsForfeited} when deposits are forfeited.
     function advance() external {
         TaskTypes.Status s = status;
         bool timed = s == TaskTypes.Status.RECRUITING || s == TaskTypes.Status.TRAINING
@@ -495,7 +540,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         if (!timed) revert WrongStatus(s);
         if (block.timestamp <= deadline) revert DeadlineNotReached(deadline);
         if (s == TaskTypes.Status.RECRUITING) _closeRecruitment();
-        else if (s == TaskTypes.Status.TRAINING) _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
+        else if (s == TaskTypes.Status.TRAINING) _endTraining();
         else if (s == TaskTypes.Status.EVALUATING) _enter(TaskTypes.Status.REVEALING, _config.durations.reveal);
         else if (s == TaskTypes.Status.REVEALING) _enter(TaskTypes.Status.REWARDING, 0);
         else _terminate(TaskTypes.TerminationReason.Idle);
@@ -639,10 +684,21 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         return keccak256(abi.encode(block.chainid, address(this), round, validator, manifestHash, salt));
     }
 
-    /// @notice Ether the contract must hold: the budget plus every round's remaining escrow.
+    /// @notice Sign-up deposits the contract holds for workers: all of them until round 1, then those of
+    /// the workers that have not submitted yet while round 1 trains, and none afterwards (each was paid
+    /// back with its round-1 submission or forfeited to the budget when round 1's training ended).
+    function depositsHeld() public view returns (uint256) {
+        uint256 deposit = _signUpDeposit;
+        uint32 round = currentRound;
+        if (round == 0) return deposit * (_workers.length - _depositRefunds);
+        if (round == 1 && status == TaskTypes.Status.TRAINING) return deposit * (_workerCount - _rounds[1].submissions);
+        return 0;
+    }
+
+    /// @notice Ether the contract must hold: the budget, every round's remaining escrow and the deposits.
     /// @dev O(rounds); for audits and tests, not for other contracts.
     function owed() external view returns (uint256 total) {
-        total = budget;
+        total = budget + depositsHeld();
         for (uint32 i = 1; i <= currentRound; ++i) {
             total += _rounds[i].workerEscrow + _rounds[i].validatorEscrow;
         }
@@ -671,6 +727,18 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         _workerCount = uint32(_workers.length); // ≤ maxWorkers
         _committeeCount = uint32(_committee.length); // ≤ MAX_COMMITTEE
         _enter(TaskTypes.Status.PENDING, _config.durations.idle);
+    }
+
+    function _endTraining() private {
+        if (currentRound == 1) {
+            uint256 absent = _workerCount - _rounds[1].submissions;
+            uint256 forfeited = _signUpDeposit * absent;
+            if (forfeited != 0) {
+                budget += forfeited;
+                emit DepositsForfeited(absent, forfeited, budget);
+            }
+        }
+        _enter(TaskTypes.Status.EVALUATING, _config.durations.evaluation);
     }
 
     function _terminate(TaskTypes.TerminationReason reason) private {

@@ -39,7 +39,9 @@ library TaskTypes {
     }
 
     /// @notice A task's configuration. Fractions (accuracy, loss threshold ε, FedProx μ) are fixed point
-    /// with 6 decimals: 1_000_000 means 1.0.
+    /// with 6 decimals: 1_000_000 means 1.0. `signUpDeposit` (wei, may be 0) is what a worker pays to
+    /// sign up: refunded with its first submission, forfeited to the budget if it submits nothing in
+    /// round 1, so that squatting worker slots costs the squatter.
     struct Config {
         string description;
         uint32 targetAccuracy;
@@ -52,6 +54,7 @@ library TaskTypes {
         uint256 workerReward;
         uint256 validatorReward;
         Durations durations;
+        uint256 signUpDeposit;
     }
 
     /// @notice What a validator commits to and reveals. Only the deterministic part (results root, total
@@ -91,8 +94,9 @@ library TaskTypes {
 
     uint32 internal constant ONE = 1_000_000;
     /// @notice Longest any phase may last: deadlines are `block.timestamp + duration` in uint64, so an
-    /// unbounded duration could overflow and freeze the task (and its committee's stakes) in a phase.
-    uint64 internal constant MAX_DURATION = 10 * 365 days;
+    /// unbounded duration could overflow and freeze the task in a phase; and a task whose phases last
+    /// years is no task anybody should sit on (the registry bounds a seat's stake lock separately).
+    uint64 internal constant MAX_DURATION = 30 days;
     /// @notice Longest handle (a content identifier) accepted on chain: a CIDv0 is 34 bytes, a CIDv1 36.
     uint256 internal constant MAX_HANDLE = 64;
     /// @notice Largest expected committee size τ (RefinerSortition.MAX_TAU): keeps every stake inside the
@@ -121,9 +125,10 @@ library TaskTypes {
         if (
             d.recruitment > MAX_DURATION || d.training > MAX_DURATION || d.evaluation > MAX_DURATION
                 || d.reveal > MAX_DURATION || d.idle > MAX_DURATION || d.claim > MAX_DURATION
-        ) revert InvalidConfig("a duration exceeds 10 years");
+        ) revert InvalidConfig("a duration exceeds 30 days");
         if (c.workerReward > type(uint256).max - c.validatorReward) revert InvalidConfig("rewards overflow");
         if (c.validatorReward > type(uint128).max) revert InvalidConfig("validatorReward above 2^128 - 1");
+        if (c.signUpDeposit > type(uint72).max) revert InvalidConfig("signUpDeposit above 2^72 - 1");
     }
 
     /// @notice Whether `handle` can name stored content: non-empty and at most {MAX_HANDLE} bytes.

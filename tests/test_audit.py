@@ -13,7 +13,7 @@ from rich.console import Console
 
 from refiner.audit import AuditError, TaskAudit, Verdict, audit_task, exit_code, render
 from refiner.audit.checks import check_commitments
-from refiner.audit.payments import check_payments
+from refiner.audit.payments import check_ledger, check_payments
 from refiner.audit.record import read_record
 from refiner.chain import Chain, Durations, Event, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
@@ -52,6 +52,7 @@ def deploy(
         durations=Durations(
             recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000
         ),
+        sign_up_deposit=ETH // 100,  # paid back with round 1: the ledger check follows it
     )
     return Simulation.deploy(
         Chain.connect(),
@@ -200,6 +201,24 @@ def test_doctored_records_fail_the_commitment_and_payment_checks(honest: Simulat
     assert payments.ok is False
     assert "was paid 5 wei without an entitlement" in payments.detail
     assert "escrow does not balance" in payments.detail
+
+
+def test_doctored_deposits_fail_the_ledger_check(honest: Simulation) -> None:
+    """Each worker's sign-up deposit came back with its round-1 submission: the ledger follows them, and
+    a deposit paid back twice, or forfeited on top, does not balance."""
+    record = read_record(honest.task)
+    deposit = record.config.sign_up_deposit
+    assert deposit and not record.deposit_refunds and not record.forfeits  # paid back with the submissions
+    assert check_ledger(record).ok is True
+    worker = honest.workers[0].address
+    record.deposit_refunds.append(Event("DepositRefunded", {"worker": worker, "amount": deposit}))
+    twice = check_ledger(record)
+    assert twice.ok is False and "paid back twice" in twice.detail
+    record.deposit_refunds.pop()
+    record.forfeits.append(Event("DepositsForfeited", {"workers": 1, "amount": deposit, "budget": 0}))
+    forfeited = check_ledger(record)
+    assert forfeited.ok is False
+    assert "0 workers missed round 1" in forfeited.detail and "deposits do not balance" in forfeited.detail
 
 
 # ------------------------------------------------------------------------------------------- dishonest

@@ -27,6 +27,7 @@ committee_size = 7
 worker_reward = "0.1 ether"
 validator_reward = "2000 gwei"
 budget = "3.000000000000000001 ether"
+sign_up_deposit = "0.01 ether"
 
 [task.durations]
 recruitment = "10m"
@@ -77,6 +78,7 @@ def test_full_task_file_round_trips(tmp_path: Path) -> None:
         aggregation=Aggregation.FedProx,
         mu=0.01,
         durations=Durations(600, 600, 5400, 45, 86400, 30 * 86400),
+        sign_up_deposit=10**16,
     )
     assert TaskDescription.from_json(config.description) == desc
     assert type(config.worker_reward) is int
@@ -138,6 +140,8 @@ def test_missing_task_table_and_unknown_keys(tmp_path: Path) -> None:
         ),
         ("budget = '-1 ether'", "", "task.budget", "must not be negative"),
         ("budget = -5", "", "task.budget", "must not be negative"),
+        ("sign_up_deposit = '-0.01 ether'", "", "task.sign_up_deposit", "must not be negative"),
+        ("", "claim = '31d'", "task.durations.claim", "less than or equal to 2592000"),
         ("model = 'resnet9000'", "", "task.model", "unknown model 'resnet9000'"),
         ("model = 'no_such_module_xyz:build'", "", "task.model", "names code to import"),
         ("model = 'os:abort'", "", "task.model", "'os:abort' names code to import"),

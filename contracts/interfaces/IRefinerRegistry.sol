@@ -44,7 +44,7 @@ interface IRefinerRegistry {
     function fixEpochSeed(uint256 epoch) external returns (uint256);
 
     /// @notice Records that `validator` sits on the calling task's committee and locks its stake until the
-    /// task terminates; returns what the task needs to verify the validator's sortition for stakes as
+    /// task terminates or for `maxSeatLock` seconds, whichever is sooner; returns what the task needs to verify the validator's sortition for stakes as
     /// bonded at the end of `snapshotBlock`. The stake drawn with must still be bonded.
     function takeSeat(address validator, uint256 snapshotBlock) external returns (SeatDraw memory);
 

@@ -23,7 +23,7 @@ from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from refiner.chain.types import ONE, Aggregation, Durations, TaskConfig, to_fixed
+from refiner.chain.types import MAX_DURATION, ONE, Aggregation, Durations, TaskConfig, to_fixed
 from refiner.roles import spec
 from refiner.roles.spec import TaskDescription, check_model_name
 
@@ -102,7 +102,7 @@ def parse_seconds(value: object) -> int:
 
 Wei = Annotated[int, BeforeValidator(parse_wei), Field(ge=0, le=UINT256)]
 Reward = Annotated[int, BeforeValidator(parse_wei), Field(gt=0, le=UINT256)]
-Seconds = Annotated[int, BeforeValidator(parse_seconds), Field(gt=0, le=UINT64)]
+Seconds = Annotated[int, BeforeValidator(parse_seconds), Field(gt=0, le=MAX_DURATION)]
 Count = Annotated[int, Field(ge=1, le=UINT32)]
 _D, _T, _DESC = Durations(), TaskConfig("", 0, 0), TaskDescription("")
 
@@ -145,6 +145,7 @@ class TaskSection(_Strict):
     worker_reward: Reward = 10**18
     validator_reward: Reward = 4 * 10**17
     budget: Wei = 0
+    sign_up_deposit: Wei = _T.sign_up_deposit  # each worker's, back with its round-1 submission
     durations: DurationsSection = Field(default_factory=DurationsSection)
 
     @field_validator("model")

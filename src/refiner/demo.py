@@ -44,6 +44,7 @@ class DemoOptions:
     seed: int = 0
     worker_reward: int = ETH
     validator_reward: int = 4 * ETH // 10
+    sign_up_deposit: int = ETH // 100  # each worker's, back with its round-1 submission
 
     def check(self) -> None:
         if min(self.rounds, self.workers, self.validators, self.epochs, self.committee) < 1:
@@ -129,6 +130,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
         committee_size=options.committee,
         epsilon=1.0,
         durations=default_durations(),
+        sign_up_deposit=options.sign_up_deposit,
     )
     with console.status("deploying the registry and the task, registering and recruiting everyone…"):
         sim = Simulation.deploy(

@@ -95,6 +95,7 @@ def main() -> int:
         durations=Durations(
             recruitment=600, training=600, evaluation=600, reveal=600, idle=3600, claim=86400
         ),
+        sign_up_deposit=ETH // 100,
     )
     task = Task.deploy(chain, requester, registry.address, config)
     gas("registerTask", registry.register_task(requester, task.address))
@@ -115,8 +116,8 @@ def main() -> int:
         gas("claimSeat", task.claim_seat(v, ticket.proof, ticket.seats))
     gas("closeRecruitment", task.close_recruitment(requester))
     console.print(
-        f"recruited {len(task.workers())} workers and a committee of {len(task.committee())} "
-        "(VRF sortition, weight 1 each)"
+        f"recruited {len(task.workers())} workers (each paid a {config.sign_up_deposit / ETH:g} ETH deposit, "
+        f"back with its submission) and a committee of {len(task.committee())} (VRF sortition, weight 1 each)"
     )
 
     gas(

@@ -223,7 +223,7 @@ def test_a_registry_without_an_administrator_is_refused(world: World) -> None:
     sortition = world.registry.sortition().address
     with refused("OwnableInvalidOwner", owner=ZERO):
         world.chain.deploy(
-            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32, 16
+            world.admin, load_artifact("RefinerRegistry"), ZERO, 1, 1, STAKE, sortition, b"\x01" * 32, 16, 1
         )
 
 
@@ -239,6 +239,7 @@ def test_a_registry_without_a_sortition_contract_is_refused(world: World) -> Non
             ZERO,
             b"\x01" * 32,
             16,
+            1,
         )
 
 
@@ -255,6 +256,7 @@ def test_a_registry_with_epochs_of_no_blocks_is_refused(world: World) -> None:
             sortition,
             b"\x01" * 32,
             0,
+            1,
         )
 
 
@@ -362,7 +364,8 @@ def test_ether_sent_to_a_function_that_takes_none_is_refused(world: World) -> No
     task = new_task(world)
     task.open_recruitment(world.requester)
     worker, v = world.workers[0], world.validators[0]
-    rejected(world, worker, task.address, calldata(task, "signUp"), "Reverted", value=1, task=task)
+    # signUp takes exactly the task's deposit: none here
+    rejected(world, worker, task.address, calldata(task, "signUp"), "WrongDeposit", value=1, task=task)
     ticket = draw(task, world.registry, v.address, vrf_key_for(v))
     claim = calldata(task, "claimSeat", ticket.proof.as_tuple(), ticket.seats)
     rejected(world, v, task.address, claim, "Reverted", value=1, task=task)

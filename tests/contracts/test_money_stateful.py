@@ -5,13 +5,18 @@ EVM: the requester funds, withdraws and starts rounds (sometimes paying too litt
 sign up and submit, random validators claim committee seats by sortition (one of them, with more stake,
 weighs more), commit and reveal one of a few candidate manifests (or a wrong salt, a copied
 commitment...), anybody advances, finalizes and releases, and workers and validators claim rewards with
-honest or forged leaves and proofs. Calls the contract refuses are part of the walk. The machine books
-what was deposited, what was paid out and what each address is entitled to, and after every step checks
-that:
+honest or forged leaves and proofs. Workers pay the task's sign-up deposit (or try to pay another
+amount), get it back with their round-1 submission or, if the task ends before round 1, by asking for it;
+the deposits of round-1 absentees go to the budget. Calls the contract refuses are part of the walk. The
+machine books what was paid in, what was paid out and what each address is entitled to, and after every
+step checks that:
 
-1. the contract holds exactly its budget plus every round's escrow (and ``owed()`` agrees);
-2. nobody was ever paid more than its entitlement in a round's consensus manifest;
-3. rewards plus withdrawals never exceed deposits (the balance is exactly their difference).
+1. the contract holds exactly its budget plus every round's escrow plus the deposits it holds for
+   workers (and ``owed()`` and ``depositsHeld()`` agree);
+2. nobody was ever paid more than its entitlement in a round's consensus manifest, nor a worker more
+   than its one deposit back;
+3. rewards, refunds and withdrawals never exceed what was paid in (the balance is exactly their
+   difference), and once round 1's training is over every deposit was either paid back or forfeited.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from tests.helpers import STAKE, World, handle, new_task
 WORKER_REWARD = 10**18 + 7  # odd amounts, so that shares and units leave rounding dust
 VALIDATOR_REWARD = 3 * 10**17 + 1
 NEEDED = WORKER_REWARD + VALIDATOR_REWARD
+DEPOSIT = 10**16 + 3
 TARGET = 0.95
 DURATIONS = Durations(recruitment=200, training=200, evaluation=200, reveal=200, idle=1000, claim=100)
 ZERO32 = b"\0" * 32
@@ -88,7 +94,8 @@ ACTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "as_requester": AS_REQUESTER,
     },
     "open_recruitment": {"as_requester": AS_REQUESTER},
-    "sign_up": {"fit": FIT, "who": WHO},
+    "sign_up": {"fit": FIT, "who": WHO, "pay": st.sampled_from(["exact"] * 5 + ["none", "less", "more"])},
+    "refund_deposit": {"fit": FIT, "who": WHO},
     # a validator claims the seats its sortition won, or more, or with another validator's VRF proof
     "claim_seat": {
         "fit": FIT,
@@ -175,8 +182,11 @@ class MoneyMachine(RuleBasedStateMachine):
         self.worker_pool = [*w.workers, w.validators[0], w.outsider]
         self.validator_pool = [*w.validators, w.workers[0], w.outsider]
         self.accounts = {a.address: a for a in [*self.worker_pool, *self.validator_pool]}
-        self.deposited = 0
+        self.deposited = 0  # everything paid in: funding and sign-up deposits
         self.withdrawn = 0
+        self.deposit = 0
+        self.refunded: dict[str, int] = {}  # worker → deposit paid back
+        self.forfeited = 0
         self.worker_paid: dict[tuple[int, str], int] = {}
         self.validator_paid: dict[tuple[int, str], int] = {}
         self.rounds: dict[int, RoundModel] = {}
@@ -273,6 +283,13 @@ class MoneyMachine(RuleBasedStateMachine):
                 paid = self.worker_paid if kind == "worker" else self.validator_paid
                 key = (int(e["round"]), str(e["account"]))
                 paid[key] = paid.get(key, 0) + int(e["amount"])
+            elif e.name == "DepositRefunded":
+                assert kind == "refund", f"DepositRefunded emitted by a {kind!r} call"
+                worker = str(e["worker"])
+                self.refunded[worker] = self.refunded.get(worker, 0) + int(e["amount"])
+            elif e.name == "DepositsForfeited":
+                assert kind == "" and self.status == Status.TRAINING and self.current_round == 1
+                self.forfeited += int(e["amount"])
             elif e.name == "Withdrawn":
                 assert kind == "withdraw", f"Withdrawn emitted by a {kind!r} call"
                 self.withdrawn += int(e["amount"])
@@ -293,6 +310,9 @@ class MoneyMachine(RuleBasedStateMachine):
         eager=st.sampled_from([True, True, False]),
         workers=st.lists(st.integers(0, 5), min_size=1, max_size=4, unique=True),
         validators=st.permutations(range(6)),
+        deposit=st.sampled_from([DEPOSIT, DEPOSIT, 0]),
+        squat=st.booleans(),
+        quitter=st.sampled_from([False] * 4 + [True]),
     )
     def deploy(
         self,
@@ -305,6 +325,9 @@ class MoneyMachine(RuleBasedStateMachine):
         eager: bool,
         workers: list[int],
         validators: list[int],
+        deposit: int,
+        squat: bool,
+        quitter: bool,
     ) -> None:
         # A new block's timestamp is max(parent + 1, wall clock). Running ahead of the wall clock makes it
         # parent + 1: the same in every run of an example, as Hypothesis needs (deadlines decide what
@@ -323,8 +346,11 @@ class MoneyMachine(RuleBasedStateMachine):
             max_workers=max_workers,
             committee_size=TAU,
             durations=DURATIONS,
+            sign_up_deposit=deposit,
         )
-        self.deposited = value
+        self.deposited, self.deposit = value, deposit
+        self.squat = squat  # the last of several workers squats its slot: it never submits in round 1
+        self.quitter = quitter  # the requester stops the task before round 1: every deposit is refundable
         self.max_workers, self.members = max_workers, members  # members: committee members the walk seats
         self.stake_units = {
             v.address: 1 + (bonus if i == heavy else 0) for i, v in enumerate(self.world.validators)
@@ -333,7 +359,7 @@ class MoneyMachine(RuleBasedStateMachine):
         if recruited:  # half the examples skip the recruitment walk, to get further into the rounds
             self.open_recruitment(True)
             for i in workers:
-                self.sign_up(False, i)
+                self.sign_up(False, i, "exact")
             for i in validators[:members]:
                 self.claim_seat(False, i, "honest")
             self.close_recruitment(True)
@@ -353,6 +379,8 @@ class MoneyMachine(RuleBasedStateMachine):
         if s == Status.PENDING:
             if not self.opened:
                 return "open_recruitment"
+            if self.quitter and not self.current_round:
+                return "stop_training"
             if self._releasable():  # the requester takes back what was left unclaimed
                 return "release_unclaimed"
             return "start_round" if self.signed_up and self.committee else "wait"  # else: idle until stopped
@@ -360,7 +388,7 @@ class MoneyMachine(RuleBasedStateMachine):
             if len(self.committee) < self.members:
                 return "claim_seat"
             return "sign_up" if len(self.signed_up) < min(2, self.max_workers) else "close_recruitment"
-        if s == Status.TRAINING and any(w not in rm.submitters for w in self.signed_up):
+        if s == Status.TRAINING and self._to_submit(rm):
             return "submit"
         if s == Status.EVALUATING and any(v not in rm.commits for v in self.committee):
             return "commit"
@@ -369,6 +397,8 @@ class MoneyMachine(RuleBasedStateMachine):
         if s == Status.REWARDING:
             return "finalize"
         if s == Status.TERMINATED:
+            if self._refundable():
+                return "refund_deposit"
             if self._releasable():
                 return "release_unclaimed"
             return "wait" if any(w + v for w, v, _ in self.escrow.values()) else "withdraw"
@@ -382,10 +412,12 @@ class MoneyMachine(RuleBasedStateMachine):
         steps = [self._next_step()] * 3
         if s == Status.RECRUITING:
             steps += ["sign_up", "claim_seat", "close_recruitment"]
-        elif s == Status.PENDING and self.current_round:
+        elif s == Status.PENDING and self.opened:  # before round 1 too: the deposits are then refundable
             steps += ["start_round", "stop_training"]
         elif s in (Status.TRAINING, Status.EVALUATING, Status.REVEALING):
             steps += [{Status.TRAINING: "submit", Status.EVALUATING: "commit", Status.REVEALING: "reveal"}[s]]
+        elif s == Status.TERMINATED:
+            steps += ["refund_deposit"]
         steps += ["wait", "fund", "withdraw", "anything"]
         if self.settled():  # claims, honest or forged
             steps += ["claim_reward", "claim_reward", "claim_validator_reward", "release_unclaimed"]
@@ -438,12 +470,32 @@ class MoneyMachine(RuleBasedStateMachine):
             assert as_requester and not self.opened
             self.opened = True
 
-    def sign_up(self, fit: bool, who: int) -> None:
+    def sign_up(self, fit: bool, who: int, pay: str) -> None:
         expected = [w.address for w in self.world.workers if w.address not in self.signed_up]
         worker = self._actor(self.worker_pool, expected, fit, who)
-        if self._try(lambda: self.task.sign_up(worker)):
+        amount = {
+            "exact": self.deposit,
+            "none": 0,
+            "less": max(0, self.deposit - 1),
+            "more": self.deposit + 1,
+        }
+        if self._try(lambda: self.task.sign_up(worker, deposit=amount[pay])):
             assert worker.address in expected and len(self.signed_up) < self.max_workers
+            assert amount[pay] == self.deposit
             self.signed_up.append(worker.address)
+            self.deposited += self.deposit
+
+    def _refundable(self) -> list[str]:
+        """Workers that may take their deposit back now: the task ended before round 1."""
+        if self.status != Status.TERMINATED or self.current_round or not self.deposit:
+            return []
+        return [w for w in self.signed_up if w not in self.refunded]
+
+    def refund_deposit(self, fit: bool, who: int) -> None:
+        expected = self._refundable()
+        worker = self._actor(self.worker_pool, expected, fit, who)
+        if self._try(lambda: self.task.refund_deposit(worker), "refund"):
+            assert worker.address in expected
 
     def claim_seat(self, fit: bool, who: int, forge: str) -> None:
         expected = [v.address for v in self.world.validators if v.address not in self.committee]
@@ -501,18 +553,28 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ workers
 
+    def _to_submit(self, rm: RoundModel) -> list[str]:
+        """Signed-up workers that have not submitted this round, but the squatter in round 1."""
+        squatter = (
+            self.signed_up[-1] if self.squat and len(self.signed_up) > 1 and self.current_round == 1 else ""
+        )
+        return [w for w in self.signed_up if w not in rm.submitters and w != squatter]
+
     def submit(self, fit: bool, who: int, samples: int) -> None:
         r = self.current_round
         rm = self._model(r)
-        expected = [w for w in self.signed_up if w not in rm.submitters]
-        worker = self._actor(self.worker_pool, expected, fit, who)
-        if self._try(
+        worker = self._actor(self.worker_pool, self._to_submit(rm), fit, who)
+        res = self._try(
             lambda: self.task.submit_training_results(
                 worker, handle(f"update-{r}-{worker.address}"), handle(f"keys-{r}-{worker.address}"), samples
-            )
-        ):
-            assert worker.address in expected and samples > 0
+            ),
+            "submit",
+        )
+        if res:
+            assert worker.address in self.signed_up and worker.address not in rm.submitters and samples > 0
             rm.submitters[worker.address] = samples
+            if r == 1 and self.deposit:  # the round-1 submission pays the deposit back (no event)
+                self.refunded[worker.address] = self.deposit
 
     def claim_reward(self, fit: bool, who: int, round_pick: int, forge: str) -> None:
         r = self._round(round_pick)
@@ -737,9 +799,30 @@ class MoneyMachine(RuleBasedStateMachine):
             escrow += info.worker_escrow + info.validator_escrow
             # kept for the walk, which releases what is left once the claim window has closed
             self.escrow[r] = (info.worker_escrow, info.validator_escrow, info.claim_deadline)
-        budget, balance = self.task.budget(), self.task.balance()
-        assert balance == budget + escrow, (balance, budget, escrow)
+        budget, balance, held = self.task.budget(), self.task.balance(), self._deposits_held()
+        assert balance == budget + escrow + held, (balance, budget, escrow, held)
         assert balance == self.task.owed()
+        assert held == self.task.deposits_held()
+
+    def _deposits_held(self) -> int:
+        """All deposits before round 1 (less those paid back), the round-1 absentees' while round 1
+        trains, none afterwards."""
+        if self.current_round == 0:
+            return self.deposit * len(self.signed_up) - sum(self.refunded.values())
+        if self.current_round == 1 and self.status == Status.TRAINING:
+            return self.deposit * (len(self.signed_up) - len(self._model(1).submitters))
+        return 0
+
+    @invariant()
+    def deposits_are_paid_back_or_forfeited(self) -> None:
+        assert all(amount == self.deposit for amount in self.refunded.values()), self.refunded
+        assert set(self.refunded) <= set(self.signed_up)
+        paid_in = self.deposit * len(self.signed_up)
+        assert sum(self.refunded.values()) + self.forfeited + self._deposits_held() == paid_in
+        if self.deposit and self.current_round and not self._deposits_held():  # round 1's training is over
+            absent = len(self.signed_up) - len(self._model(1).submitters)
+            assert self.forfeited == self.deposit * absent
+            assert set(self.refunded) == set(self._model(1).submitters)
 
     @invariant()
     def nobody_paid_beyond_entitlement(self) -> None:
@@ -751,6 +834,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @invariant()
     def paid_out_within_deposits(self) -> None:
         paid_out = self.withdrawn + sum(self.worker_paid.values()) + sum(self.validator_paid.values())
+        paid_out += sum(self.refunded.values())
         assert paid_out <= self.deposited
         assert self.task.balance() == self.deposited - paid_out
 

@@ -14,8 +14,8 @@ from refiner.chain import ContractRevert, Registry, Task, TxResult, public_key_b
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
 from refiner.chain.contract import Event
-from refiner.chain.registry import task_codehash
-from refiner.chain.types import ValidatorInfo
+from refiner.chain.registry import DEFAULT_SEAT_LOCK, task_codehash
+from refiner.chain.types import MAX_DURATION, Durations, ValidatorInfo
 from refiner.sortition import VrfKey, prove
 from tests.helpers import ETH, STAKE, World, config, new_task, play_round, refused
 from tests.helpers import seat as claim_seat
@@ -95,6 +95,7 @@ def test_deployment_sets_parameters_and_approves_task_code(world: World) -> None
     assert reg.min_stake() == MIN_STAKE
     assert reg.unbonding_delay() == DELAY
     assert reg.stake_unit() == STAKE
+    assert reg.max_seat_lock() == DEFAULT_SEAT_LOCK
     assert approved(reg, task_codehash())
     sortition = reg.sortition().address
     assert len(world.chain.w3.eth.get_code(sortition)) > 1000  # a RefinerSortition was deployed with it
@@ -106,6 +107,7 @@ def test_deployment_sets_parameters_and_approves_task_code(world: World) -> None
     assert other.sortition().address != sortition  # each registry gets its own unless told
     shared = Registry.deploy(world.chain, world.admin, stake_unit=3, sortition=sortition)
     assert (shared.stake_unit(), shared.sortition().address) == (3, sortition)
+    assert Registry.deploy(world.chain, world.admin, max_seat_lock=60).max_seat_lock() == 60
 
 
 def test_stake_unit_of_zero_is_refused(world: World) -> None:
@@ -568,11 +570,10 @@ def _terminate(world: World, task: Task, how: str, validators: list[LocalAccount
 
 
 @pytest.mark.parametrize("how", ["stopped", "stopped_after_round", "max_rounds", "idle"])
-def test_withdraw_is_refused_while_seated_until_the_task_terminates(world: World, how: str) -> None:
+def test_termination_unlocks_the_stake_of_its_committee(world: World, how: str) -> None:
     v = world.validators[0]
-    unbond = STAKE // 2
-    world.registry.bond(v, unbond)  # so that a whole unit of stake (weight 1) stays bonded
-    unlocks = block_time(world, world.registry.request_unbond(v, unbond)) + DELAY
+    extra = STAKE // 2
+    world.registry.bond(v, extra)  # so that a whole unit of stake (weight 1) stays bonded
     task = new_task(world, max_rounds=1 if how == "max_rounds" else 3)
     task.open_recruitment(world.requester)
     for w in world.workers[:2]:
@@ -581,9 +582,8 @@ def test_withdraw_is_refused_while_seated_until_the_task_terminates(world: World
     for member in committee:
         claim_seat(world, task, member)
     task.close_recruitment(world.requester)
-    travel_to(world, unlocks)
     with refused("SeatedOnActiveTask", seats=1):
-        world.registry.withdraw_stake(v)
+        world.registry.request_unbond(v, extra)
 
     result = _terminate(world, task, how, committee)
     assert only(registry_events(world, result), "TaskRemoved")["task"] == task.address
@@ -591,10 +591,66 @@ def test_withdraw_is_refused_while_seated_until_the_task_terminates(world: World
     assert world.registry.seats_of(task.address) == []
     assert all(world.registry.validator_info(m.address).active_seats == 0 for m in committee)
 
+    travel_to(world, block_time(world, world.registry.request_unbond(v, extra)) + DELAY)
     before = balance(world, v.address)
     withdrawn = world.registry.withdraw_stake(v)
-    assert withdrawn.event("StakeWithdrawn")["amount"] == unbond
-    assert balance(world, v.address) == before + unbond - fee(withdrawn)
+    assert withdrawn.event("StakeWithdrawn")["amount"] == extra
+    assert balance(world, v.address) == before + extra - fee(withdrawn)
+
+
+def test_stake_unbonding_before_a_seat_is_not_locked_by_it(world: World) -> None:
+    """Unbonding stake no longer counts as stake: a seat taken after the request locks what is still
+    bonded, and the unbonding part is paid out after the delay while the validator sits on a task."""
+    v = world.validators[0]
+    world.registry.bond(v, STAKE)
+    unlocks = block_time(world, world.registry.request_unbond(v, STAKE)) + DELAY
+    task = new_task(world)
+    seat(world, task, [v])
+    assert world.registry.validator_info(v.address).active_seats == 1
+    travel_to(world, unlocks)
+    before = balance(world, v.address)
+    withdrawn = world.registry.withdraw_stake(v)  # was refused with SeatedOnActiveTask
+    assert withdrawn.event("StakeWithdrawn")["amount"] == STAKE
+    assert balance(world, v.address) == before + STAKE - fee(withdrawn)
+    assert world.registry.is_active_task(task.address)
+    assert world.registry.validator_info(v.address).stake == STAKE  # what the seat locks stays
+
+
+def test_a_seat_locks_the_stake_for_max_seat_lock_at_most(world: World) -> None:
+    """A task may run (or be kept alive) for as long as it likes: its committee's stake is locked for
+    the registry's `maxSeatLock` after the latest seat, not for the task's lifetime."""
+    reg, v = world.registry, world.validators[0]
+    lock = reg.max_seat_lock()
+    assert lock == DEFAULT_SEAT_LOCK
+    longest = Durations(*(MAX_DURATION,) * 6)
+    first = new_task(world, durations=longest)
+    (seated,) = seat(world, first, [v])
+    locked_until = block_time(world, seated) + lock
+    assert reg.validator_info(v.address).locked_until == locked_until
+    with refused("SeatedOnActiveTask", seats=1, lockedUntil=locked_until):
+        reg.request_unbond(v, 1)  # the cheating early unbond
+    # a second seat, later, moves the lock's end to its own
+    world.chain.increase_time(lock // 2)
+    second = new_task(world, durations=longest)
+    (seated,) = seat(world, second, [v])
+    locked_until = block_time(world, seated) + lock
+    assert reg.validator_info(v.address).locked_until == locked_until
+    travel_to(world, locked_until - 2)  # the next block is still before the lock's end
+    with refused("SeatedOnActiveTask", seats=2, lockedUntil=locked_until):
+        reg.request_unbond(v, STAKE)
+    travel_to(world, locked_until)
+    # both tasks still run (first's recruitment is long over, but nobody advances it)
+    assert reg.is_active_task(first.address) and reg.is_active_task(second.address)
+    assert reg.validator_info(v.address).active_seats == 2
+    unlocks = block_time(world, reg.request_unbond(v, STAKE)) + DELAY
+    travel_to(world, unlocks)
+    assert reg.withdraw_stake(v).event("StakeWithdrawn")["amount"] == STAKE
+
+
+@pytest.mark.parametrize("lock", [0, 365 * 86400 + 1])
+def test_a_seat_lock_of_zero_or_above_a_year_is_refused(world: World, lock: int) -> None:
+    with refused("InvalidSeatLock"):
+        Registry.deploy(world.chain, world.admin, min_stake=MIN_STAKE, max_seat_lock=lock)
 
 
 def test_termination_unlocks_only_that_tasks_committee(world: World) -> None:

@@ -54,7 +54,11 @@ class RequesterAgent(Agent):
             if self.min_workers and workers >= self.min_workers and seats >= max(1, self.min_seats):
                 self.role.close_recruitment(task)
                 self.log.info(
-                    "task %s: recruitment closed: %d workers, %d seats", task.address[:10], workers, seats
+                    "task %s: recruitment closed: %d workers (%d wei of deposits held), %d seats",
+                    task.address[:10],
+                    workers,
+                    task.deposits_held(),
+                    seats,
                 )
         elif status is Status.PENDING:
             self._start_round(task)

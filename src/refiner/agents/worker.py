@@ -40,7 +40,10 @@ class WorkerAgent(Agent):
         open_seat = len(task.workers()) < task.config().max_workers
         if status is Status.RECRUITING and not signed_up and chain_now(task) <= task.deadline() and open_seat:
             self.role.sign_up(task)
-            self.log.info("task %s: signed up", task.address[:10])
+            deposit = task.config().sign_up_deposit
+            self.log.info(
+                "task %s: signed up (deposit %d wei, back with round 1)", task.address[:10], deposit
+            )
             signed_up = True
         if not signed_up:
             self.advance_if_due(task, status)

@@ -100,39 +100,89 @@ def check_payments(rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | 
     return conclude("payments", problems, summary, unchecked)
 
 
+def deposit_refunds(rec: TaskRecord) -> list[tuple[str, int]]:
+    """(worker, amount) of each deposit paid back: one per round-1 submission (the contract pays it with
+    the submission, without an event of its own), and the `DepositRefunded` events."""
+    first = rec.rounds.get(1)
+    deposit = rec.config.sign_up_deposit
+    with_submission = [(w, deposit) for w in first.submissions] if first and deposit else []
+    return with_submission + [(str(e["worker"]), int(e["amount"])) for e in rec.deposit_refunds]
+
+
+def check_deposits(rec: TaskRecord, held: int) -> list[str]:
+    """Workers' sign-up deposits: each paid exactly once, each paid back at most once and in full, and
+    every one either paid back (with the round-1 submission, or by `refundDeposit` when the task ended
+    before round 1), forfeited to the budget or still held (`depositsHeld()`)."""
+    deposit = rec.config.sign_up_deposit
+    paid_in = deposit * len(rec.signed_up)
+    refunds = deposit_refunds(rec)
+    refunded = sum(amount for _, amount in refunds)
+    forfeited = sum(int(e["amount"]) for e in rec.forfeits)
+    problems = [
+        f"{short(w)} was paid back {eth(a)}, not its deposit {eth(deposit)}"
+        for w, a in refunds
+        if a != deposit
+    ]
+    signed = {str(e["worker"]) for e in rec.signed_up}
+    twice = {w for w, _ in refunds if [x for x, _ in refunds].count(w) > 1}
+    problems += [f"{short(w)}'s deposit was paid back twice" for w in sorted(twice)]
+    problems += [f"{short(w)} was paid a deposit it never paid" for w, _ in refunds if w not in signed]
+    first = rec.rounds.get(1)
+    absent = len(signed) - len(first.submissions) if first else 0
+    if rec.forfeits and forfeited != deposit * absent:
+        problems.append(
+            f"{eth(forfeited)} forfeited, but {absent} workers missed round 1 ({eth(deposit)} each)"
+        )
+    if paid_in != refunded + forfeited + held:
+        problems.append(
+            f"deposits do not balance: {eth(paid_in)} paid ≠ {eth(refunded)} paid back + "
+            f"{eth(forfeited)} forfeited + {eth(held)} held"
+        )
+    return problems
+
+
 def check_ledger(rec: TaskRecord) -> Check:
-    """The task's Ether: balance = owed() = budget + every round's remaining escrow; the budget is what
-    the events say (deposits − withdrawals − escrowed + returned); and deposits = withdrawals + rewards
-    paid + owed (nothing created or lost). A surplus (Ether forced in without fund()) is owed to nobody
-    and only noted."""
+    """The task's Ether: balance = owed() = budget + every round's remaining escrow + the deposits held
+    for workers; the budget is what the events say (funding − withdrawals − escrowed + returned +
+    forfeited deposits); funding + deposits = withdrawals + rewards paid + deposits paid back + owed
+    (nothing created or lost). A surplus (Ether forced in without fund()) is owed to nobody and only
+    noted."""
     task = rec.task
-    balance, owed, budget = task.balance(), task.owed(), task.budget()
+    balance, owed, budget, held = task.balance(), task.owed(), task.budget(), task.deposits_held()
     rounds = rec.rounds.values()
     escrow = sum(rr.info.worker_escrow + rr.info.validator_escrow for rr in rounds)
-    deposits = sum(int(e["amount"]) for e in rec.funded)
+    funded = sum(int(e["amount"]) for e in rec.funded)
     withdrawn = sum(int(e["amount"]) for e in rec.withdrawn)
     escrowed = sum(sum(rr.pools) for rr in rounds)
     returned = sum(int(e["amount"]) for rr in rounds for e in rr.of("EscrowReleased"))
     returned += sum(int(e["refunded"]) for rr in rounds for e in rr.of("NoConsensus"))
     paid = sum(int(e["amount"]) for rr in rounds for e in rr.of("RewardClaimed"))
-    problems: list[str] = []
-    if owed != budget + escrow:
-        problems.append(f"owed() {eth(owed)} ≠ budget {eth(budget)} + escrow {eth(escrow)}")
-    if budget != deposits - withdrawn - escrowed + returned:
+    forfeited = sum(int(e["amount"]) for e in rec.forfeits)
+    paid += sum(amount for _, amount in deposit_refunds(rec))
+    deposits = funded + rec.config.sign_up_deposit * len(rec.signed_up)
+    problems = check_deposits(rec, held)
+    if owed != budget + escrow + held:
         problems.append(
-            f"budget {eth(budget)} ≠ {eth(deposits)} deposited − {eth(withdrawn)} withdrawn − "
-            f"{eth(escrowed)} escrowed + {eth(returned)} returned"
+            f"owed() {eth(owed)} ≠ budget {eth(budget)} + escrow {eth(escrow)} + deposits held {eth(held)}"
+        )
+    if budget != funded - withdrawn - escrowed + returned + forfeited:
+        problems.append(
+            f"budget {eth(budget)} ≠ {eth(funded)} funded − {eth(withdrawn)} withdrawn − "
+            f"{eth(escrowed)} escrowed + {eth(returned)} returned + {eth(forfeited)} forfeited deposits"
         )
     if deposits != withdrawn + paid + owed:
         problems.append(
-            f"{eth(deposits)} deposited ≠ {eth(withdrawn)} withdrawn + {eth(paid)} paid + {eth(owed)} owed"
+            f"{eth(deposits)} paid in ≠ {eth(withdrawn)} withdrawn + {eth(paid)} paid + {eth(owed)} owed"
         )
     if balance < owed:
         problems.append(f"the balance {eth(balance)} is {eth(owed - balance)} short of owed() {eth(owed)}")
     summary = (
-        f"balance {eth(balance)} = owed: budget {eth(budget)} + escrow {eth(escrow)}; "
-        f"{eth(deposits)} deposited = {eth(withdrawn)} withdrawn + {eth(paid)} paid + owed"
+        f"balance {eth(balance)} = owed: budget {eth(budget)} + escrow {eth(escrow)}"
+        + (f" + deposits held {eth(held)}" if held else "")
+        + f"; {eth(deposits)} deposited = {eth(withdrawn)} withdrawn + {eth(paid)} paid + owed"
     )
+    if forfeited:
+        summary += f"; {eth(forfeited)} of deposits forfeited to the budget"
     if balance > owed:
         summary = summary.replace(" = owed:", f" ≥ owed {eth(owed)}:", 1)
         summary += f"; {eth(balance - owed)} surplus sent without fund() (owed to nobody)"

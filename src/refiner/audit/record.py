@@ -93,6 +93,9 @@ class TaskRecord:
     rounds: dict[int, RoundRecord]
     funded: list[Event]
     withdrawn: list[Event]
+    signed_up: list[Event] = field(default_factory=list)
+    deposit_refunds: list[Event] = field(default_factory=list)  # DepositRefunded
+    forfeits: list[Event] = field(default_factory=list)  # DepositsForfeited
 
 
 def read_record(task: Task) -> TaskRecord:
@@ -111,4 +114,7 @@ def read_record(task: Task) -> TaskRecord:
         rounds=rounds,
         funded=[e for e in events if e.name == "Funded"],
         withdrawn=[e for e in events if e.name == "Withdrawn"],
+        signed_up=[e for e in events if e.name == "WorkerSignedUp"],
+        deposit_refunds=[e for e in events if e.name == "DepositRefunded"],
+        forfeits=[e for e in events if e.name == "DepositsForfeited"],
     )

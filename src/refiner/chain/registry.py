@@ -14,6 +14,9 @@ from refiner.chain.sortition import Sortition
 from refiner.chain.types import ValidatorInfo
 from refiner.sortition.vrf import VrfKey, prove
 
+#: Longest a seat locks a validator's stake by default: a month (RefinerRegistry.maxSeatLock).
+DEFAULT_SEAT_LOCK = 30 * 86400
+
 
 def task_codehash() -> bytes:
     """keccak256 of the RefinerTask runtime code the registry approves by default."""
@@ -51,10 +54,12 @@ class Registry(ContractWrapper):
         sortition: str | None = None,
         approved_task_code: bytes | None = None,
         epoch_length: int = DEFAULT_EPOCH_LENGTH,
+        max_seat_lock: int = DEFAULT_SEAT_LOCK,
     ) -> Registry:
         """Deploy the registry (and, unless given, the sortition contract it points every task to).
         `stake_unit` (default: `min_stake`) is the wei per unit of sortition weight; `epoch_length` the
-        blocks per sortition epoch (tasks opening recruitment in one epoch share the next one's committee)."""
+        blocks per sortition epoch (tasks opening recruitment in one epoch share the next one's committee);
+        `max_seat_lock` the longest (seconds) a committee seat locks a validator's stake."""
         codehash = task_codehash() if approved_task_code is None else approved_task_code
         if sortition is None:
             sortition = Sortition.deploy(chain, admin).address
@@ -69,6 +74,7 @@ class Registry(ContractWrapper):
             sortition,
             codehash,
             epoch_length,
+            max_seat_lock,
         )
         return cls(chain, address, from_block=receipt["blockNumber"])
 
@@ -124,6 +130,11 @@ class Registry(ContractWrapper):
 
     def unbonding_delay(self) -> int:
         return int(self._call("unbondingDelay"))
+
+    def max_seat_lock(self) -> int:
+        """Longest (seconds) a committee seat locks a validator's stake; after it the validator may
+        unbond even if the task still runs."""
+        return int(self._call("maxSeatLock"))
 
     def is_worker(self, account: str) -> bool:
         return bool(self._call("isWorker", account))

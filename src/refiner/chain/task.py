@@ -101,8 +101,14 @@ class Task(ContractWrapper):
 
     # ------------------------------------------------------------------ workers
 
-    def sign_up(self, worker: LocalAccount) -> TxResult:
-        return self._send(worker, "signUp")
+    def sign_up(self, worker: LocalAccount, deposit: int | None = None) -> TxResult:
+        """Sign up, paying `deposit` (default: the task's `sign_up_deposit`)."""
+        value = self.config().sign_up_deposit if deposit is None else deposit
+        return self._send(worker, "signUp", value=value)
+
+    def refund_deposit(self, worker: LocalAccount) -> TxResult:
+        """Take the sign-up deposit back from a task that terminated before round 1."""
+        return self._send(worker, "refundDeposit")
 
     def submit_training_results(
         self, worker: LocalAccount, model_handle: bytes, keys_handle: bytes, samples: int
@@ -253,6 +259,10 @@ class Task(ContractWrapper):
 
     def owed(self) -> int:
         return int(self._call("owed"))
+
+    def deposits_held(self) -> int:
+        """Workers' sign-up deposits the contract holds now (part of `owed`)."""
+        return int(self._call("depositsHeld"))
 
     def last_consensus_round(self) -> int:
         return int(self._call("lastConsensusRound"))

@@ -13,6 +13,10 @@ from eth_utils import keccak, to_checksum_address
 ONE = 1_000_000
 
 
+#: Longest a timed phase may last (TaskTypes.MAX_DURATION).
+MAX_DURATION = 30 * 86400
+
+
 def to_fixed(x: float) -> int:
     """`x` in the contract's 6-decimal fixed point; ValueError for a NaN or an infinite result."""
     try:
@@ -64,7 +68,8 @@ class Durations:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """A task's configuration, fixed at deployment. Fractions are floats here, fixed point on chain."""
+    """A task's configuration, fixed at deployment. Fractions are floats here, fixed point on chain.
+    `sign_up_deposit` (wei) is what each worker pays to sign up, back with its round-1 submission."""
 
     description: str
     worker_reward: int
@@ -77,6 +82,7 @@ class TaskConfig:
     aggregation: Aggregation = Aggregation.FedAvg
     mu: float = 0.0
     durations: Durations = field(default_factory=Durations)
+    sign_up_deposit: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -91,6 +97,7 @@ class TaskConfig:
             self.worker_reward,
             self.validator_reward,
             self.durations.as_tuple(),
+            self.sign_up_deposit,
         )
 
     @classmethod
@@ -107,6 +114,7 @@ class TaskConfig:
             worker_reward=t[8],
             validator_reward=t[9],
             durations=Durations(*t[10]),
+            sign_up_deposit=t[11],
         )
 
 
@@ -260,3 +268,4 @@ class ValidatorInfo:
     unbonding_ends: int
     active_seats: int
     registered: bool
+    locked_until: int = 0  # seats lock the stake until then (or until their tasks terminate)

@@ -76,7 +76,8 @@ def task_show(
         )
         out.print(
             f"ε {cfg.epsilon}, target accuracy {cfg.target_accuracy}, {cfg.aggregation.name}, "
-            f"τ {cfg.committee_size}, max workers {cfg.max_workers}"
+            f"τ {cfg.committee_size}, max workers {cfg.max_workers}, "
+            f"sign-up deposit {cfg.sign_up_deposit} wei ({t.deposits_held()} wei held)"
         )
         out.print(f"workers: {', '.join(t.workers()) or '-'}")
         committee = t.committee()

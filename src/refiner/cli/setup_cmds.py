@@ -109,6 +109,9 @@ def deploy_registry(
             min=1,
         ),
     ] = 16,  # refiner.chain.registry.DEFAULT_EPOCH_LENGTH (not imported: the CLI starts without web3)
+    max_seat_lock: Annotated[
+        str, typer.Option(help="longest a committee seat locks a validator's stake (≤ 365d)")
+    ] = "30d",
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     keystore: KeystoreOpt = None,
@@ -126,5 +129,6 @@ def deploy_registry(
             unbonding_delay=parse_seconds(unbonding_delay),
             stake_unit=parse_wei(stake_unit),
             epoch_length=epoch_length,
+            max_seat_lock=parse_seconds(max_seat_lock),
         )
     out.print(registry.address)

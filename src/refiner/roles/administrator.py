@@ -8,7 +8,7 @@ from eth_account.signers.local import LocalAccount
 
 from refiner.chain import Registry
 from refiner.chain.connection import Chain
-from refiner.chain.registry import DEFAULT_EPOCH_LENGTH
+from refiner.chain.registry import DEFAULT_EPOCH_LENGTH, DEFAULT_SEAT_LOCK
 from refiner.roles.participant import Participant
 
 
@@ -23,6 +23,7 @@ class Administrator(Participant):
         unbonding_delay: int = 7 * 86400,
         stake_unit: int | None = None,
         epoch_length: int = DEFAULT_EPOCH_LENGTH,
+        max_seat_lock: int = DEFAULT_SEAT_LOCK,
     ) -> Registry:
         """Deploy the sortition contract and the registry, approving the current RefinerTask code;
         `epoch_length` is the blocks per sortition epoch (see `Registry.deploy`)."""
@@ -33,4 +34,5 @@ class Administrator(Participant):
             unbonding_delay=unbonding_delay,
             stake_unit=stake_unit,
             epoch_length=epoch_length,
+            max_seat_lock=max_seat_lock,
         )

@@ -166,6 +166,7 @@ class TaskDetail(TaskSummary):
     deadline: int
     now: int
     escrow_wei: str
+    deposits_held_wei: str
     owed_wei: str
     balance_wei: str
     config: dict[str, Any]

@@ -38,7 +38,7 @@ def task_summary(task: Task) -> dict[str, Any]:
 
 def task_detail(host: Host, task: Task) -> dict[str, Any]:
     cfg = task.config()
-    owed, budget = task.owed(), task.budget()
+    owed, budget, held = task.owed(), task.budget(), task.deposits_held()
     label = {a: h.label for a, h in host.accounts.items()}
     events = host.events_of(task)
     members = task.workers()
@@ -46,12 +46,14 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
         **task_summary(task),
         "deadline": task.deadline(),
         "now": host.chain.now(),
-        "escrow_wei": str(owed - budget),
+        "escrow_wei": str(owed - budget - held),
+        "deposits_held_wei": str(held),
         "owed_wei": str(owed),
         "balance_wei": str(task.balance()),
         "config": {
             "worker_reward_wei": str(cfg.worker_reward),
             "validator_reward_wei": str(cfg.validator_reward),
+            "sign_up_deposit_wei": str(cfg.sign_up_deposit),
             "target_accuracy": cfg.target_accuracy,
             "epsilon": cfg.epsilon,
             "aggregation": cfg.aggregation.name,
