@@ -235,7 +235,8 @@ def test_agents_join_only_tasks_within_their_operator_s_terms(tmp_path: Path) ->
     deployed = {label: requester.create_task(c, description) for label, c in tasks.items()}
     for task in deployed.values():
         requester.open_recruitment(task)
-    chain.mine(2)  # the seed blocks
+    seed_block = max(t.seed_block() for t in deployed.values())
+    chain.mine(seed_block + 1 - chain.w3.eth.block_number)  # past the seed epoch's first block
     for agent in (worker, validator):
         agent.tick()
         agent.tick()

@@ -304,7 +304,7 @@ ROUND_TRIP_CONFIGS = {
         epsilon=0.000001,
         aggregation=Aggregation.FedProx,
         mu=0.01,
-        durations=Durations(recruitment=1, training=2, evaluation=3, reveal=4, idle=5, claim=315_360_000),
+        durations=Durations(recruitment=1, training=2, evaluation=3, reveal=4, idle=5, claim=30 * 86400),
     ),
     "fedavg-defaults": TaskConfig(description="x", worker_reward=0, validator_reward=0, target_accuracy=1.0),
 }
