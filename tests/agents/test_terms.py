@@ -108,6 +108,7 @@ def test_terms_skip_tasks_that_pay_too_little_last_or_lock_too_long() -> None:
     # a month of idle waits between 100 rounds: 100 × 30 days
     long = config(max_rounds=100, durations=replace(DURATIONS, idle=30 * DAY))
     assert worst_case_lock(long) == 600 + 100 * (30 * DAY + 600 + 600 + 60)
+    assert worst_case_lock(long, seat_lock=30 * DAY) == 30 * DAY  # the registry's bound caps it
     assert "can lock the stake" in str(refusal(long, Terms(), {}, validator=True, joined=False))
     assert refusal(long, Terms(), {}, validator=False, joined=False) is None  # workers bond nothing
     assert refusal(long, Terms(max_lock=worst_case_lock(long)), {}, validator=True, joined=False) is None
@@ -228,7 +229,11 @@ def test_agents_join_only_tasks_within_their_operator_s_terms(tmp_path: Path) ->
         terms=Terms(min_reward=ETH // 2, max_durations={"training": DAY}),
     )
     validator = ValidatorAgent(
-        accounts["v"], registry, validator=Validator(accounts["v"], chain, store, registry), stake=ETH
+        accounts["v"],
+        registry,
+        validator=Validator(accounts["v"], chain, store, registry),
+        stake=ETH,
+        terms=Terms(max_lock=10 * DAY),  # under the registry's 30-day seat lock
     )
     for agent in (worker, validator):
         agent.prepare()  # registered (and staked) before the tasks' sortition snapshots

@@ -39,15 +39,23 @@ class Terms:
             raise ValueError(f"unknown phase(s) {unknown} in max durations: use {list(PHASES)}")
 
 
-def worst_case_lock(config: TaskConfig) -> int:
+def worst_case_lock(config: TaskConfig, seat_lock: int | None = None) -> int:
     """Seconds a seated validator's stake can stay locked: recruitment, then every round's training,
-    evaluation and reveal, with the longest wait (idle) before each round starts."""
+    evaluation and reveal, with the longest wait (idle) before each round starts; at most the registry's
+    `seat_lock` (`maxSeatLock`), after which the contract lets the validator unbond anyway."""
     d = config.durations
-    return d.recruitment + config.max_rounds * (d.idle + d.training + d.evaluation + d.reveal)
+    lifetime = d.recruitment + config.max_rounds * (d.idle + d.training + d.evaluation + d.reveal)
+    return lifetime if seat_lock is None else min(lifetime, seat_lock)
 
 
 def refusal(
-    config: TaskConfig, terms: Terms, models: Mapping[str, ModelFn], *, validator: bool, joined: bool
+    config: TaskConfig,
+    terms: Terms,
+    models: Mapping[str, ModelFn],
+    *,
+    validator: bool,
+    joined: bool,
+    seat_lock: int | None = None,
 ) -> str | None:
     """Why the agent does not serve a task (None: it does). The description and the model are checked
     for a task already joined too (nothing can be done on it without them); the terms are not."""
@@ -71,7 +79,7 @@ def refusal(
         return (
             f"it asks for {description.epochs} epochs per round, more than the maximum of {terms.max_epochs}"
         )
-    lock = worst_case_lock(config)
+    lock = worst_case_lock(config, seat_lock)
     if validator and lock > terms.max_lock:
         return f"it can lock the stake for {lock} s, more than the maximum of {terms.max_lock} s"
     return None

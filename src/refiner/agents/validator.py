@@ -53,7 +53,14 @@ class ValidatorAgent(Agent):
 
     def refusal(self, task: Task) -> str | None:
         joined = self.address in task.committee()
-        return refusal(task.config(), self.terms, self.role.models, validator=True, joined=joined)
+        return refusal(
+            task.config(),
+            self.terms,
+            self.role.models,
+            validator=True,
+            joined=joined,
+            seat_lock=self.registry.max_seat_lock(),
+        )
 
     def act(self, task: Task) -> bool:
         status = task.status()
