@@ -140,10 +140,24 @@ def play(sim: Simulation, validation: Dataset) -> Played:
             task.advance(sim.requester.account)
         sim.chain.increase_time(DURATIONS.reveal + 1)
         task.advance(sim.requester.account)
+    return settle(sim, round_, work, refused, waited, balance, funded)
+
+
+def settle(
+    sim: Simulation,
+    round_: int,
+    work: dict[str, Evaluated],
+    refused: dict[str, str],
+    waited: bool,
+    balance: int,
+    funded: int,
+) -> Played:
+    """Finalize the round and let every worker and validator claim what the consensus gives it."""
+    task = sim.task
     fin = sim.requester.finalize_round(task)
     consensus = "RoundFinalized" in fin.names()
     workers_paid = {w.address: w.claim_reward(task, round_) if consensus else 0 for w in sim.workers}
-    validators_paid = {v.address: v.claim_reward(task, round_) if consensus else 0 for v in committee}
+    validators_paid = {v.address: v.claim_reward(task, round_) if consensus else 0 for v in sim.committee}
     return Played(sim, round_, work, refused, waited, fin, workers_paid, validators_paid, balance, funded)
 
 
@@ -273,19 +287,7 @@ def test_a_manifest_thief_and_a_copycat_cannot_reveal_what_they_copied(sim: Simu
     assert task.status() is Status.REVEALING
     sim.chain.increase_time(DURATIONS.reveal + 1)
     task.advance(sim.requester.account)
-    fin = sim.requester.finalize_round(task)
-    played = Played(
-        sim,
-        round_,
-        work,
-        {},
-        True,
-        fin,
-        {w.address: w.claim_reward(task, round_) for w in sim.workers},
-        {v.address: v.claim_reward(task, round_) for v in sim.committee},
-        balance,
-        funded,
-    )
+    played = settle(sim, round_, work, {}, True, balance, funded)
     assert_honest_consensus_pays_exactly(played)
 
 
@@ -329,19 +331,7 @@ def test_a_lazy_member_finds_no_vote_to_copy_in_the_shared_store(sim: Simulation
     task.advance(sim.requester.account)
     for v in honest:
         v.reveal_manifest(task, work[v.address])
-    fin = sim.requester.finalize_round(task)
-    played = Played(
-        sim,
-        round_,
-        work,
-        {},
-        False,
-        fin,
-        {w.address: w.claim_reward(task, round_) for w in sim.workers},
-        {v.address: v.claim_reward(task, round_) for v in sim.committee},
-        balance,
-        funded,
-    )
+    played = settle(sim, round_, work, {}, False, balance, funded)
     assert_honest_consensus_pays_exactly(played)
     # after the reveal, the salt in the event opens each agreeing member's details
     _, details = consensus_details(sim.requester, task, round_)
