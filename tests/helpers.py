@@ -26,6 +26,10 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.fl.data import Dataset
+from refiner.roles import ValidatorBehaviour, WorkerBehaviour
+from refiner.simulation import Simulation
+from refiner.storage import Store
 
 ETH = 10**18
 WORKER_REWARD = 10**18
@@ -219,3 +223,32 @@ def play_round(
     reveal_all(task, validators, manifests)
     fin = task.finalize_round(world.requester)
     return PlayedRound(r, tree, honest, fin, list(validators[len(validators) - dissenters :]))
+
+
+def logistic_simulation(store: Store, shards: Sequence[Dataset], label: str) -> Simulation:
+    """A logistic-model task on a fresh embedded chain: one honest worker per shard and one honest
+    validator, recruited and ready for its first round."""
+    durations = Durations(recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000)
+    task_config = TaskConfig(
+        description="",
+        worker_reward=ETH,
+        validator_reward=ETH // 10,
+        target_accuracy=1.0,
+        max_rounds=2,
+        max_workers=len(shards),
+        committee_size=1,
+        epsilon=1.0,
+        durations=durations,
+    )
+    return Simulation.deploy(
+        Chain.connect(),
+        store,
+        shards,
+        [WorkerBehaviour.HONEST] * len(shards),
+        [ValidatorBehaviour.HONEST],
+        config=task_config,
+        model="logistic",
+        lr=0.05,
+        stake_unit=ETH,
+        label=label,
+    )

@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from refiner.agents.mirror import MAX_FILE, MirrorAgent
-from refiner.chain import Chain, Durations, Status, TaskConfig, demo_account
+from refiner.chain import Status, demo_account
 from refiner.fl.data import load_mnist, split_mnist
-from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.simulation import ETH, Simulation
 from refiner.storage import DirectoryStore, Handle
-
-DURATIONS = Durations(recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000)
+from tests.helpers import logistic_simulation
 
 
 def test_bad_announced_files_are_skipped_and_later_honest_files_kept(
@@ -24,30 +21,8 @@ def test_bad_announced_files_are_skipped_and_later_honest_files_kept(
 ) -> None:
     train, _ = load_mnist()
     validation, shards = split_mnist(train, [30, 30, 30, 30], validation_size=30, seed=4)
-    config = TaskConfig(
-        description="",
-        worker_reward=ETH,
-        validator_reward=ETH // 10,
-        target_accuracy=1.0,
-        max_rounds=2,
-        max_workers=4,
-        committee_size=1,
-        epsilon=1.0,
-        durations=DURATIONS,
-    )
     store = DirectoryStore(tmp_path / "store")
-    sim = Simulation.deploy(
-        Chain.connect(),
-        store,
-        shards,
-        [WorkerBehaviour.HONEST] * 4,
-        [ValidatorBehaviour.HONEST],
-        config=config,
-        model="logistic",
-        lr=0.05,
-        stake_unit=ETH,
-        label="mirror-bad",
-    )
+    sim = logistic_simulation(store, shards, "mirror-bad")
     task = sim.task
     sim.requester.start_round(task, sim.global_state, validation)
     keys = bytes(store.put(b"a key envelope"))

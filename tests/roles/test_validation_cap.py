@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from refiner.chain import Chain, Durations, TaskConfig
 from refiner.fl.data import load_mnist, split_mnist
-from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.wire import MAX_DATASET_BYTES
 from refiner.sharing import NONCE_BYTES
-from refiner.simulation import ETH, Simulation
 from refiner.storage import DirectoryStore, Handle, ObjectTooLarge
-
-DURATIONS = Durations(recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000)
+from tests.helpers import logistic_simulation
 
 
 def read_bytes() -> int:
@@ -31,30 +27,8 @@ def read_bytes() -> int:
 def test_oversized_validation_set_is_refused_before_it_is_read(tmp_path: Path) -> None:
     train, _ = load_mnist()
     validation, shards = split_mnist(train, [30], validation_size=30, seed=5)
-    config = TaskConfig(
-        description="",
-        worker_reward=ETH,
-        validator_reward=ETH // 10,
-        target_accuracy=1.0,
-        max_rounds=2,
-        max_workers=1,
-        committee_size=1,
-        epsilon=1.0,
-        durations=DURATIONS,
-    )
     store = DirectoryStore(tmp_path / "store")
-    sim = Simulation.deploy(
-        Chain.connect(),
-        store,
-        shards,
-        [WorkerBehaviour.HONEST],
-        [ValidatorBehaviour.HONEST],
-        config=config,
-        model="logistic",
-        lr=0.05,
-        stake_unit=ETH,
-        label="validation-cap",
-    )
+    sim = logistic_simulation(store, shards, "validation-cap")
     task = sim.task
     sim.requester.start_round(task, sim.global_state, validation)
     started = task.round_events("RoundStarted", 1)[0]
