@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from refiner.agents.base import Agent
 from refiner.chain import Manifest, Status, Task
 from refiner.roles.details import MAX_DETAILS, ManifestDetails, ProtocolError, open_details
-from refiner.storage import Handle, InvalidHandle, NotFound, ObjectTooLarge, StorageError, Store
+from refiner.storage import Handle, InvalidHandle, NotFound, StorageError, Store, transient
 
 #: Largest file the mirror keeps (models and validation sets are far smaller).
 MAX_FILE = 512 << 20
@@ -83,14 +83,13 @@ class MirrorAgent(Agent):
         try:
             handle = Handle.from_bytes(raw)
             data = self.store.get(handle, max_size=max_size)
-        except NotFound:
-            self.log.info("%s not reachable yet", handle)
-            return None
-        except (InvalidHandle, ObjectTooLarge) as exc:
-            self._refuse(raw, str(exc))
-            return None
-        except StorageError as exc:  # e.g. corrupt or tampered where it is kept: the honest copy may come
-            self.log.warning("cannot keep %s yet: %s", handle, exc)
+        except StorageError as exc:
+            if not transient(exc):
+                self._refuse(raw, str(exc))
+            elif isinstance(exc, NotFound):
+                self.log.info("%s not reachable yet", handle)
+            else:  # e.g. corrupt or tampered where it is kept: the honest copy may come
+                self.log.warning("cannot keep %s yet: %s", handle, exc)
             return None
         if handle not in self.kept:
             self.kept.add(handle)

@@ -72,7 +72,13 @@ from refiner.sharing import (
     share,
 )
 from refiner.sortition import VrfKey
-from refiner.storage import DirectoryStore, Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
+from refiner.storage import (
+    DirectoryStore,
+    Handle,
+    StorageError,
+    Store,
+    transient,
+)
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 COLLUSION_CONTRIBUTION = 100_000
@@ -135,7 +141,7 @@ def unavailable(exc: Exception) -> bool:
     not found (yet), a local storage fault or a corrupt local copy (as the audit counts them). A malformed
     handle, a file over the size limit, bad encryption or a bad model file is the same for every
     validator: rejected at once."""
-    return isinstance(exc, StorageError) and not isinstance(exc, InvalidHandle | ObjectTooLarge)
+    return isinstance(exc, StorageError) and transient(exc)
 
 
 def latest_block_time(task: Task) -> int:

@@ -33,6 +33,7 @@ from .errors import (
     NotFound,
     ObjectTooLarge,
     StorageError,
+    transient,
 )
 from .handle import Handle
 from .ipfs import DEFAULT_FETCH_TIMEOUT, IpfsStore, multiaddr_problem
@@ -50,6 +51,7 @@ __all__ = [
     "StorageError",
     "Store",
     "open_store",
+    "transient",
 ]
 
 

@@ -23,5 +23,12 @@ class ObjectTooLarge(StorageError):
     """The object is bigger than the ``max_size`` the caller accepts."""
 
 
+def transient(exc: StorageError) -> bool:
+    """Whether a failed read may succeed later: not found (yet), a local fault, a corrupt local copy (an
+    honest copy may still come). A malformed handle or an object over the caller's limit is the same for
+    every reader and every try: refuse it for good."""
+    return not isinstance(exc, InvalidHandle | ObjectTooLarge)
+
+
 class BackendUnavailable(StorageError):
     """The backend named by a store URL cannot be used here (e.g. an optional dependency is missing)."""
