@@ -79,7 +79,7 @@ def main() -> None:
             print(f"  {name}: identical bit for bit: {one == many}; per model {t2 / 6:.3f} s")
 
     if "round" not in skip:
-        print("one validator's evaluate_round: 5 workers (2k images, 1 epoch), 2k validation (2N + 1 evals)")
+        print("one validator's evaluate_round: 5 workers (2k images, 1 epoch), 2k validation (2N + 2 evals)")
         for name in models:
             fn = resolve_model(name)
             g = initial_state(fn, 0)

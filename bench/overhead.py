@@ -6,7 +6,7 @@
 Every round's wall time is split by wrapping library functions (no library edits) with a timing registry
 that counts *exclusive* time (a nested timed call is charged to its own category, not its caller's):
 
-  training       train_local (worker)             evaluation   evaluate_round (validator: 2N+1 evaluations)
+  training       train_local (worker)             evaluation   evaluate_round (validator: 2N+2 evaluations)
   test eval      the report's test-set accuracy   encryption   AES-GCM encrypt/decrypt + ECIES wrap/unwrap
   storage        DirectoryStore.put/get           chain tx     Chain.transact/deploy/send_ether/fund
   chain reads    other JSON-RPC calls (views, logs) waiting    deadline waits (time travel / receipt polls)

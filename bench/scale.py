@@ -7,7 +7,7 @@
 Simplified: the model is ``logistic`` and each worker holds 20 MNIST images (one SGD step of batch 20),
 the validation set has 200 images. Everything else is the real protocol path: every worker fetches and
 decrypts the global model, trains, encrypts its update to the 32 validators (ECIES key wrap each) and
-stores it, submits on chain; every validator decrypts all N updates, runs evaluate_round (2N+1
+stores it, submits on chain; every validator decrypts all N updates, runs evaluate_round (2N+2
 evaluations), commits, reveals; the requester finalises; everyone claims with a Merkle proof.
 
 Each size runs in a fresh child process so that its peak resident memory (ru_maxrss) is its own.

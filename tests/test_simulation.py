@@ -58,3 +58,4 @@ def test_a_local_model_runs_a_round(tmp_path: Path) -> None:
     assert isinstance(sim.model_fn(), Tiny) and '"model":"tiny"' in sim.task.config().description
     report = sim.run_round(synthetic_dataset(60, 3), synthetic_dataset(60, 4))
     assert report.consensus and len(report.accepted) + len(report.rejected) == 2
+    assert set(report.reasons) == set(report.accepted) | set(report.rejected)

@@ -196,7 +196,7 @@ def _round_table(sim: Simulation, report: RoundReport) -> Table:
         f"{report.validation_loss:.4f}, gas {report.gas_used:,}, {report.seconds:.1f} s"
         + ("" if report.consensus else " — NO CONSENSUS"),
     )
-    for col in ("worker", "samples", "behaviour", "verdict", "contribution", "reward (ETH)"):
+    for col in ("worker", "samples", "behaviour", "verdict", "contribution", "reward (ETH)", "why"):
         table.add_column(col)
     for w in sim.workers:
         verdict = "accepted" if w.address in report.accepted else "rejected"
@@ -207,6 +207,7 @@ def _round_table(sim: Simulation, report: RoundReport) -> Table:
             verdict,
             f"{report.contributions.get(w.address, 0) / 1e6:+.5f}",
             _eth(report.worker_rewards_wei[w.address]),
+            report.reasons.get(w.address, "no submission in the consensus manifest"),
         )
     paid = sorted({v for v in report.validator_rewards_wei.values()})
     table.caption = f"validators paid (ETH): {', '.join(_eth(p) for p in paid)}"
@@ -244,6 +245,7 @@ def _finish(sim: Simulation, options: DemoOptions, test: Dataset) -> dict[str, A
                 "accepted": r.accepted,
                 "rejected": r.rejected,
                 "contributions": r.contributions,
+                "reasons": r.reasons,
                 "worker_rewards_wei": r.worker_rewards_wei,
                 "validator_rewards_wei": r.validator_rewards_wei,
                 "gas_used": r.gas_used,

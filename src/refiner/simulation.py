@@ -11,6 +11,8 @@ from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, demo_acc
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
+from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.reasons import result_reason
 from refiner.roles import (
     Administrator,
     Requester,
@@ -47,6 +49,8 @@ class RoundReport:
     gas_used: int
     seconds: float
     consensus: bool
+    #: why each worker of the consensus manifest was rejected, or accepted and paid (nothing), in words
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,14 +184,17 @@ class Simulation:
         accepted: list[str] = []
         rejected: list[str] = []
         contributions: dict[str, int] = {}
+        reasons: dict[str, str] = {}
         val_loss = val_acc = float("nan")
         if consensus:
             from refiner.roles.participant import consensus_details
 
             _, details = consensus_details(self.requester, task, round_)
+            eps = epsilon_ppm(task.config().epsilon)
             for r in details.results:
                 (accepted if r["accepted"] else rejected).append(r["worker"])
                 contributions[r["worker"]] = r["contribution"]
+                reasons[r["worker"]] = result_reason(r, eps)
             val_loss, val_acc = details.loss / 1e6, details.accuracy / 1e6
             self.global_state = self.requester.retrieve_model(task, round_)
         progress(f"round {round_}: done", steps, steps)
@@ -199,6 +206,7 @@ class Simulation:
             accepted=accepted,
             rejected=rejected,
             contributions=contributions,
+            reasons=reasons,
             worker_rewards_wei=worker_rewards,
             validator_rewards_wei=validator_rewards,
             gas_used=self.chain.gas_used - gas0,

@@ -91,6 +91,8 @@ def test_a_manual_round_through_the_api(client: TestClient) -> None:
     assert round1["consensus"] and round1["accepted"] == [workers[0]] and round1["rejected"] == [workers[1]]
     assert round1["test_accuracy"] > 0.5 and round1["gas_used"] > 0
     assert round1["worker_payouts_wei"] == {workers[0]: str(10**18)}
+    assert round1["reasons"][workers[0]].startswith("paid: its contribution is +")
+    assert round1["reasons"][workers[1]].startswith("rejected: its validation loss ")
     digit = client.get("/api/mnist/0").json()
     guess = post(client, "/api/predict", pixels=digit["pixels"], task=task)
     assert len(guess["probabilities"]) == 10 and abs(sum(guess["probabilities"]) - 1) < 1e-4

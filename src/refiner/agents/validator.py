@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from refiner.agents.base import Agent, chain_now
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
+from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.reasons import result_reason
 from refiner.roles.validator import (
     Evaluated,
     UpdatesPending,
@@ -133,6 +135,24 @@ class ValidatorAgent(Agent):
                 len(work.details.results),
                 work.details.accuracy / 1e6,
             )
+            if work.evaluation is not None and work.evaluation.aggregate_rule != "fedavg":
+                self.log.warning(
+                    "task %s: round %d: FedAvg of the qualified updates was worse on the validation data "
+                    "than the round's start and every update; adopted the %s instead",
+                    task.address[:10],
+                    round_,
+                    work.evaluation.aggregate_rule,
+                )
+            eps = epsilon_ppm(task.config().epsilon)
+            for r in work.details.results:
+                if not r["accepted"] or int(r["contribution"]) <= 0:
+                    self.log.info(
+                        "task %s: round %d: worker %s %s",
+                        task.address[:10],
+                        round_,
+                        r["worker"],
+                        result_reason(r, eps),
+                    )
         result = self.role.commit_manifest(task, work)
         self.log.info("task %s: committed round %d (gas %d)", task.address[:10], round_, result.gas_used)
 

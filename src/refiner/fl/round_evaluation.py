@@ -10,6 +10,18 @@ different hardware; never between thread counts on one machine). Accuracy is ``c
 Contributions come from the task's measure (:func:`refiner.fl.contribution.measure_for`): leave-one-out
 by default, or GTG-Shapley (:mod:`refiner.fl.shapley`), which quantises every coalition's loss on the
 same grid before it takes any decision and returns values already on the grid.
+
+Two guards keep attackers below the qualification threshold from dragging the aggregate down:
+
+* **claimed sample counts are capped** at ``SAMPLE_CAP × median`` of the qualified claims before they
+  weigh anything (the counts are self-reported and unverifiable, so a worker that claims 10× its data
+  must not get 10× the weight in the average or in its own leave-one-out score);
+* **the aggregate is checked before it is adopted** (:func:`adopt_checked`): FedAvg is kept only when its
+  validation loss is no worse than the round's starting model or than the best qualified update; else
+  the coordinate-wise median of the qualified updates (which an outlier in weight space — e.g. a model
+  whose hidden units were permuted, with the same loss as its honest original — cannot move), and if
+  that fails too, the best of the starting model and the qualified updates. The fallback taken is
+  reported in :attr:`RoundEvaluation.aggregate_rule`.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from refiner.fl.aggregation import check_compatible, fedavg
+from refiner.fl.aggregation import check_compatible, coordinate_median, fedavg
 from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate, evaluate_many
@@ -29,6 +41,7 @@ from refiner.fl.models import ModelFn, State, clone_state, model_digest
 ONE = 1_000_000
 QUANTUM = 1e-5
 MAX_PPM = 10**15  # losses/contributions are clamped to ±1e9 (and NaN/Inf losses count as the max)
+SAMPLE_CAP = 2  # a claimed sample count weighs at most this multiple of the round's median claim
 
 
 def quantize(x: float) -> int:
@@ -75,6 +88,8 @@ class RoundEvaluation:
     n: int
     digest: bytes  # model_digest(aggregate)
     epsilon_ppm: int
+    #: how the adopted model was made: "fedavg", or the fallback "median", "start" or "best-update"
+    aggregate_rule: str = "fedavg"
 
     @property
     def state(self) -> State:
@@ -97,6 +112,61 @@ class RoundEvaluation:
         return [(w.worker, w.accepted, w.samples, w.contribution_ppm) for w in self.workers]
 
 
+def capped_samples(samples: Sequence[int]) -> list[int]:
+    """Each claim capped at ``SAMPLE_CAP ×`` the median claim (the lower median: exact integers)."""
+    if not samples:
+        return []
+    median = sorted(samples)[(len(samples) - 1) // 2]
+    return [min(n, SAMPLE_CAP * median) for n in samples]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    rule: str
+    state: State
+    loss: float
+    accuracy: float
+    correct: int
+    n: int
+
+
+def adopt_checked(
+    model_fn: ModelFn,
+    global_state: Mapping[str, torch.Tensor],
+    q_states: Sequence[Mapping[str, torch.Tensor]],
+    q_losses: Sequence[float],
+    aggregate: State,
+    validation: Dataset,
+) -> tuple[_Candidate, float]:
+    """The model the round adopts and FedAvg's validation loss (see the module docstring).
+
+    Comparisons are made on the quantised grid, so that honest validators take the same branch.
+    Returns the FedAvg aggregate unless it is worse than both the starting model and the best
+    qualified update; then the median, then the best of start and updates.
+    """
+    full = evaluate(model_fn, aggregate, validation)
+    fedavg_c = _Candidate("fedavg", aggregate, full.loss, full.accuracy, full.correct, full.n)
+    if not q_states:
+        return fedavg_c, full.loss
+    start = evaluate(model_fn, global_state, validation)
+    best_update = min(range(len(q_states)), key=lambda i: (quantize(q_losses[i]), i))
+    bound = max(quantize(start.loss), quantize(q_losses[best_update]))
+    if quantize(full.loss) <= bound:
+        return fedavg_c, full.loss
+    if len(q_states) >= 3:
+        med = coordinate_median(q_states)
+        m = evaluate(model_fn, med, validation)
+        if quantize(m.loss) <= bound:
+            return _Candidate("median", med, m.loss, m.accuracy, m.correct, m.n), full.loss
+    if quantize(q_losses[best_update]) < quantize(start.loss):
+        st = clone_state(q_states[best_update])
+        b = evaluate(model_fn, st, validation)
+        return _Candidate("best-update", st, b.loss, b.accuracy, b.correct, b.n), full.loss
+    return _Candidate(
+        "start", clone_state(global_state), start.loss, start.accuracy, start.correct, start.n
+    ), full.loss
+
+
 def evaluate_round(
     model_fn: ModelFn,
     global_state: Mapping[str, torch.Tensor],
@@ -108,9 +178,11 @@ def evaluate_round(
     """Score each ``(worker, state, samples)`` update on ``validation``; aggregate the qualified ones.
 
     1. ``L(D; w_i)`` for every update (one :func:`evaluate_many` pass); qualified iff quantised ≤ ε.
-    2. ``w`` = FedAvg of the qualified updates, summed in address order (the global model if none
-       qualifies), so the result does not depend on the order of ``updates``.
-    3. ``L(D; w)``, accuracy, digest, and ``measure``'s contributions (default LeaveOneOut).
+    2. ``w`` = FedAvg of the qualified updates with capped sample counts, summed in address order (the
+       global model if none qualifies), so the result does not depend on the order of ``updates``;
+       checked against the starting model before it is adopted (:func:`adopt_checked`).
+    3. ``L(D; w)``, accuracy, digest, and ``measure``'s contributions (default LeaveOneOut), scored
+       against FedAvg (a fallback model changes what is adopted, not how the updates are scored).
     Per-worker results are reported in the order of ``updates``.
     The states are expected to be validated already (:func:`refiner.fl.models.deserialize`).
     """
@@ -134,12 +206,16 @@ def evaluate_round(
         (i for i, lp in enumerate(losses_ppm) if lp <= eps), key=lambda i: addresses[i].lower()
     )
     q_states = [states[i] for i in accepted_idx]
-    q_samples = [updates[i][2] for i in accepted_idx]
+    q_samples = capped_samples([updates[i][2] for i in accepted_idx])
 
-    aggregate = fedavg(q_states, q_samples) if q_states else clone_state(global_state)
-    full = evaluate(model_fn, aggregate, validation)
+    fedavg_state = fedavg(q_states, q_samples) if q_states else clone_state(global_state)
+    adopted, fedavg_loss = adopt_checked(
+        model_fn, global_state, q_states, [local[i].loss for i in accepted_idx], fedavg_state, validation
+    )
     contributions = (
-        measure.contributions(model_fn, q_states, q_samples, validation, full.loss, global_state=global_state)
+        measure.contributions(
+            model_fn, q_states, q_samples, validation, fedavg_loss, global_state=global_state
+        )
         if q_states
         else []
     )
@@ -166,11 +242,12 @@ def evaluate_round(
         )
     return RoundEvaluation(
         workers=tuple(workers),
-        aggregate=aggregate,
-        loss=full.loss,
-        accuracy=full.accuracy,
-        correct=full.correct,
-        n=full.n,
-        digest=model_digest(aggregate),
+        aggregate=adopted.state,
+        loss=adopted.loss,
+        accuracy=adopted.accuracy,
+        correct=adopted.correct,
+        n=adopted.n,
+        digest=model_digest(adopted.state),
         epsilon_ppm=eps,
+        aggregate_rule=adopted.rule,
     )

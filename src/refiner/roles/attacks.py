@@ -13,11 +13,13 @@ merits by the committee.
 | random weights | Gaussian noise N(0, σ²) in place of every weight: no training at all |
 | sign flip | ``w_g − (w_l − w_g)``: the honest update reversed |
 | scaled update | ``w_g + k·(w_l − w_g)``: the honest update amplified (model replacement / boosting) |
+| permuted units | the honest model, hidden units shuffled: same loss, far from honest models |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,3 +89,32 @@ def scale_update(global_state: StateLike, local_state: StateLike, k: float) -> S
 def sign_flip(global_state: StateLike, local_state: StateLike) -> State:
     """``w_g − (w_l − w_g)``: the honest update reversed, so that it pushes the model uphill."""
     return scale_update(global_state, local_state, -1.0)
+
+
+def permute_hidden_units(local_state: StateLike, layers: Sequence[str], seed: int) -> State:
+    """The honest model with the hidden units of a chain of layers permuted: the same function (hence
+    the same validation loss), far from every honest model in weight space, so that averaging it in
+    destroys the aggregate.
+
+    ``layers`` names the chain in order (e.g. ``conv1, conv2, fc``); each layer but the last has its
+    output units (``<layer>.weight`` dim 0 and ``<layer>.bias``) shuffled, and the next layer's input
+    (dim 1, in blocks when a flatten sits between them) shuffled the same way.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out: State = {k: v.detach().to("cpu").clone() for k, v in local_state.items()}
+    for layer, nxt in itertools.pairwise(layers):
+        units = out[f"{layer}.weight"].shape[0]
+        perm = torch.randperm(units, generator=gen)
+        out[f"{layer}.weight"] = out[f"{layer}.weight"][perm]
+        out[f"{layer}.bias"] = out[f"{layer}.bias"][perm]
+        w = out[f"{nxt}.weight"]
+        blocks = w.reshape(w.shape[0], units, -1, *w.shape[2:])
+        out[f"{nxt}.weight"] = blocks[:, perm].reshape(w.shape)
+    return {k: v.contiguous() for k, v in sorted(out.items())}
+
+
+#: the hidden-unit chain of each zoo model that :func:`permute_hidden_units` can permute
+PERMUTABLE_LAYERS: dict[str, tuple[str, ...]] = {
+    "small_cnn": ("conv1", "conv2", "fc"),
+    "mnist_cnn": ("conv1", "conv2", "fc1", "fc2"),
+}

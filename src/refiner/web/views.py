@@ -14,6 +14,8 @@ from typing import Any
 from eth_typing import HexStr
 
 from refiner.chain import Event, Manifest, Task
+from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.reasons import result_reason
 from refiner.roles.participant import ProtocolError, consensus_details
 from refiner.storage import StorageError
 from refiner.web.host import Host
@@ -96,6 +98,7 @@ def round_view(
         "accepted": [],
         "rejected": [],
         "contributions": {},
+        "reasons": {},
         "worker_payouts_wei": {},
         "validator_payouts_wei": {},
         "agreeing": [],
@@ -116,6 +119,7 @@ def round_view(
             for r in host.details[key].results:
                 view["accepted" if r["accepted"] else "rejected"].append(r["worker"])
                 view["contributions"][r["worker"]] = r["contribution"]
+                view["reasons"][r["worker"]] = result_reason(r, epsilon_ppm(task.config().epsilon))
         except (ProtocolError, StorageError):
             pass
         with contextlib.suppress(ProtocolError, StorageError):

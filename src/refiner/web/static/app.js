@@ -440,6 +440,7 @@ function renderTraining() {
     if (!r.consensus) verdict = `<span class="muted">no consensus</span>`;
     else if (accepted) verdict = `<span class="good">accepted ✓</span>`;
     else if (rejected) verdict = `<span class="bad">rejected ✗</span>`;
+    verdict += reasonOf(r, me);
     const ok = due > 0n && manual() && !state.inflight.has(`claim|${d.address}|${r.round}`);
     const cell = paid
       ? `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`
@@ -458,6 +459,9 @@ function renderRewards(selector) {
   html($(selector), itemsOr(state.me?.rewards ?? [], reward, "nothing received yet"));
 }
 
+/** Why a worker was rejected or paid nothing, in the words of refiner.reasons (the server's view). */
+const reasonOf = (r, a) =>
+  keyIn(r.reasons ?? {}, a) ? `<div class="muted reason">${escapeHtml(r.reasons[keyIn(r.reasons, a)])}</div>` : "";
 const contributionOf = (r, a) => (keyIn(r.contributions, a) ? r.contributions[keyIn(r.contributions, a)] / 1e6 : null);
 const paidTo = (payouts, a) => (keyIn(payouts, a) ? payouts[keyIn(payouts, a)] : null);
 
@@ -570,6 +574,7 @@ function renderResults() {
     let verdict = `<span class="muted">–</span>`;
     if (r.accepted.includes(w)) verdict = `<span class="good">accepted</span>`;
     if (r.rejected.includes(w)) verdict = `<span class="bad">rejected</span>`;
+    verdict += reasonOf(r, w);
     const [c, paid] = [contributionOf(r, w), paidTo(r.worker_payouts_wei, w)];
     return `<tr><td>${who(w)}</td><td>${verdict}</td><td class="n">${c == null ? "–" : num(c)}</td>
       <td class="n">${eth(entitlement(r, w))}</td><td class="n">${paid ? eth(paid) : "–"}</td></tr>`;
