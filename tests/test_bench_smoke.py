@@ -85,7 +85,7 @@ def test_the_benches_measure_a_real_round(results: dict[str, Any]) -> None:
     )
     assert cell["plain"]["chain tx"] == 0 and 0 < cell["share"] < 1
     (vc,) = results["validator_cost"]["rows"]
-    assert vc["evaluations"] == 5 and vc["evaluate_round"] > 0
+    assert vc["evaluations"] == 6 and vc["evaluate_round"] > 0
     (g,) = results["gas"]["rows"]
     assert 100_000 < g["per_worker"] < 200_000 and 100_000 < g["per_validator"] < 300_000
     (s,) = results["scale"]["rows"]

@@ -155,6 +155,7 @@ class RoundOut(BaseModel):
     accepted: list[Address]
     rejected: list[Address]
     contributions: dict[Address, int]
+    reasons: dict[Address, str]
     worker_payouts_wei: dict[Address, str]
     validator_payouts_wei: dict[Address, str]
     agreeing: list[Address]
