@@ -17,8 +17,17 @@ from refiner.audit.payments import check_ledger, check_payments
 from refiner.audit.record import read_record
 from refiner.chain import Chain, Durations, Event, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
+from refiner.reasons import result_reason
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import ManifestDetails, ProtocolError, load_details, salt_for, store_details
+from refiner.roles.participant import (
+    ManifestDetails,
+    ProtocolError,
+    consensus_details,
+    load_details,
+    salt_for,
+    store_details,
+)
+from refiner.roles.spec import Contribution
 from refiner.simulation import ETH, Simulation
 from refiner.storage import DirectoryStore, Handle
 
@@ -38,7 +47,13 @@ def mnist() -> Data:
 
 
 def deploy(
-    mnist: Data, store: Path, validators: list[ValidatorBehaviour], rounds: int, label: str
+    mnist: Data,
+    store: Path,
+    validators: list[ValidatorBehaviour],
+    rounds: int,
+    label: str,
+    contribution: Contribution = "leave-one-out",
+    epsilon: float = 1.0,
 ) -> Simulation:
     config = TaskConfig(
         description="",
@@ -48,7 +63,7 @@ def deploy(
         max_rounds=rounds,
         max_workers=3,
         committee_size=len(validators),
-        epsilon=1.0,
+        epsilon=epsilon,
         durations=Durations(
             recruitment=600, training=600, evaluation=600, reveal=600, idle=6000, claim=60000
         ),
@@ -63,6 +78,7 @@ def deploy(
         config=config,
         model="logistic",
         lr=0.05,
+        contribution=contribution,
         stake_unit=ETH,  # one seat each: τ = W
         label=label,
     )
@@ -127,6 +143,42 @@ def test_an_honest_task_passes_with_the_requester_key(honest: Simulation) -> Non
     assert [(c.name, c.ok) for c in audit.checks] == [("code", True), ("ledger", True)]
     assert exit_code(audit) == 0
     assert audit_task(honest.chain, honest.store, honest.task.address, rounds=[2]).rounds[0].round == 2
+
+
+def test_a_trusted_data_task_passes_and_its_manifests_carry_the_screen(
+    mnist: Data, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On the real EVM: the validators screen with trusted-data; in round 2 the shuffled worker is within
+    ε and rejected by the screen (cosine −0.42 against honest +0.58), the honest pair is paid by its
+    (equal) data, and the audit's re-run of the same measure rebuilds every manifest."""
+    validation, _, test = mnist
+    sim = deploy(
+        mnist,
+        tmp_path_factory.mktemp("trusted"),
+        [VH, VH],
+        rounds=2,
+        label="audit-trust",
+        contribution="trusted-data",
+        epsilon=2.5,  # loose: the shuffled worker's 2.18 in round 2 is within it
+    )
+    for _ in range(2):
+        assert sim.run_round(validation, test).consensus
+    audit = audit_task(
+        sim.chain,
+        sim.store,
+        sim.task.address,
+        requester=sim.requester.account,
+        evaluator=sim.committee[0].account,
+    )
+    assert all(r.verdict is Verdict.PASS for r in audit.rounds), [r.checks for r in audit.rounds]
+    _, details = consensus_details(sim.requester, sim.task, 2)
+    by_worker = {r["worker"]: r for r in details.results}
+    shuffled = by_worker[sim.workers[2].address]
+    assert shuffled["screen"] == "low-trust" and not shuffled["accepted"]
+    assert "does not point the way" in result_reason(shuffled, 2_500_000)
+    honest_pair = [by_worker[w.address] for w in sim.workers[:2]]
+    assert [r["contribution"] for r in honest_pair] == [500_000, 500_000]
+    assert all(r["screen"] is None and r["trust"] > 0 for r in honest_pair)
 
 
 def test_without_the_requester_key_consensus_rounds_are_incomplete(honest: Simulation) -> None:

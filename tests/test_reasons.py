@@ -32,3 +32,23 @@ def test_rejections() -> None:
 def test_result_reason_reads_a_manifest_entry() -> None:
     entry = {"worker": "0xA1", "accepted": False, "samples": 3, "contribution": 0, "loss": None}
     assert result_reason(entry, EPS).startswith("rejected: its update could not be read")
+
+
+def test_a_screened_out_update_says_which_screen() -> None:
+    def entry(screen: str) -> dict[str, object]:
+        return {
+            "worker": "0xA1",
+            "accepted": False,
+            "samples": 3,
+            "contribution": 0,
+            "loss": 10,
+            "trust": -310_000,
+            "screen": screen,
+        }
+
+    assert result_reason(entry("low-trust"), EPS) == (
+        "rejected: its update does not point the way an update trained on the requester's validation "
+        "data does (cosine -0.310)"
+    )
+    assert "repeats the last round's global step" in result_reason(entry("stale"), EPS)
+    assert "duplicates another worker's update" in result_reason(entry("duplicate"), EPS)

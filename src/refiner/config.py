@@ -135,6 +135,7 @@ class TaskSection(_Strict):
         BeforeValidator(lambda v: _amount(v, _SIZES, "64 MiB", "bytes")),
         Field(gt=0, le=spec.MAX_MODEL_BYTES),
     ] = _DESC.max_model_bytes
+    contribution: spec.Contribution = _DESC.contribution
     aggregation: Literal["fedavg", "fedprox"] = "fedavg"
     mu: Annotated[float, Field(ge=0, validate_default=True)] = _T.mu
     epsilon: Annotated[float, Field(gt=0)] = _T.epsilon

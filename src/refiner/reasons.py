@@ -12,8 +12,32 @@ from typing import Any
 
 ONE = 1_000_000
 
+#: Why a measure's screen (trusted-data, :mod:`refiner.fl.trust`) rejects an update that passed ε: the
+#: manifest's ``screen`` field.
+SCREEN_FLAGS = ("low-trust", "stale", "duplicate")
 
-def verdict_reason(*, accepted: bool, contribution_ppm: int, loss_ppm: int | None, epsilon_ppm: int) -> str:
+
+def _screened(screen: str, trust_ppm: int | None) -> str:
+    trust = "" if trust_ppm is None else f" (cosine {trust_ppm / ONE:+.3f})"
+    if screen == "low-trust":
+        return (
+            f"rejected: its update does not point the way an update trained on the requester's validation "
+            f"data does{trust}"
+        )
+    if screen == "stale":
+        return "rejected: its update only repeats the last round's global step (no training of its own)"
+    return "rejected: its update nearly duplicates another worker's update in this round"
+
+
+def verdict_reason(
+    *,
+    accepted: bool,
+    contribution_ppm: int,
+    loss_ppm: int | None,
+    epsilon_ppm: int,
+    screen: str | None = None,
+    trust_ppm: int | None = None,
+) -> str:
     """One line that says why a worker is (or is not) paid for its update in a round."""
     if accepted:
         if contribution_ppm > 0:
@@ -31,6 +55,8 @@ def verdict_reason(*, accepted: bool, contribution_ppm: int, loss_ppm: int | Non
             f"rejected: its validation loss {loss_ppm / ONE:.4f} is above the task's threshold "
             f"ε = {epsilon_ppm / ONE:.4f}"
         )
+    if screen in SCREEN_FLAGS:
+        return _screened(screen, trust_ppm)
     return "rejected by the committee's consensus manifest"
 
 
@@ -42,4 +68,6 @@ def result_reason(result: Mapping[str, Any], epsilon_ppm: int) -> str:
         contribution_ppm=int(result["contribution"]),
         loss_ppm=None if loss is None else int(loss),
         epsilon_ppm=epsilon_ppm,
+        screen=result.get("screen"),
+        trust_ppm=None if result.get("trust") is None else int(result["trust"]),
     )

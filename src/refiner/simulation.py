@@ -21,7 +21,7 @@ from refiner.roles import (
     Worker,
     WorkerBehaviour,
 )
-from refiner.roles.spec import TaskDescription
+from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
 
@@ -83,6 +83,7 @@ class Simulation:
         models: Mapping[str, ModelFn] | None = None,
         lr: float = 0.1,
         epochs: int = 1,
+        contribution: Contribution = DEFAULT_CONTRIBUTION,
         stakes: Sequence[int] | None = None,
         stake_unit: int = ETH // 10,
         seed: int = 0,
@@ -118,7 +119,11 @@ class Simulation:
         for v, stake in zip(validators, stakes, strict=True):
             v.register(stake)
         description = TaskDescription(
-            public_key_bytes(requester_account).hex(), model=model, lr=lr, epochs=epochs
+            public_key_bytes(requester_account).hex(),
+            model=model,
+            lr=lr,
+            epochs=epochs,
+            contribution=contribution,
         )
         task = requester.create_task(config, description)
         requester.open_recruitment(task)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
 import torch
@@ -36,12 +37,36 @@ from refiner.fl.evaluation import evaluate_many
 from refiner.fl.models import ModelFn
 
 StateLike = Mapping[str, torch.Tensor]
-MeasureName = Literal["leave-one-out", "gtg-shapley"]
+MeasureName = Literal["leave-one-out", "gtg-shapley", "trusted-data"]
 MEASURES: tuple[str, ...] = get_args(MeasureName)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """A measure's verdict on one update before aggregation: ``flag`` None keeps it (one of
+    :data:`refiner.reasons.SCREEN_FLAGS` rejects it); ``trust`` is the score the screen used, if any."""
+
+    trust: float | None = None
+    flag: str | None = None
+
+
 class ContributionMeasure(ABC):
-    """Scores the qualified workers of a round; higher is more helpful."""
+    """Scores the qualified workers of a round; higher is more helpful.
+
+    A measure may also :meth:`screen` the updates that passed ε before they are aggregated.
+    """
+
+    def screen(
+        self,
+        model_fn: ModelFn,
+        global_state: StateLike,
+        states: Sequence[StateLike],
+        validation: Dataset,
+        *,
+        previous_state: StateLike | None = None,
+    ) -> list[Screening]:
+        """One :class:`Screening` per state, in order; by default every update is kept."""
+        return [Screening() for _ in states]
 
     @abstractmethod
     def contributions(
@@ -133,11 +158,18 @@ class LeaveOneOut(ContributionMeasure):
 class _Describes(Protocol):
     @property
     def contribution(self) -> str: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
 
 
 def measure_for(description: _Describes | str) -> ContributionMeasure:
     """The contribution measure a task asks for: its description's ``contribution`` field (or the
-    name itself), ``"leave-one-out"`` or ``"gtg-shapley"`` (with :class:`GtgShapley`'s defaults)."""
+    name itself), ``"leave-one-out"``, ``"gtg-shapley"`` (with :class:`GtgShapley`'s defaults) or
+    ``"trusted-data"`` (its reference trained with the description's epochs, batch size and lr)."""
     name = description if isinstance(description, str) else description.contribution
     if name == "leave-one-out":
         return LeaveOneOut()
@@ -145,4 +177,13 @@ def measure_for(description: _Describes | str) -> ContributionMeasure:
         from refiner.fl.shapley import GtgShapley  # shapley imports this module
 
         return GtgShapley()
+    if name == "trusted-data":
+        from refiner.fl.training import TrainingConfig
+        from refiner.fl.trust import TrustedData  # trust imports this module
+
+        if isinstance(description, str):
+            return TrustedData()
+        return TrustedData(
+            TrainingConfig(epochs=description.epochs, batch_size=description.batch_size, lr=description.lr)
+        )
     raise ValueError(f"unknown contribution measure {name!r}: use one of {list(MEASURES)}")

@@ -8,8 +8,10 @@ different hardware; never between thread counts on one machine). Accuracy is ``c
 (exact). A worker qualifies iff its quantised loss ≤ ε in ppm.
 
 Contributions come from the task's measure (:func:`refiner.fl.contribution.measure_for`): leave-one-out
-by default, or GTG-Shapley (:mod:`refiner.fl.shapley`), which quantises every coalition's loss on the
-same grid before it takes any decision and returns values already on the grid.
+by default, GTG-Shapley (:mod:`refiner.fl.shapley`), which quantises every coalition's loss on the
+same grid before it takes any decision and returns values already on the grid, or trusted-data
+(:mod:`refiner.fl.trust`), which first screens the updates that passed ε against an update trained on the
+validation data (rejected ones are not aggregated) and pays the rest by their capped sample counts.
 
 Two guards keep attackers below the qualification threshold from dragging the aggregate down:
 
@@ -72,10 +74,17 @@ class WorkerEvaluation:
     samples: int
     contribution: float | None
     contribution_ppm: int
+    #: the measure's screen: its score (e.g. trusted-data's cosine), and why it rejected the update
+    trust: float | None = None
+    screen: str | None = None
 
     @property
     def address(self) -> str:
         return self.worker
+
+    @property
+    def trust_ppm(self) -> int | None:
+        return None if self.trust is None else quantize(self.trust)
 
 
 @dataclass(frozen=True)
@@ -174,10 +183,14 @@ def evaluate_round(
     validation: Dataset,
     epsilon: float,
     measure: ContributionMeasure | None = None,
+    *,
+    previous_state: Mapping[str, torch.Tensor] | None = None,
 ) -> RoundEvaluation:
     """Score each ``(worker, state, samples)`` update on ``validation``; aggregate the qualified ones.
 
-    1. ``L(D; w_i)`` for every update (one :func:`evaluate_many` pass); qualified iff quantised ≤ ε.
+    1. ``L(D; w_i)`` for every update (one :func:`evaluate_many` pass); qualified iff quantised ≤ ε
+       and the measure's screen keeps it (:meth:`ContributionMeasure.screen`; ``previous_state``, the
+       previous round's starting model where known, lets it recognise a repeated global step).
     2. ``w`` = FedAvg of the qualified updates with capped sample counts, summed in address order (the
        global model if none qualifies), so the result does not depend on the order of ``updates``;
        checked against the starting model before it is adopted (:func:`adopt_checked`).
@@ -202,9 +215,19 @@ def evaluate_round(
     losses_ppm = [quantize(e.loss) for e in local]
     # canonical order (by address) so that the float64 sums, hence the digest, do not depend on the
     # order in which a validator happened to collect the updates
-    accepted_idx = sorted(
-        (i for i, lp in enumerate(losses_ppm) if lp <= eps), key=lambda i: addresses[i].lower()
+    passed = sorted((i for i, lp in enumerate(losses_ppm) if lp <= eps), key=lambda i: addresses[i].lower())
+    if previous_state is not None:
+        check_compatible([global_state, previous_state])
+    screens = dict(
+        zip(
+            passed,
+            measure.screen(
+                model_fn, global_state, [states[i] for i in passed], validation, previous_state=previous_state
+            ),
+            strict=True,
+        )
     )
+    accepted_idx = [i for i in passed if screens[i].flag is None]
     q_states = [states[i] for i in accepted_idx]
     q_samples = capped_samples([updates[i][2] for i in accepted_idx])
 
@@ -228,6 +251,7 @@ def evaluate_round(
     workers = []
     for i, (address, _, samples) in enumerate(updates):
         c = by_index.get(i)
+        screening = screens.get(i)
         workers.append(
             WorkerEvaluation(
                 worker=address,
@@ -238,6 +262,8 @@ def evaluate_round(
                 samples=samples,
                 contribution=c,
                 contribution_ppm=quantize(c) if c is not None else 0,
+                trust=screening.trust if screening else None,
+                screen=screening.flag if screening else None,
             )
         )
     return RoundEvaluation(

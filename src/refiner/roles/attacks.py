@@ -14,6 +14,8 @@ merits by the committee.
 | sign flip | ``w_g − (w_l − w_g)``: the honest update reversed |
 | scaled update | ``w_g + k·(w_l − w_g)``: the honest update amplified (model replacement / boosting) |
 | permuted units | the honest model, hidden units shuffled: same loss, far from honest models |
+| extrapolator | ``w_g + a·(w_g − w_p)``: no data, the last global step (``w_p`` the previous model) again |
+| perturbed copy | ``w_g + (Δ + noise)``: a partner's update ``Δ`` with Gaussian noise, claimed twice |
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class AttackParameters:
     scale: float = 10.0
     #: data-size inflation: the sample count claimed on chain is this multiple of the real one
     inflation: int = 10
+    #: extrapolator: w_g + extrapolation·(w_g − w_p)
+    extrapolation: float = 1.0
 
     def __post_init__(self) -> None:
         if self.flip_source == self.flip_target or min(self.flip_source, self.flip_target) < 0:
@@ -89,6 +93,33 @@ def scale_update(global_state: StateLike, local_state: StateLike, k: float) -> S
 def sign_flip(global_state: StateLike, local_state: StateLike) -> State:
     """``w_g − (w_l − w_g)``: the honest update reversed, so that it pushes the model uphill."""
     return scale_update(global_state, local_state, -1.0)
+
+
+def extrapolate(previous_state: StateLike, global_state: StateLike, a: float) -> State:
+    """``w_g + a·(w_g − w_p)``: a worker with no data repeats (``a`` times) the step between the last
+    two global models it received, which points downhill as long as the task is still learning."""
+    return _map_floats(
+        global_state,
+        lambda name, g: (
+            g.to(torch.float64)
+            + a * (g.to(torch.float64) - previous_state[name].detach().to("cpu", torch.float64))
+        ),
+    )
+
+
+def perturbed_copy(global_state: StateLike, local_state: StateLike, noise: float, seed: int) -> State:
+    """Another worker's update with Gaussian noise of ``noise ×`` its per-tensor standard deviation
+    added: one party's work claimed by a second identity that disguises the copy."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def noisy(name: str, g: torch.Tensor) -> torch.Tensor:
+        d = local_state[name].detach().to("cpu", torch.float64) - g.to(torch.float64)
+        std = float(d.std()) if d.numel() > 1 else abs(float(d.sum()))
+        return (
+            g.to(torch.float64) + d + noise * std * torch.randn(d.shape, generator=gen, dtype=torch.float64)
+        )
+
+    return _map_floats(global_state, noisy)
 
 
 def permute_hidden_units(local_state: StateLike, layers: Sequence[str], seed: int) -> State:

@@ -25,6 +25,7 @@ from eth_utils import keccak
 
 from refiner import safejson
 from refiner.chain import Manifest, ResultsTree, WorkerResult
+from refiner.reasons import SCREEN_FLAGS
 from refiner.storage import Handle, StorageError, Store
 
 MAX_DETAILS = 64 << 20
@@ -37,6 +38,8 @@ ONE = 1_000_000
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _RESULT_KEYS = {"worker", "accepted", "samples", "contribution", "loss"}
+#: written only by a measure that screens updates (trusted-data): its score in ppm and its verdict
+_SCREEN_KEYS = {"trust", "screen"}
 
 
 class ProtocolError(RuntimeError):
@@ -76,8 +79,8 @@ def _handle(value: Any) -> bool:
 
 
 def _result_problem(r: Any) -> str | None:
-    if not isinstance(r, dict) or set(r) != _RESULT_KEYS:
-        return f"is not a record of {', '.join(sorted(_RESULT_KEYS))}"
+    if not isinstance(r, dict) or set(r) not in (_RESULT_KEYS, _RESULT_KEYS | _SCREEN_KEYS):
+        return f"is not a record of {', '.join(sorted(_RESULT_KEYS))} (and optionally trust, screen)"
     if not isinstance(r["worker"], str) or not _ADDRESS.fullmatch(r["worker"]):
         return "names no worker address"
     if type(r["accepted"]) is not bool:
@@ -88,6 +91,10 @@ def _result_problem(r: Any) -> str | None:
         return "has a contribution that is not an int256"
     if r["loss"] is not None and not _int(r["loss"], -(1 << 63), (1 << 63) - 1):
         return "has a loss that is not an int64"
+    if "trust" in r and r["trust"] is not None and not _int(r["trust"], -ONE, ONE):
+        return "has a trust that is not in -1,000,000..1,000,000 ppm"
+    if "screen" in r and r["screen"] is not None and r["screen"] not in SCREEN_FLAGS:
+        return f"has a screen verdict that is not one of {', '.join(SCREEN_FLAGS)}"
     return None
 
 

@@ -23,7 +23,9 @@ from eth_utils import keccak, to_checksum_address
 
 from refiner import safejson
 
-Contribution = Literal["leave-one-out", "gtg-shapley"]  # = refiner.fl.contribution.MeasureName
+Contribution = Literal[
+    "leave-one-out", "gtg-shapley", "trusted-data"
+]  # = refiner.fl.contribution.MeasureName
 CONTRIBUTIONS: tuple[str, ...] = get_args(Contribution)
 DEFAULT_CONTRIBUTION: Contribution = "leave-one-out"
 

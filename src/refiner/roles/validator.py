@@ -49,7 +49,7 @@ from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
 from refiner.fl.contribution import ContributionMeasure, measure_for
 from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
-from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
+from refiner.fl.round_evaluation import RoundEvaluation, WorkerEvaluation, evaluate_round
 from refiner.roles.participant import (
     MAX_DETAILS,
     ManifestDetails,
@@ -264,6 +264,7 @@ class Validator(Participant):
             {requester: description.requester_key(requester)},
         )
         losses = {u.worker: u.loss_ppm for u in evaluation.workers}
+        screens = {u.worker: u for u in evaluation.workers if u.trust is not None or u.screen is not None}
         details = ManifestDetails(
             task=task.address,
             round=round_,
@@ -275,6 +276,7 @@ class Validator(Participant):
                     "samples": r.samples,
                     "contribution": r.contribution,
                     "loss": losses.get(r.worker),
+                    **_screen_fields(screens.get(r.worker)),
                 }
                 for r in sorted(results, key=lambda r: r.worker.lower())
             ],
@@ -497,6 +499,11 @@ class Validator(Participant):
                 return 0
             raise
         return int(res.event("RewardClaimed")["amount"])
+
+
+def _screen_fields(w: WorkerEvaluation | None) -> dict[str, int | str | None]:
+    """A screening measure's per-worker fields of the manifest details (none for the other measures)."""
+    return {} if w is None else {"trust": w.trust_ppm, "screen": w.screen}
 
 
 def _short(reason: str) -> str:

@@ -47,6 +47,8 @@ class WorkerBehaviour(StrEnum):
       encrypted to the committee and the requester, never to workers, so the only earlier *updates* it
       holds are its own; the previous round's global model it also holds, but re-submitting that is a
       free ride on a staler model, strictly weaker than ``free-rider``.
+    * ``extrapolator``: holds no data; submits ``w_g + extrapolation·(w_g − w_p)``, the step between the
+      last two global models it received repeated (the global model itself in the first round).
     * ``replay-others-handles``: submits, as its own, the on-chain handles of another worker's earlier
       submission (public in the events) without being able to read them: the ciphertext and its key
       envelope are bound to that worker and round, so no validator can open them for this one.
@@ -62,6 +64,7 @@ class WorkerBehaviour(StrEnum):
     INFLATED_SAMPLES = "inflated-samples"
     REPLAY_OWN_UPDATE = "replay-own-update"
     REPLAY_OTHERS_HANDLES = "replay-others-handles"
+    EXTRAPOLATOR = "extrapolator"
 
 
 @dataclass
@@ -72,6 +75,8 @@ class Worker(Participant):
     attack: AttackParameters = field(default_factory=AttackParameters)
     #: replay-own-update: (task, round, update) of the last update it trained
     _trained: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
+    #: extrapolator: (task, round, global model) of the last global model it received
+    _received: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
 
     def register(self) -> TxResult:
         return self.registry.register_worker(self.account)
@@ -97,6 +102,8 @@ class Worker(Participant):
         b = self.behaviour
         if b in (WorkerBehaviour.FREE_RIDER, WorkerBehaviour.REPLAY_OTHERS_HANDLES):
             return free_ride(global_state)  # the latter submits someone else's handles, not this
+        if b is WorkerBehaviour.EXTRAPOLATOR:
+            return self._extrapolated(task.address, round_, global_state)
         if b is WorkerBehaviour.RANDOM_WEIGHTS:
             return attacks.random_weights(global_state, self.attack.noise_std, self.seed + round_)
         if b is WorkerBehaviour.REPLAY_OWN_UPDATE and self._trained is not None:
@@ -121,6 +128,12 @@ class Worker(Participant):
         if b is WorkerBehaviour.REPLAY_OWN_UPDATE:
             self._trained = (task.address, round_, clone_state(local))
         return local
+
+    def _extrapolated(self, task: str, round_: int, global_state: State) -> State:
+        previous, self._received = self._received, (task, round_, clone_state(global_state))
+        if previous is None or previous[0] != task or previous[1] != round_ - 1:
+            return free_ride(global_state)
+        return attacks.extrapolate(previous[2], global_state, self.attack.extrapolation)
 
     def submit_training_results(self, task: Task, state: State) -> TxResult:
         """Share the local model with the committee and publish its handles (SubmitTrainingResults)."""

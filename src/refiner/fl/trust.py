@@ -1,0 +1,158 @@
+"""Trusted-data contributions: updates screened against the requester's validation data, paid by data.
+
+Leave-one-out and GTG-Shapley pay by per-round loss gains, which on IID data are noise once the model
+has converged (docs/robustness.md) and which an extrapolator of the last global step also earns. This
+measure separates the two questions the paper asks (§2.3.6): *is the update honest work on data like
+the task's?* (a screen) and *how much data went into it?* (the pay).
+
+**Screen**, per update ``Δ_i = w_i − w_g`` of a worker that passed ε (FLTrust's idea, Cao et al. 2021,
+with the validation set as its root dataset):
+
+* ``reference``: the validator trains the round's starting model ``w_g`` on the validation set with the
+  task's own local-training settings and a fixed seed; ``Δ_ref = w_ref − w_g``.
+* ``trust_i = cos(Δ_i, Δ_ref)``; an update with ``trust_i < min_trust`` is rejected (``low-trust``): a
+  sign-flipped, shuffled-label, permuted, random or free-riding update does not point the way the
+  validation data teaches.
+* ``stale``: with the previous round's starting model ``w_p`` given, ``s = w_g − w_p`` is the last
+  global step; an update whose part orthogonal to ``s`` is below ``min_novelty`` of its norm repeats
+  that step (an extrapolator ``w_g + a·s`` has none) and is rejected.
+* ``duplicate``: two updates with ``cos(Δ_i, Δ_j) ≥ copy_similarity`` are both rejected. Models travel
+  encrypted to the committee only, so a worker can copy another's update only with its help: a pair
+  that near-duplicates is one party claiming twice (honest pairs measured ≤ 0.73, a 30 %-noise copy
+  0.95).
+
+**Pay**: each update that passes is paid its share of the capped claimed samples of the updates that
+passed (``contribution_i = n_i / Σ n``, on the 1e-5 grid). Claims are self-reported: the cap (2× the
+round's median claim, :func:`refiner.fl.round_evaluation.capped_samples`) bounds what an inflator can
+take; docs/incentives.md measures it.
+
+**Determinism**: cosines and norms are float64 sums in numpy's pairwise order over the flattened
+parameters (sorted names), compared on the 1e-5 grid; everything after is exact integer arithmetic.
+The reference training is float32 SGD on a fixed path; honest validators land in the same cells unless
+a cosine is within round-off of a threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from refiner.fl.contribution import ContributionMeasure, Screening, StateLike
+from refiner.fl.data import Dataset
+from refiner.fl.models import ModelFn
+from refiner.fl.training import TrainingConfig, train_local
+
+#: The reference training's seed: fixed, so that every validator trains the same reference.
+REFERENCE_SEED = 0x5EED
+
+
+def _delta(state: StateLike, base: StateLike) -> npt.NDArray[np.float64]:
+    parts = [
+        (state[k].detach().to("cpu", torch.float64) - base[k].detach().to("cpu", torch.float64))
+        .reshape(-1)
+        .numpy()
+        for k in sorted(base)
+        if base[k].is_floating_point()
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+
+
+def _dot(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    return float(np.add.reduce(a * b))
+
+
+def _cos(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], na: float, nb: float) -> float:
+    return _dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+def _grid(x: float) -> int:
+    """``x`` on the 1e-5 grid as an integer count of quanta (NaN counts as −∞: it never passes)."""
+    return round(x * 100_000) if math.isfinite(x) else -(10**9)
+
+
+@dataclass(frozen=True)
+class TrustedData(ContributionMeasure):
+    """The trusted-data screen and pay by capped data share (see the module docstring)."""
+
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    min_trust: float = 0.05
+    min_novelty: float = 0.05
+    copy_similarity: float = 0.9
+
+    def screen(
+        self,
+        model_fn: ModelFn,
+        global_state: StateLike,
+        states: Sequence[StateLike],
+        validation: Dataset,
+        *,
+        previous_state: StateLike | None = None,
+    ) -> list[Screening]:
+        if not states:
+            return []
+        cfg = TrainingConfig(
+            epochs=self.training.epochs,
+            batch_size=self.training.batch_size,
+            lr=self.training.lr,
+            mu=0.0,
+            seed=REFERENCE_SEED,
+            momentum=self.training.momentum,
+        )
+        reference = _delta(train_local(model_fn, global_state, validation, cfg), global_state)
+        deltas = [_delta(s, global_state) for s in states]
+        norms = [math.sqrt(_dot(d, d)) for d in deltas]
+        ref_norm = math.sqrt(_dot(reference, reference))
+        trust = [_cos(d, reference, n, ref_norm) for d, n in zip(deltas, norms, strict=True)]
+        flags: list[str | None] = ["low-trust" if _grid(t) < _grid(self.min_trust) else None for t in trust]
+        if previous_state is not None:
+            step = _delta(global_state, previous_state)
+            step_sq = _dot(step, step)
+            if step_sq > 0:
+                for i, (d, n) in enumerate(zip(deltas, norms, strict=True)):
+                    rest = d - (_dot(d, step) / step_sq) * step
+                    novelty = math.sqrt(_dot(rest, rest)) / n if n > 0 else 0.0
+                    if flags[i] is None and _grid(novelty) < _grid(self.min_novelty):
+                        flags[i] = "stale"
+        for i in range(len(states)):
+            for j in range(i + 1, len(states)):
+                if _grid(_cos(deltas[i], deltas[j], norms[i], norms[j])) >= _grid(self.copy_similarity):
+                    for k in (i, j):
+                        if flags[k] is None:
+                            flags[k] = "duplicate"
+        return [
+            Screening(trust=t if math.isfinite(t) else 0.0, flag=f) for t, f in zip(trust, flags, strict=True)
+        ]
+
+    def contributions(
+        self,
+        model_fn: ModelFn,
+        states: Sequence[StateLike],
+        samples: Sequence[int],
+        validation: Dataset,
+        full_loss: float,
+        *,
+        global_state: StateLike,
+    ) -> list[float]:
+        if len(states) != len(samples):
+            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        total = sum(samples)
+        # exact: the share in quanta, rounded half to even by integer arithmetic, then scaled once
+        return (
+            [_round_ratio(n * 100_000, total) / 100_000 for n in samples] if total else [0.0] * len(samples)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TrustedData(training={self.training!r}, min_trust={self.min_trust}, "
+            f"min_novelty={self.min_novelty}, copy_similarity={self.copy_similarity})"
+        )
+
+
+def _round_ratio(num: int, den: int) -> int:
+    q, r = divmod(num, den)
+    return q + (1 if 2 * r > den or (2 * r == den and q % 2) else 0)

@@ -1,0 +1,166 @@
+"""Trusted-data contributions (refiner.fl.trust): attacks screened out, honest workers paid by their data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+
+from refiner.fl.contribution import LeaveOneOut, measure_for
+from refiner.fl.data import Dataset, shuffle_labels, split_mnist, subset
+from refiner.fl.models import State, initial_state, logistic, serialize, small_cnn
+from refiner.fl.round_evaluation import evaluate_round
+from refiner.fl.training import TrainingConfig, free_ride, train_local
+from refiner.fl.trust import TrustedData
+from refiner.roles.attacks import (
+    PERMUTABLE_LAYERS,
+    extrapolate,
+    permute_hidden_units,
+    perturbed_copy,
+    sign_flip,
+)
+
+SIZES = [300, 400, 500, 600]
+HONEST = [f"0x{i + 1:040x}" for i in range(len(SIZES))]
+Update = tuple[str, State, int]
+
+
+def _address(name: str) -> str:
+    return "0x" + name.encode().hex().ljust(40, "0")[:40]
+
+
+@pytest.fixture(scope="module")
+def second_round(mnist: tuple[Dataset, Dataset]) -> tuple[State, State, list[Update], Dataset, Dataset]:
+    """Logistic model: round 1 is the FedAvg of four honest workers (300-600 images); in round 2 the
+    same workers train again from it. Returns (previous, start, honest updates, validation, a spare shard)."""
+    val, shards = split_mnist(mnist[0], [*SIZES, 300], 1000, None, 0)
+    w0 = initial_state(logistic, 0)
+    first = [
+        (a, train_local(logistic, w0, sh, TrainingConfig(seed=10 + i)), len(sh))
+        for i, (a, sh) in enumerate(zip(HONEST, shards, strict=False))
+    ]
+    start = evaluate_round(logistic, w0, first, val, 100.0, LeaveOneOut()).aggregate
+    honest = [
+        (a, train_local(logistic, start, sh, TrainingConfig(seed=20 + i)), len(sh))
+        for i, (a, sh) in enumerate(zip(HONEST, shards, strict=False))
+    ]
+    return w0, start, honest, val, shards[-1]
+
+
+def _attackers(previous: State, start: State, honest: list[Update], spare: Dataset) -> list[Update]:
+    return [
+        (_address("shuffled"), train_local(logistic, start, shuffle_labels(spare, 1), TrainingConfig()), 300),
+        (_address("flip"), sign_flip(start, honest[0][1]), 300),
+        (_address("free"), free_ride(start), 300),
+        (_address("ext1"), extrapolate(previous, start, 1.0), 300),
+        (_address("ext2"), extrapolate(previous, start, 2.0), 300),
+        (_address("copy"), perturbed_copy(start, honest[3][1], 0.3, seed=5), 600),
+    ]
+
+
+def test_every_attack_is_screened_out_and_honest_workers_are_paid_by_data(second_round) -> None:  # type: ignore[no-untyped-def]
+    previous, start, honest, val, spare = second_round
+    ev = evaluate_round(
+        logistic,
+        start,
+        honest + _attackers(previous, start, honest, spare),
+        val,
+        100.0,
+        TrustedData(),
+        previous_state=previous,
+    )
+    flags = {w.worker: w.screen for w in ev.workers}
+    assert flags[_address("shuffled")] == flags[_address("flip")] == flags[_address("free")] == "low-trust"
+    assert flags[_address("ext1")] == flags[_address("ext2")] == "stale"
+    assert flags[_address("copy")] == flags[HONEST[3]] == "duplicate"  # one party claiming twice
+    paid = [w for w in ev.workers if w.contribution_ppm > 0]
+    assert [w.worker for w in paid] == HONEST[:3]
+    assert [w.contribution_ppm for w in paid] == [250_000, 333_330, 416_670]  # 300 : 400 : 500
+    assert all(not w.accepted and w.contribution_ppm == 0 for w in ev.workers if w.worker not in HONEST[:3])
+
+
+def test_extrapolator_passes_epsilon_but_not_the_trusted_data_screen(second_round) -> None:  # type: ignore[no-untyped-def]
+    previous, start, honest, val, _ = second_round
+    updates = [*honest, (_address("ext2"), extrapolate(previous, start, 2.0), 300)]
+    loo = evaluate_round(logistic, start, updates, val, 1.0, LeaveOneOut())
+    assert loo.workers[-1].accepted  # it passes ε: leave-one-out aggregates it and may pay it
+    trusted = evaluate_round(logistic, start, updates, val, 1.0, TrustedData(), previous_state=previous)
+    assert trusted.workers[-1].screen == "stale" and trusted.workers[-1].contribution_ppm == 0
+    assert trusted.workers[-1].trust is not None and trusted.workers[-1].trust > 0.1  # trust alone misses it
+
+
+def test_an_inflated_claim_is_paid_at_most_the_cap(second_round) -> None:  # type: ignore[no-untyped-def]
+    _, start, honest, val, _ = second_round
+    inflated = [*honest[:3], (honest[3][0], honest[3][1], 6000)]
+    ev = evaluate_round(logistic, start, inflated, val, 100.0, TrustedData())
+    # median claim 400 (the lower one), cap 800: the 6,000 claim weighs 800 of 2,000
+    assert [w.contribution_ppm for w in ev.workers] == [150_000, 200_000, 250_000, 400_000]
+
+
+def test_without_a_previous_model_nothing_is_stale(second_round) -> None:  # type: ignore[no-untyped-def]
+    previous, start, honest, val, _ = second_round
+    updates = [*honest, (_address("ext1"), extrapolate(previous, start, 1.0), 300)]
+    ev = evaluate_round(logistic, start, updates, val, 100.0, TrustedData())
+    assert all(w.screen is None for w in ev.workers)  # the validator role passes none yet (see docs)
+
+
+def test_measure_for_trains_the_reference_like_the_task() -> None:
+    class Description:
+        contribution, epochs, batch_size, lr = "trusted-data", 3, 64, 0.05
+
+    m = measure_for(Description())
+    assert isinstance(m, TrustedData)
+    assert (m.training.epochs, m.training.batch_size, m.training.lr) == (3, 64, 0.05)
+
+
+def test_permuted_units_are_screened_out(mnist: tuple[Dataset, Dataset]) -> None:
+    val, shards = split_mnist(mnist[0], [1000, 500, 500, 500], 500, None, 0)
+    start = train_local(small_cnn, initial_state(small_cnn, 0), shards[0], TrainingConfig(seed=1))
+    honest = [
+        train_local(small_cnn, start, sh, TrainingConfig(seed=2 + i)) for i, sh in enumerate(shards[1:])
+    ]
+    permuted = permute_hidden_units(honest[2], PERMUTABLE_LAYERS["small_cnn"], seed=3)
+    updates = [("0xA1", honest[0], 500), ("0xA2", honest[1], 500), ("0xA3", permuted, 1200)]
+    ev = evaluate_round(small_cnn, start, updates, val, 1.0, TrustedData())
+    assert [w.screen for w in ev.workers] == [None, None, "low-trust"]
+    assert ev.aggregate_rule == "fedavg"  # screened before aggregation: no fallback needed
+
+
+def test_thread_count_does_not_change_the_trusted_data_results(
+    mnist: tuple[Dataset, Dataset], tmp_path: Path
+) -> None:
+    val, shards = split_mnist(mnist[0], [600, 800, 1000], 1000, None, 3)
+    g = initial_state(small_cnn, 0)
+    validation = subset(val, 400)
+    updates = [
+        (f"0x{i + 1:040x}", train_local(small_cnn, g, sh, TrainingConfig(seed=i)), len(sh))
+        for i, sh in enumerate(shards)
+    ]
+    updates.append((f"0x{9:040x}", sign_flip(g, updates[0][1]), 800))
+    safetensors.torch.save_file({"x": validation.x, "y": validation.y}, tmp_path / "validation.safetensors")
+    (tmp_path / "global.st").write_bytes(serialize(g))
+    for address, s, n in updates:
+        (tmp_path / f"update-{address}-{n}.st").write_bytes(serialize(s))
+    child = Path(__file__).with_name("round_child.py")
+    outputs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, str(child), str(threads), str(tmp_path), "trusted-data"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            ).stdout
+        )
+        for threads in (1, 2)
+    ]
+    one, two = outputs
+    assert (one["threads"], two["threads"]) == (1, 2)
+    for key in ("fixed", "losses_ppm", "trust_ppm", "screen", "accuracy_ppm", "loss_ppm", "digest"):
+        assert one[key] == two[key], key
+    screened = [t for t in one["trust_ppm"] if t is not None]
+    assert len(screened) >= 2 and all(t > 0 for t in screened)  # the screen ran on the updates within ε
