@@ -24,6 +24,7 @@ from refiner.fl.round_evaluation import SAMPLE_CAP, RoundEvaluation, evaluate_ro
 from refiner.roles import ValidatorBehaviour, Worker, WorkerBehaviour
 from refiner.roles.attacks import AttackParameters, flip_labels, random_weights, scale_update, sign_flip
 from refiner.roles.participant import consensus_details
+from refiner.roles.spec import Contribution
 from refiner.simulation import ETH, RoundReport, Simulation
 from refiner.storage import DirectoryStore
 
@@ -49,7 +50,14 @@ def mnist() -> Mnist:
     return Mnist(validation, shards, subset(test, 1000), sevens)
 
 
-def deploy(shards: list[Dataset], behaviours: list[WB], store: Path, label: str, rounds: int) -> Simulation:
+def deploy(
+    shards: list[Dataset],
+    behaviours: list[WB],
+    store: Path,
+    label: str,
+    rounds: int,
+    contribution: Contribution = "leave-one-out",
+) -> Simulation:
     config = TaskConfig(
         description="",
         worker_reward=ETH,
@@ -72,6 +80,7 @@ def deploy(shards: list[Dataset], behaviours: list[WB], store: Path, label: str,
         config=config,
         model="logistic",
         lr=0.05,
+        contribution=contribution,
         stake_unit=ETH,  # 1 unit each and τ = 3 ≥ W: every validator is seated
         label=label,
     )
@@ -311,3 +320,30 @@ def test_attack_transforms() -> None:
     assert flip_labels(ds, 7, 1).y.tolist() == [1, 1, 1, 3] and ds.y.tolist() == [7, 1, 7, 3]
     with pytest.raises(ValueError):
         AttackParameters(flip_source=1, flip_target=1)
+
+
+def test_an_extrapolator_is_paid_under_leave_one_out_and_refused_under_trusted_data(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """A worker with no data submits w_r + (w_r − w_{r−1}) from the global models it received. On the real
+    EVM with three validators: the trusted-data committee fetches the previous round's model, recognises
+    the repeated global step ("stale") and pays it nothing in any round, while every honest worker is paid
+    in every round; the same worker passes ε from round 2 (leave-one-out aggregates it)."""
+    shards, behaviours = mnist.shards[:4], [H, H, H, WB.EXTRAPOLATOR]
+    sim = deploy(
+        shards, behaviours, tmp_path / "trusted", "extrap-trust", rounds=3, contribution="trusted-data"
+    )
+    extrapolator = sim.workers[3]
+    for round_ in (1, 2, 3):
+        report = sim.run_round(mnist.validation, mnist.test)
+        assert report.consensus
+        _, details = consensus_details(sim.requester, sim.task, round_)
+        mine = next(r for r in details.results if r["worker"] == extrapolator.address)
+        assert mine["contribution"] == 0 and not mine["accepted"]
+        if round_ > 1:
+            assert mine["screen"] == "stale", mine
+        assert all(report.contributions[w.address] > 0 for w in sim.workers[:3]), report.contributions
+    loo = deploy(shards, behaviours, tmp_path / "loo", "extrap-loo", rounds=2)
+    loo.run_round(mnist.validation, mnist.test)
+    second = loo.run_round(mnist.validation, mnist.test)
+    assert loo.workers[3].address in second.accepted

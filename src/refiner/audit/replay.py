@@ -16,6 +16,7 @@ from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.roles.participant import ManifestDetails, ProtocolError, description_of, load_details, model_of
 from refiner.roles.spec import DescriptionError
+from refiner.roles.validator import previous_model
 from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.sharing import Context, NotARecipient, SharingError, retrieve
 from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
@@ -95,8 +96,17 @@ def replay(
             raise Unreadable(f"{short(worker)}'s update: {unavailable(exc)}") from None
     try:
         chosen = measure or measure_for(description_of(task))  # the measure the task asks validators for
+        previous = (
+            previous_model(store, task, r, requester, reader, spec) if chosen.uses_previous_state else None
+        )
         evaluation = evaluate_round(
-            factory, global_state, updates, validation, rec.config.epsilon, measure=chosen
+            factory,
+            global_state,
+            updates,
+            validation,
+            rec.config.epsilon,
+            measure=chosen,
+            previous_state=previous,
         )
     except ValueError as exc:  # e.g. an empty validation set: no validator could have evaluated either
         raise Unreadable(f"the evaluation does not run: {exc}") from None

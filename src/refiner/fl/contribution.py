@@ -56,6 +56,9 @@ class ContributionMeasure(ABC):
     A measure may also :meth:`screen` the updates that passed ε before they are aggregated.
     """
 
+    #: whether :meth:`screen` uses the previous round's starting model (validators then fetch it)
+    uses_previous_state = False
+
     def screen(
         self,
         model_fn: ModelFn,

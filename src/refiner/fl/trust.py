@@ -83,6 +83,7 @@ class TrustedData(ContributionMeasure):
     min_trust: float = 0.05
     min_novelty: float = 0.05
     copy_similarity: float = 0.9
+    uses_previous_state = True
 
     def screen(
         self,

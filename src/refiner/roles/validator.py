@@ -163,6 +163,21 @@ def open_model(
         raise
 
 
+def previous_model(
+    store: Store, task: Task, round_: int, requester: str, account: LocalAccount, spec: ModelSpec
+) -> State | None:
+    """The model round ``round_ − 1`` started from, which the task's committee (fixed for the task) was
+    sent then; None in round 1 or when it cannot be opened (the screen then skips its stale test)."""
+    if round_ <= 1:
+        return None
+    try:
+        handles = round_inputs(task, round_ - 1)
+        context = Context(task.address, round_ - 1, requester, "model")
+        return open_model(store, handles["modelHandle"], handles["modelKeysHandle"], context, account, spec)
+    except (ProtocolError, StorageError, SharingError, ModelValidationError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class Evaluated:
     """A validator's work for one round: what it will commit to and reveal."""
@@ -246,13 +261,19 @@ class Validator(Participant):
             )
         )
         updates, rejected = self._fetch_updates(task, round_, spec)
+        measure = self.measure or measure_for(description)
         evaluation = evaluate_round(
             factory,
             global_state,
             updates,
             validation,
             task.config().epsilon,
-            measure=self.measure or measure_for(description),
+            measure=measure,
+            previous_state=(
+                previous_model(self.store, task, round_, requester, self.account, spec)
+                if measure.uses_previous_state
+                else None
+            ),
         )
         results = [WorkerResult(w, accepted, n, c) for w, accepted, n, c in evaluation.fixed_results()]
         results += [WorkerResult(w, False, self._samples(task, round_, w), 0) for w in rejected]
