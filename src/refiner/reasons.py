@@ -14,7 +14,7 @@ ONE = 1_000_000
 
 #: Why a measure's screen (trusted-data, :mod:`refiner.fl.trust`) rejects an update that passed ε: the
 #: manifest's ``screen`` field.
-SCREEN_FLAGS = ("low-trust", "stale", "duplicate")
+SCREEN_FLAGS = ("low-trust", "oversized", "stale", "duplicate")
 
 
 def _screened(screen: str, trust_ppm: int | None) -> str:
@@ -23,6 +23,11 @@ def _screened(screen: str, trust_ppm: int | None) -> str:
         return (
             f"rejected: its update does not point the way an update trained on the requester's validation "
             f"data does{trust}"
+        )
+    if screen == "oversized":
+        return (
+            "rejected: its update is longer than training on its claimed data could make it (several "
+            "times an update trained on the requester's validation data)"
         )
     if screen == "stale":
         return "rejected: its update only repeats the last round's global step (no training of its own)"

@@ -21,6 +21,8 @@ from refiner.roles.attacks import (
     extrapolate,
     permute_hidden_units,
     perturbed_copy,
+    random_weights,
+    scale_update,
     sign_flip,
 )
 
@@ -59,6 +61,8 @@ def _attackers(previous: State, start: State, honest: list[Update], spare: Datas
         (_address("ext1"), extrapolate(previous, start, 1.0), 300),
         (_address("ext2"), extrapolate(previous, start, 2.0), 300),
         (_address("copy"), perturbed_copy(start, honest[3][1], 0.3, seed=5), 600),
+        (_address("x10"), scale_update(start, honest[1][1], 10.0), 400),
+        (_address("random"), random_weights(start, 1.0, seed=6), 300),
     ]
 
 
@@ -75,8 +79,9 @@ def test_every_attack_is_screened_out_and_honest_workers_are_paid_by_data(second
     )
     flags = {w.worker: w.screen for w in ev.workers}
     assert flags[_address("shuffled")] == flags[_address("flip")] == flags[_address("free")] == "low-trust"
-    assert flags[_address("ext1")] == flags[_address("ext2")] == "stale"
+    assert flags[_address("ext1")] == "stale" and flags[_address("ext2")] in ("stale", "oversized")
     assert flags[_address("copy")] == flags[HONEST[3]] == "duplicate"  # one party claiming twice
+    assert flags[_address("x10")] == "oversized" and flags[_address("random")] in ("low-trust", "oversized")
     paid = [w for w in ev.workers if w.contribution_ppm > 0]
     assert [w.worker for w in paid] == HONEST[:3]
     assert [w.contribution_ppm for w in paid] == [250_000, 333_330, 416_670]  # 300 : 400 : 500
@@ -89,7 +94,7 @@ def test_extrapolator_passes_epsilon_but_not_the_trusted_data_screen(second_roun
     loo = evaluate_round(logistic, start, updates, val, 1.0, LeaveOneOut())
     assert loo.workers[-1].accepted  # it passes ε: leave-one-out aggregates it and may pay it
     trusted = evaluate_round(logistic, start, updates, val, 1.0, TrustedData(), previous_state=previous)
-    assert trusted.workers[-1].screen == "stale" and trusted.workers[-1].contribution_ppm == 0
+    assert trusted.workers[-1].screen in ("stale", "oversized") and trusted.workers[-1].contribution_ppm == 0
     assert trusted.workers[-1].trust is not None and trusted.workers[-1].trust > 0.1  # trust alone misses it
 
 

@@ -64,11 +64,13 @@ class ContributionMeasure(ABC):
         model_fn: ModelFn,
         global_state: StateLike,
         states: Sequence[StateLike],
+        samples: Sequence[int],
         validation: Dataset,
         *,
         previous_state: StateLike | None = None,
     ) -> list[Screening]:
-        """One :class:`Screening` per state, in order; by default every update is kept."""
+        """One :class:`Screening` per state (with its capped sample count), in order; by default every
+        update is kept."""
         return [Screening() for _ in states]
 
     @abstractmethod

@@ -222,7 +222,12 @@ def evaluate_round(
         zip(
             passed,
             measure.screen(
-                model_fn, global_state, [states[i] for i in passed], validation, previous_state=previous_state
+                model_fn,
+                global_state,
+                [states[i] for i in passed],
+                capped_samples([updates[i][2] for i in passed]),
+                validation,
+                previous_state=previous_state,
             ),
             strict=True,
         )

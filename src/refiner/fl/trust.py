@@ -80,7 +80,8 @@ class TrustedData(ContributionMeasure):
     """The trusted-data screen and pay by capped data share (see the module docstring)."""
 
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    min_trust: float = 0.05
+    min_trust: float = 0.00001  # one quantum: trust must be positive on the grid
+    max_norm_ratio: float = 3.0
     min_novelty: float = 0.05
     copy_similarity: float = 0.9
     uses_previous_state = True
@@ -90,12 +91,15 @@ class TrustedData(ContributionMeasure):
         model_fn: ModelFn,
         global_state: StateLike,
         states: Sequence[StateLike],
+        samples: Sequence[int],
         validation: Dataset,
         *,
         previous_state: StateLike | None = None,
     ) -> list[Screening]:
         if not states:
             return []
+        if len(samples) != len(states):
+            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
         cfg = TrainingConfig(
             epochs=self.training.epochs,
             batch_size=self.training.batch_size,
@@ -108,8 +112,14 @@ class TrustedData(ContributionMeasure):
         deltas = [_delta(s, global_state) for s in states]
         norms = [math.sqrt(_dot(d, d)) for d in deltas]
         ref_norm = math.sqrt(_dot(reference, reference))
+        # a zero update (a free rider) has no direction: trust 0, below the bound
         trust = [_cos(d, reference, n, ref_norm) for d, n in zip(deltas, norms, strict=True)]
         flags: list[str | None] = ["low-trust" if _grid(t) < _grid(self.min_trust) else None for t in trust]
+        for i, (n, count) in enumerate(zip(norms, samples, strict=True)):
+            # SGD on `count` samples takes max(1, count / |D|) times the reference's steps
+            allowed = self.max_norm_ratio * ref_norm * max(len(validation), count)
+            if flags[i] is None and _grid(n * len(validation)) > _grid(allowed):
+                flags[i] = "oversized"
         if previous_state is not None:
             step = _delta(global_state, previous_state)
             step_sq = _dot(step, step)
@@ -119,8 +129,9 @@ class TrustedData(ContributionMeasure):
                     novelty = math.sqrt(_dot(rest, rest)) / n if n > 0 else 0.0
                     if flags[i] is None and _grid(novelty) < _grid(self.min_novelty):
                         flags[i] = "stale"
-        for i in range(len(states)):
-            for j in range(i + 1, len(states)):
+        kept = [i for i, f in enumerate(flags) if f is None]  # a copy already rejected harms no one
+        for i in kept:
+            for j in (j for j in kept if j > i):
                 if _grid(_cos(deltas[i], deltas[j], norms[i], norms[j])) >= _grid(self.copy_similarity):
                     for k in (i, j):
                         if flags[k] is None:
@@ -150,6 +161,7 @@ class TrustedData(ContributionMeasure):
     def __repr__(self) -> str:
         return (
             f"TrustedData(training={self.training!r}, min_trust={self.min_trust}, "
+            f"max_norm_ratio={self.max_norm_ratio}, "
             f"min_novelty={self.min_novelty}, copy_similarity={self.copy_similarity})"
         )
 
