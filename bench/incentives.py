@@ -27,7 +27,8 @@ Per cell (model, distribution, attack, fraction of attackers, measure; mean over
 Attacks: shuffled labels, sign flip, free rider, random weights, scaled ×10, inflated claim ×10,
 extrapolator ``w_g + (w_g − w_p)``, perturbed copy (30 % noise) of the first honest worker's update,
 permuted hidden units (CNN only), Sybil (the attacker's data split over 4 identities).
-Writes ``bench/results/incentives.json``; ``--markdown FILE`` writes the tables.
+Writes ``bench/results/incentives.json`` (docs/incentives.md's figures are in bench/results/incentives-*.json);
+``--markdown FILE`` writes the tables.
 """
 
 from __future__ import annotations

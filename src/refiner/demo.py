@@ -19,7 +19,7 @@ from refiner.chain import Chain, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.spec import MODEL_NAME
+from refiner.roles.spec import CONTRIBUTIONS, DEFAULT_CONTRIBUTION, MODEL_NAME, Contribution
 from refiner.simulation import ETH, RoundReport, Simulation, default_durations
 from refiner.storage import open_store
 
@@ -39,6 +39,7 @@ class DemoOptions:
     model: str = "small_cnn"
     lr: float = 0.1
     epochs: int = 2
+    contribution: Contribution = DEFAULT_CONTRIBUTION  # the validators' contribution measure
     out: Path = Path("demo-output")
     json_path: Path | None = None
     seed: int = 0
@@ -51,6 +52,8 @@ class DemoOptions:
             raise ValueError("--rounds, --workers, --validators, --committee and --epochs must be at least 1")
         if not 0 <= self.malicious <= self.workers:
             raise ValueError(f"--malicious must be between 0 and --workers ({self.workers})")
+        if self.contribution not in CONTRIBUTIONS:
+            raise ValueError(f"--contribution {self.contribution!r}: use one of {', '.join(CONTRIBUTIONS)}")
         name, models = demo_model(self.model)
         if name not in BUILTIN_MODELS and name not in models:
             raise ValueError(
@@ -145,6 +148,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
             models=models,
             lr=options.lr,
             epochs=options.epochs,
+            contribution=options.contribution,
             seed=options.seed,
             label="demo",
         )

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from refiner.roles.spec import DEFAULT_CONTRIBUTION
+
 app = typer.Typer(
     help="Refiner: reliable, incentive-driven federated learning on Ethereum.", no_args_is_help=True
 )
@@ -31,6 +33,9 @@ def demo(
     ] = "small_cnn",
     lr: Annotated[float, typer.Option(help="local learning rate")] = 0.1,
     epochs: Annotated[int, typer.Option(help="local epochs per round")] = 2,
+    contribution: Annotated[
+        str, typer.Option(help="how validators score workers: trusted-data | leave-one-out | gtg-shapley")
+    ] = DEFAULT_CONTRIBUTION,
     out: Annotated[Path, typer.Option(help="directory for the model, the curve and the store")] = Path(
         "demo-output"
     ),
@@ -53,6 +58,7 @@ def demo(
             model=model,
             lr=lr,
             epochs=epochs,
+            contribution=contribution,  # type: ignore[arg-type]  # checked by options.check()
             out=out,
             json_path=json_path,
             seed=seed,
