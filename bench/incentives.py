@@ -5,10 +5,11 @@
     .venv/bin/python bench/incentives.py --model small_cnn --rounds 5 --seeds 1   # the CNN row (slow)
 
 One validator's round (:func:`refiner.fl.round_evaluation.evaluate_round`, what every honest committee
-member computes; the chain adds nothing to the model) for each measure — ``leave-one-out`` (today's
-default), ``gtg-shapley`` and ``trusted-data`` (:mod:`refiner.fl.trust`, given the previous round's model
-so that its stale screen works) — on the same data, attackers and seeds. Workers hold the demo's sizes
-scaled (``--sizes``; 5 workers: 600, 800, 1,000, 1,200, 1,400 images, i.e. the demo's 6k-14k / 10),
+member computes; the chain adds nothing to the model) for each measure — ``leave-one-out`` (the default
+before issue 14), ``gtg-shapley`` and ``trusted-data`` (:mod:`refiner.fl.trust`, the default now, given
+the previous round's model so that its stale screen works) — on the same data, attackers and seeds, each
+with its task default ε (none for trusted-data, 1.0 otherwise; ``NAME@EPS`` sets one, ``@none`` none).
+Workers hold the demo's sizes scaled (``--sizes``; 5 workers: 600, 800, 1,000, 1,200, 1,400 images, i.e. the demo's 6k-14k / 10),
 IID or Dirichlet(α) label skew. Pay follows ``RefinerTask.claimReward``: per round the worker reward
 (1 unit) is shared ``c / Σc`` among accepted workers with ``c > 0``.
 
@@ -22,7 +23,8 @@ Per cell (model, distribution, attack, fraction of attackers, measure; mean over
 * ``ρ``: Spearman correlation of the honest workers' data sizes and total pay;
 * ``min share/data``: the lowest ratio of an honest worker's pay share to its data share;
 * ``evals``: the validator's model evaluations per round (forward passes over the validation set;
-  trusted-data also trains one reference model, reported apart); ``s``: its seconds per round.
+  trusted-data also trains its reference, in two calls: the task's epochs, then 9× more, reported
+  apart); ``s``: its seconds per round.
 
 Attacks: shuffled labels, sign flip, free rider, random weights, scaled ×10, inflated claim ×10,
 extrapolator ``w_g + (w_g − w_p)``, perturbed copy (30 % noise) of the first honest worker's update,
@@ -51,6 +53,8 @@ import refiner.fl.contribution as contribution_module
 import refiner.fl.round_evaluation as round_module
 import refiner.fl.shapley as shapley_module
 import refiner.fl.trust as trust_module
+from refiner.chain.types import NO_EPSILON
+from refiner.config import default_epsilon
 from refiner.fl.aggregation import fedavg
 from refiner.fl.contribution import measure_for
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
@@ -61,7 +65,7 @@ from refiner.fl.training import TrainingConfig, free_ride, train_local
 from refiner.roles import attacks
 
 #: "NAME@EPS" runs a measure with its own ε (trusted-data does not need ε: its screen rejects bad updates)
-MEASURES = ("leave-one-out", "gtg-shapley", "trusted-data", "trusted-data@100")
+MEASURES = ("leave-one-out", "gtg-shapley", "trusted-data", "trusted-data@1")
 ATTACKS = (
     "none",
     "shuffled-labels",
@@ -174,7 +178,7 @@ class Setting:
     sizes: list[int]
     alpha: float | None
     rounds: int
-    epsilon: float
+    epsilon: float | None  # None: each measure's task default (refiner.config.default_epsilon)
     validation: int
     lr: float
     epochs: int
@@ -276,7 +280,10 @@ def run_measure(rd: Round, measure_name: str, val: Dataset, test: Dataset, base:
     s = rd.s
     model_fn = resolve_model(s.model)
     base_name, _, eps_text = measure_name.partition("@")
-    epsilon = float(eps_text) if eps_text else s.epsilon
+    if eps_text:
+        epsilon = NO_EPSILON if eps_text == "none" else float(eps_text)
+    else:
+        epsilon = s.epsilon if s.epsilon is not None else default_epsilon(base_name)
     measure = measure_for(base_name)
     if isinstance(measure, trust_module.TrustedData):
         measure = trust_module.TrustedData(TrainingConfig(epochs=s.epochs, lr=s.lr))
@@ -421,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--measures", default=",".join(MEASURES))
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epsilon", type=float, default=1.0)
+    p.add_argument("--epsilon", type=float, default=None, help="ε for all (default: each measure's own)")
     p.add_argument("--validation", type=int, default=1000)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=1)
@@ -458,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     text = table(cells)
     print(
-        f"{a.model}, workers of {a.sizes} images, {a.rounds} rounds, {a.seeds} seed(s), ε = {a.epsilon}, "
+        f"{a.model}, workers of {a.sizes} images, {a.rounds} rounds, {a.seeds} seed(s), ε = {a.epsilon or 'per measure'}, "
         f"{time.perf_counter() - started:.0f} s\n"
     )
     print(text)

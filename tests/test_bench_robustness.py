@@ -113,18 +113,20 @@ ib = _load("incentives")
 def test_incentives_grid_on_a_tiny_configuration(mnist: tuple[Dataset, Dataset]) -> None:
     """bench/incentives.py's quick core: the trusted-data measure pays the sign-flipper and the
     extrapolator nothing while the honest workers are paid every round in the order of their data."""
-    s = ib.Setting("logistic", [200, 300, 400], None, 3, 1.0, 300, 0.1, 1)
+    s = ib.Setting("logistic", [200, 300, 400], None, 3, None, 300, 0.1, 1)  # each measure's own ε
     cells = ib.run_grid(
         s, ["none", "sign-flip", "extrapolator"], [0.34], ib.MEASURES, [0], mnist, log=lambda _: None
     )
     assert {(c.attack, c.measure) for c in cells} == {
         (a, m) for a in ("none", "sign-flip", "extrapolator") for m in ib.MEASURES
     }
-    trusted = {c.attack: c for c in cells if c.measure.startswith("trusted-data")}
-    loose = {c.attack: c for c in cells if c.measure == "trusted-data@100"}  # ε out of the way
-    assert loose["none"].min_paid_rounds == 1.0 and loose["none"].spearman == 1.0
-    assert trusted["sign-flip"].attack_pay == 0.0 and trusted["extrapolator"].attack_pay == 0.0
-    assert trusted["none"].trainings == 1 and all(c.evaluations > 0 for c in cells)
+    for name in ("trusted-data", "trusted-data@1"):  # without ε (the default) and with ε = 1
+        trusted = {c.attack: c for c in cells if c.measure == name}
+        assert trusted["sign-flip"].attack_pay == 0.0 and trusted["extrapolator"].attack_pay == 0.0
+        assert trusted["none"].trainings == 5  # the reference, its long run, and the two halves' runs
+    default = {c.attack: c for c in cells if c.measure == "trusted-data"}
+    assert default["none"].min_paid_rounds == 1.0 and default["none"].spearman == 1.0
+    assert all(c.evaluations > 0 for c in cells)
     assert all(0 <= c.accuracy <= 1 and 0 <= c.honest_accuracy <= 1 for c in cells)
     text = ib.table(cells)
     assert text.count("\n") == 2 + len(cells) and "| iid | extrapolator | 33% | trusted-data |" in text

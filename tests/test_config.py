@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from refiner.chain.types import Aggregation, Durations, TaskConfig
+from refiner.chain.types import NO_EPSILON, Aggregation, Durations, TaskConfig, epsilon_text, to_fixed
 from refiner.config import AgentSection, ClientSettings, ConfigError, load_settings, load_task_file, parse_wei
 from refiner.roles.spec import TaskDescription
 
@@ -94,6 +94,25 @@ def test_empty_task_table_uses_dataclass_defaults(tmp_path: Path) -> None:
         tf.description("abcd")
     with pytest.raises(ValueError, match="empty"):
         tf.task_config("")
+
+
+@pytest.mark.parametrize(
+    ("body", "epsilon"),
+    [
+        ("", NO_EPSILON),  # trusted-data, the default: its screen qualifies, no absolute bound
+        ('contribution = "trusted-data"\nepsilon = 2.5', 2.5),
+        ('contribution = "leave-one-out"', 1.0),
+        ('contribution = "gtg-shapley"\nepsilon = 0.5', 0.5),
+    ],
+)
+def test_epsilon_is_optional_and_its_default_follows_the_measure(
+    tmp_path: Path, body: str, epsilon: float
+) -> None:
+    tf = load_task_file(write(tmp_path, f"[task]\n{body}\n"))
+    config = tf.task_config("{}")
+    assert config.epsilon == epsilon
+    assert epsilon_text(config.epsilon) == ("none" if epsilon == NO_EPSILON else f"{epsilon:g}")
+    assert 0 < to_fixed(config.epsilon) < 2**64  # the contract keeps it as a uint64
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from refiner.chain.types import NO_EPSILON
 from refiner.reasons import result_reason, verdict_reason
 
 EPS = 1_000_000
@@ -52,3 +53,13 @@ def test_a_screened_out_update_says_which_screen() -> None:
     )
     assert "repeats the last round's global step" in result_reason(entry("stale"), EPS)
     assert "duplicates another worker's update" in result_reason(entry("duplicate"), EPS)
+
+
+def test_without_epsilon_only_a_non_finite_loss_is_rejected_for_its_loss() -> None:
+    none = round(NO_EPSILON * EPS)
+    text = verdict_reason(accepted=False, contribution_ppm=0, loss_ppm=10**15, epsilon_ppm=none)
+    assert text == "rejected: its validation loss is not a finite number (the task sets no ε)"
+    screened = verdict_reason(
+        accepted=False, contribution_ppm=0, loss_ppm=5_000_000, epsilon_ppm=none, screen="low-trust"
+    )
+    assert screened.startswith("rejected") and "ε" not in screened

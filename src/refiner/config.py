@@ -23,7 +23,7 @@ from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from refiner.chain.types import MAX_DURATION, ONE, Aggregation, Durations, TaskConfig, to_fixed
+from refiner.chain.types import MAX_DURATION, NO_EPSILON, ONE, Aggregation, Durations, TaskConfig, to_fixed
 from refiner.roles import spec
 from refiner.roles.spec import TaskDescription, check_model_name
 
@@ -138,7 +138,9 @@ class TaskSection(_Strict):
     contribution: spec.Contribution = _DESC.contribution
     aggregation: Literal["fedavg", "fedprox"] = "fedavg"
     mu: Annotated[float, Field(ge=0, validate_default=True)] = _T.mu
-    epsilon: Annotated[float, Field(gt=0)] = _T.epsilon
+    # unset: no absolute bound for trusted-data (its screen qualifies; a fixed ε stalls non-IID tasks,
+    # docs/incentives.md), the chain's default 1.0 for the loss-based measures
+    epsilon: Annotated[float, Field(gt=0)] | None = None
     target_accuracy: Annotated[float, Field(ge=0, le=1)] = _T.target_accuracy
     max_rounds: Count = _T.max_rounds
     max_workers: Count = _T.max_workers
@@ -179,8 +181,8 @@ class TaskSection(_Strict):
 
     @field_validator("epsilon")
     @classmethod
-    def _epsilon_fits(cls, epsilon: float) -> float:
-        if not 0 < to_fixed(epsilon) <= UINT64:
+    def _epsilon_fits(cls, epsilon: float | None) -> float | None:
+        if epsilon is not None and not 0 < to_fixed(epsilon) <= UINT64:
             raise ValueError(f"epsilon must be between {1 / ONE} and {UINT64 // ONE}, got {epsilon}")
         return epsilon
 
@@ -194,9 +196,10 @@ class TaskFile(_Strict):
         """The on-chain configuration, with `description_json` (TaskDescription.to_json) as description."""
         if not description_json:
             raise ValueError("the task description is empty (the contract refuses it)")
-        t, same = self.task, {f.name for f in fields(TaskConfig)} - {"aggregation", "durations"}
+        t, same = self.task, {f.name for f in fields(TaskConfig)} - {"aggregation", "durations", "epsilon"}
         return TaskConfig(
             **{**t.model_dump(include=same), "description": description_json},
+            epsilon=t.epsilon if t.epsilon is not None else default_epsilon(t.contribution),
             aggregation=Aggregation.FedProx if t.aggregation == "fedprox" else Aggregation.FedAvg,
             durations=Durations(**t.durations.model_dump()),
         )
@@ -207,6 +210,11 @@ class TaskFile(_Strict):
             raise ValueError(f"not a 64-byte public key in hex: {requester_public_key_hex[:20]!r}…")
         same = {f.name for f in fields(TaskDescription)}
         return TaskDescription(requester_public_key_hex, **self.task.model_dump(include=same))
+
+
+def default_epsilon(contribution: str) -> float:
+    """The ε a task gets when its file does not set one: no absolute bound for trusted-data."""
+    return NO_EPSILON if contribution == "trusted-data" else _T.epsilon
 
 
 def _resolve_path(value: str, base: Path | None) -> Path:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from refiner.chain import Chain, TaskConfig
+from refiner.config import default_epsilon
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
@@ -131,7 +132,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
         max_rounds=options.rounds,
         max_workers=options.workers,
         committee_size=options.committee,
-        epsilon=1.0,
+        epsilon=default_epsilon(options.contribution),
         durations=default_durations(),
         sign_up_deposit=options.sign_up_deposit,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from refiner.chain.types import NO_EPSILON
+
 ONE = 1_000_000
 
 #: Why a measure's screen (trusted-data, :mod:`refiner.fl.trust`) rejects an update that passed ε: the
@@ -55,6 +57,8 @@ def verdict_reason(
         return (
             "rejected: its update could not be read or checked (missing, malformed or over the size limits)"
         )
+    if loss_ppm > epsilon_ppm >= NO_EPSILON * ONE:
+        return "rejected: its validation loss is not a finite number (the task sets no ε)"
     if loss_ppm > epsilon_ppm:
         return (
             f"rejected: its validation loss {loss_ppm / ONE:.4f} is above the task's threshold "

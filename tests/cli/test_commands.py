@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from refiner.chain import Chain, Registry, Status, Task, public_key_bytes
 from refiner.chain.accounts import load_keystore
 from refiner.chain.anvil import Anvil, find_anvil, start_anvil
-from refiner.chain.types import Aggregation, Durations
+from refiner.chain.types import NO_EPSILON, Aggregation, Durations
 from refiner.cli import app
 from refiner.roles import Administrator
 from refiner.roles.spec import TaskDescription
@@ -247,7 +247,13 @@ def test_create_task_deploys_registers_and_funds_the_task_file(
     cfg = t.config()
     assert (cfg.worker_reward, cfg.validator_reward) == (ETH, 3 * ETH // 10)
     assert (cfg.max_rounds, cfg.max_workers, cfg.committee_size) == (2, 5, 4)
-    assert (cfg.epsilon, cfg.target_accuracy, cfg.aggregation, cfg.mu) == (1.5, 0.99, Aggregation.FedAvg, 0)
+    # the example leaves ε unset: trusted-data's screen alone qualifies updates
+    assert (cfg.epsilon, cfg.target_accuracy, cfg.aggregation, cfg.mu) == (
+        NO_EPSILON,
+        0.99,
+        Aggregation.FedAvg,
+        0,
+    )
     assert cfg.durations == Durations(
         recruitment=600, training=600, evaluation=600, reveal=120, idle=3600, claim=7 * 86400
     )

@@ -254,8 +254,8 @@ def test_gtg_is_deterministic_across_threads_and_input_orders() -> None:
 
 
 def test_the_task_description_names_the_measure() -> None:
-    old = TaskDescription("ab")
-    assert old.contribution == "leave-one-out" and "contribution" not in json.loads(old.to_json())
+    old = TaskDescription("ab", contribution="leave-one-out")
+    assert "contribution" not in json.loads(old.to_json())
     body = json.loads(old.to_json())
     assert TaskDescription.from_json(json.dumps(body)) == old  # descriptions without the field
     assert isinstance(measure_for(old), LeaveOneOut)

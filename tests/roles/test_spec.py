@@ -23,6 +23,16 @@ def test_a_description_round_trips() -> None:
     assert read(contribution="gtg-shapley").contribution == "gtg-shapley"
 
 
+def test_new_tasks_ask_for_trusted_data_and_old_descriptions_keep_leave_one_out() -> None:
+    new = TaskDescription(KEY)
+    assert new.contribution == "trusted-data"
+    assert json.loads(new.to_json())["contribution"] == "trusted-data"
+    assert TaskDescription.from_json(new.to_json()) == new
+    old = read()  # written before the field existed
+    assert old.contribution == "leave-one-out"
+    assert "contribution" not in json.loads(old.to_json())  # the same text as before: the same digest
+
+
 @pytest.mark.parametrize("model", ["os:abort", "sys:exit", "os:getpid", "refiner.fl.models:logistic", "a.b"])
 def test_a_model_that_names_code_is_refused(model: str) -> None:
     with pytest.raises(DescriptionError, match=f"model '{model}' names code to import") as info:

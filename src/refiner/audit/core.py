@@ -38,7 +38,7 @@ def audit_task(
     verdict, and the task its Ether ledger. With the `requester`'s key the consensus aggregates are
     decrypted and their digests checked; with a committee member's key (`evaluator`: workers encrypt
     their updates to the committee only) the committee's evaluation is re-run with `measure` (the
-    validators' default, leave-one-out, unless given). Checks without the key they need stay unchecked
+    one the task's description names, unless given). Checks without the key they need stay unchecked
     and a consensus round is then INCOMPLETE.
 
     Raises AuditError if `task` is not a Refiner task on `chain`, a round does not exist, or `requester`

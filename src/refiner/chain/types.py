@@ -29,6 +29,16 @@ def from_fixed(n: int) -> float:
     return n / ONE
 
 
+#: ε for "no absolute bound": above the validation loss of any model that computes at all (NaN and
+#: infinite losses count as 1e9 and still fail it), so only the contribution measure's screen qualifies.
+NO_EPSILON = 1e8
+
+
+def epsilon_text(epsilon: float) -> str:
+    """ε as people read it: ``none`` for :data:`NO_EPSILON` (or above), else the number."""
+    return "none" if epsilon >= NO_EPSILON else f"{epsilon:g}"
+
+
 class Status(IntEnum):
     PENDING = 0
     RECRUITING = 1
@@ -122,7 +132,8 @@ class TaskConfig:
 class WorkerResult:
     """One leaf of a manifest's results tree: a validator's verdict on one worker in one round.
 
-    `contribution` is the leave-one-out loss difference in fixed point (an integer, may be negative).
+    `contribution` is the task's measure in fixed point (an integer, may be negative): a leave-one-out
+    or Shapley loss difference, or a trusted-data share of the round's samples.
     """
 
     worker: str

@@ -60,7 +60,7 @@ def task_show(
     """Configuration, phase and deadline, money, members and every round's outcome."""
     from datetime import UTC, datetime
 
-    from refiner.chain.types import from_fixed
+    from refiner.chain.types import epsilon_text, from_fixed
 
     ctx = Ctx.load(config, chain)
     with user_errors():
@@ -75,7 +75,7 @@ def task_show(
             f"budget {t.budget()} wei, balance {t.balance()} wei, owed {t.owed()} wei"
         )
         out.print(
-            f"ε {cfg.epsilon}, target accuracy {cfg.target_accuracy}, {cfg.aggregation.name}, "
+            f"ε {epsilon_text(cfg.epsilon)}, target accuracy {cfg.target_accuracy}, {cfg.aggregation.name}, "
             f"τ {cfg.committee_size}, max workers {cfg.max_workers}, "
             f"sign-up deposit {cfg.sign_up_deposit} wei ({t.deposits_held()} wei held)"
         )

@@ -4,8 +4,9 @@ The contract keeps the description as free text; Refiner writes a JSON document 
 participant the data format, the model architecture (so that everyone can validate weights against the
 same spec), the local-training hyper-parameters, and the requester's public key (to which validators
 encrypt their aggregated models). Anybody can check that key against the task's requester address.
-It also names the contribution measure the validators use (``contribution``; leave-one-out unless
-the description says otherwise, so descriptions written before the field existed keep their meaning).
+It also names the contribution measure the validators use (``contribution``; a new description names
+trusted-data unless told otherwise, and one without the field means leave-one-out, so descriptions
+written before the field existed keep their meaning).
 
 Anybody can post a task, so every field is type- and range-checked before anything uses it, and the
 model is a *name*: a built-in one, or a factory the participant registered in its own configuration.
@@ -27,7 +28,10 @@ Contribution = Literal[
     "leave-one-out", "gtg-shapley", "trusted-data"
 ]  # = refiner.fl.contribution.MeasureName
 CONTRIBUTIONS: tuple[str, ...] = get_args(Contribution)
-DEFAULT_CONTRIBUTION: Contribution = "leave-one-out"
+#: What a new task asks for (chosen by measurement: docs/incentives.md).
+DEFAULT_CONTRIBUTION: Contribution = "trusted-data"
+#: What a description without the field means, so that descriptions written before it keep their meaning.
+IMPLICIT_CONTRIBUTION: Contribution = "leave-one-out"
 
 #: A model name: a letter, then letters, digits, '_' or '-' (never code such as 'package.module:function').
 MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -65,8 +69,8 @@ class TaskDescription:
 
     def to_json(self) -> str:
         body = asdict(self)
-        if body["contribution"] == DEFAULT_CONTRIBUTION:
-            del body["contribution"]  # the default stays implicit: such descriptions read as before
+        if body["contribution"] == IMPLICIT_CONTRIBUTION:
+            del body["contribution"]  # written as before the field existed: the same text, the same digest
         return json.dumps({"refiner": 1, **body}, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -78,6 +82,7 @@ class TaskDescription:
             body = safejson.loads(text, "the task description")
             if not isinstance(body, dict) or body.pop("refiner", None) != 1:
                 raise ValueError("missing 'refiner': 1")
+            body.setdefault("contribution", IMPLICIT_CONTRIBUTION)
             return cls(**body)
         except DescriptionError as exc:
             raise DescriptionError(f"refused task description: {exc}") from None

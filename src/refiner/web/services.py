@@ -286,7 +286,7 @@ def evaluate_updates(host: Host, task: Task, account: str) -> Job:
         raise Conflict(f"{hosted.label} already committed its manifest for round {round_}")
 
     def work(job: Job) -> dict[str, Any]:
-        job.message = "fetching and scoring every update, aggregating, leave-one-out"
+        job.message = "fetching and scoring every update, aggregating, measuring contributions"
         job.progress = 0.1
         work = validator.evaluate(task)
         host.work[(hosted.address, task.address, round_)] = work

@@ -14,9 +14,11 @@ from typing import Any
 from eth_typing import HexStr
 
 from refiner.chain import Event, Manifest, Task
+from refiner.chain.types import NO_EPSILON
 from refiner.fl.round_evaluation import epsilon_ppm
 from refiner.reasons import result_reason
-from refiner.roles.participant import ProtocolError, consensus_details
+from refiner.roles.participant import ProtocolError, consensus_details, description_of
+from refiner.roles.spec import DescriptionError
 from refiner.storage import StorageError
 from refiner.web.host import Host
 from refiner.web.services import consensus_model
@@ -57,7 +59,8 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
             "validator_reward_wei": str(cfg.validator_reward),
             "sign_up_deposit_wei": str(cfg.sign_up_deposit),
             "target_accuracy": cfg.target_accuracy,
-            "epsilon": cfg.epsilon,
+            "epsilon": None if cfg.epsilon >= NO_EPSILON else cfg.epsilon,  # None: no absolute bound
+            "contribution": _contribution(task),
             "aggregation": cfg.aggregation.name,
             "mu": cfg.mu,
             "durations": dict(
@@ -74,6 +77,14 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
         ],
         "rounds": [round_view(host, task, r, events, members) for r in range(1, task.current_round() + 1)],
     }
+
+
+def _contribution(task: Task) -> str | None:
+    """The measure the task's validators use (None if its description is not a Refiner one)."""
+    try:
+        return description_of(task).contribution
+    except DescriptionError:
+        return None
 
 
 def round_view(

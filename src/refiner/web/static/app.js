@@ -355,7 +355,7 @@ function renderManage() {
     ["Owed (budget + escrow + deposits)", eth(d.owed_wei)],
     ["Rewards per round", `workers ${eth(c.worker_reward_wei)}, validators ${eth(c.validator_reward_wei)}`],
     ["Sign-up deposit", `${eth(c.sign_up_deposit_wei)} per worker, back with its round-1 submission`],
-    ["Rules", `${c.aggregation}${c.mu ? ` (μ ${c.mu})` : ""}, ε ${c.epsilon}, target ${pct(c.target_accuracy)}`],
+    ["Rules", `${c.aggregation}${c.mu ? ` (μ ${c.mu})` : ""}, ε ${c.epsilon ?? "none"}, ${c.contribution ?? "unknown"} contribution, target ${pct(c.target_accuracy)}`],
     ["Workers", `${d.workers} of ${d.max_workers}`],
     ["Committee seats", `${d.seats} (τ = ${d.committee_size})`],
   ]);
@@ -504,7 +504,10 @@ function renderEvaluation() {
     html(
       $("#eval-accuracy"),
       `Round ${result.round}: the aggregate of the qualified updates reaches <b>${pct(result.accuracy)}</b>
-      validation accuracy (loss ${num(result.loss)}); updates qualify with a validation loss below ε = ${d.config.epsilon}.`,
+      validation accuracy (loss ${num(result.loss)}); updates qualify ${d.config.epsilon == null ? "" : `with a validation loss below ε = ${d.config.epsilon}${
+        d.config.contribution === "trusted-data" ? " and " : ""}`}${
+        d.config.contribution === "trusted-data" ? "when they pass the screen against the validation data" : ""
+      }.`,
     );
   }
 
@@ -593,7 +596,7 @@ function renderResults() {
     },
     options: {
       scales: {
-        c: { position: "left", title: { display: true, text: "leave-one-out contribution" } },
+        c: { position: "left", title: { display: true, text: `${d.config.contribution ?? ""} contribution`.trim() } },
         eth: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "ETH" } },
       },
     },
