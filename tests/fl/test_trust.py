@@ -190,7 +190,7 @@ def test_a_round_one_shuffled_update_with_a_barely_positive_cosine_is_screened_o
         (HONEST[1], train_local(logistic, w0, shards[1], TrainingConfig(seed=2)), 10000),
         (_address("shuffled"), train_local(logistic, w0, shuffled, TrainingConfig(seed=3)), 8000),
     ]
-    loose = TrustedData(min_relative_trust=0.0).screen(
+    loose = TrustedData(min_relative_trust=0.0, first_relative_trust=0.0).screen(
         logistic, w0, [u[1] for u in updates], [u[2] for u in updates], val
     )
     assert [s.flag for s in loose] == [None, None, None]  # positive, however barely
@@ -198,3 +198,18 @@ def test_a_round_one_shuffled_update_with_a_barely_positive_cosine_is_screened_o
     ev = evaluate_round(logistic, w0, updates, val, 1e8, TrustedData())
     assert [w.screen for w in ev.workers] == [None, None, "low-trust"]
     assert [w.contribution_ppm for w in ev.workers] == [375_000, 625_000, 0]
+
+
+def test_the_first_round_bound_refuses_a_small_cnn_shuffled_update(mnist: tuple[Dataset, Dataset]) -> None:
+    """Small CNN from its initial model: a shuffled-label update's cosine is +0.077 (honest +0.55…+0.62),
+    above 10 % of the expected trust (0.047) but below the first round's 25 % (0.117)."""
+    sizes = [600, 800, 1000, 1200]
+    val, shards = split_mnist(mnist[0], sizes, 1000, None, 0)
+    w0 = initial_state(small_cnn, 0)
+    states = [train_local(small_cnn, w0, shards[i], TrainingConfig(seed=50 + i * 7)) for i in range(3)]
+    states.append(train_local(small_cnn, w0, shuffle_labels(shards[3], 101), TrainingConfig(seed=71)))
+    later_rounds_bound = TrustedData(first_relative_trust=0.1).screen(small_cnn, w0, states, sizes, val)
+    assert [s.flag for s in later_rounds_bound] == [None, None, None, None]
+    first = TrustedData().screen(small_cnn, w0, states, sizes, val)
+    assert [s.flag for s in first] == [None, None, None, "low-trust"]
+    assert 0.05 < first[3].trust < 0.1 < 0.5 < min(s.trust for s in first[:3])

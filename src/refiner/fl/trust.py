@@ -25,7 +25,9 @@ with the validation set as its root dataset):
   (docs/incentives.md, 3 seeds): shuffled labels earn 0 / 0 / 0 % instead of 0 / 1.1 / 4.1 % (IID,
   20 / 40 / 80 % attackers), but the worst honest worker at Dirichlet 0.5 is paid in 70 % of rounds
   instead of 80 % (ρ 0.73 instead of 0.97): non-IID honest cosines fall further below the expectation,
-  which the validation data (IID) sets.
+  which the validation data (IID) sets. In the task's first round (no previous model given) the share
+  is ``first_relative_trust`` (25 %): from an untrained model label-free training shares a calibration
+  direction with honest training (small CNN, round 1: shuffled labels +0.04…+0.09, honest +0.40…+0.62).
 * ``oversized``: ``‖Δ_i‖ > max_norm_ratio · ‖w_1 − w_g‖ · max(1, n_i / |D|)`` (SGD on ``n_i``
   samples takes ``n_i / |D|`` times the reference's steps): a boosted update, or random weights.
 * ``stale``: with the previous round's starting model ``w_p`` given, ``s = w_g − w_p`` is the last
@@ -101,6 +103,7 @@ class TrustedData(ContributionMeasure):
     reference_epochs: int = 10  # the direction's training, in multiples of the task's local epochs
     min_trust: float = 0.00001  # one quantum: trust must be positive on the grid...
     min_relative_trust: float = 0.1  # ...and at least this share of the trust an honest update expects
+    first_relative_trust: float = 0.25  # the same in the task's first round (no previous model)
     max_norm_ratio: float = 3.0
     min_novelty: float = 0.05
     copy_similarity: float = 0.9
@@ -133,9 +136,12 @@ class TrustedData(ContributionMeasure):
         norms = [math.sqrt(_dot(d, d)) for d in deltas]
         # a zero update (a free rider) has no direction: trust 0, below the bound
         trust = [_cos(d, direction, n, _norm(direction)) for d, n in zip(deltas, norms, strict=True)]
+        # from an untrained model label-free training shares a "calibration" direction with honest
+        # training (a round-1 shuffled-label update: cosine up to +0.09), honest cosines are high
+        relative = self.first_relative_trust if previous_state is None else self.min_relative_trust
         bound = max(
             _grid(self.min_trust),
-            _grid(self.min_relative_trust * self._expected_trust(model_fn, global_state, validation, cfg)),
+            _grid(relative * self._expected_trust(model_fn, global_state, validation, cfg)),
         )
         flags: list[str | None] = ["low-trust" if _grid(t) < bound else None for t in trust]
         for i, (n, count) in enumerate(zip(norms, samples, strict=True)):
