@@ -28,6 +28,8 @@ with the validation set as its root dataset):
   which the validation data (IID) sets. In the task's first round (no previous model given) the share
   is ``first_relative_trust`` (25 %): from an untrained model label-free training shares a calibration
   direction with honest training (small CNN, round 1: shuffled labels +0.04…+0.09, honest +0.40…+0.62).
+  A validator that cannot open a later round's previous model applies that stricter share too (as it
+  skips the stale test): on a borderline update it may then vote apart from the majority.
 * ``oversized``: ``‖Δ_i‖ > max_norm_ratio · ‖w_1 − w_g‖ · max(1, n_i / |D|)`` (SGD on ``n_i``
   samples takes ``n_i / |D|`` times the reference's steps): a boosted update, or random weights.
 * ``stale``: with the previous round's starting model ``w_p`` given, ``s = w_g − w_p`` is the last
