@@ -132,12 +132,13 @@ class TrustedData(ContributionMeasure):
         cfg = replace(self.training, mu=0.0, seed=REFERENCE_SEED)
         short_state = train_local(model_fn, global_state, validation, cfg)
         short = _delta(short_state, global_state)
-        ref_norm = math.sqrt(_dot(short, short))
+        ref_norm = _norm(short)
         direction = self._long_run(model_fn, global_state, short_state, validation, cfg)
         deltas = [_delta(s, global_state) for s in states]
-        norms = [math.sqrt(_dot(d, d)) for d in deltas]
+        norms = [_norm(d) for d in deltas]
+        dir_norm = _norm(direction)
         # a zero update (a free rider) has no direction: trust 0, below the bound
-        trust = [_cos(d, direction, n, _norm(direction)) for d, n in zip(deltas, norms, strict=True)]
+        trust = [_cos(d, direction, n, dir_norm) for d, n in zip(deltas, norms, strict=True)]
         # from an untrained model label-free training shares a "calibration" direction with honest
         # training (a round-1 shuffled-label update: cosine up to +0.09), honest cosines are high
         relative = self.first_relative_trust if previous_state is None else self.min_relative_trust
@@ -157,7 +158,7 @@ class TrustedData(ContributionMeasure):
             if step_sq > 0:
                 for i, (d, n) in enumerate(zip(deltas, norms, strict=True)):
                     rest = d - (_dot(d, step) / step_sq) * step
-                    novelty = math.sqrt(_dot(rest, rest)) / n if n > 0 else 0.0
+                    novelty = _norm(rest) / n if n > 0 else 0.0
                     if flags[i] is None and _grid(novelty) < _grid(self.min_novelty):
                         flags[i] = "stale"
         kept = [i for i, f in enumerate(flags) if f is None]  # a copy already rejected harms no one
