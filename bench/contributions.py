@@ -42,9 +42,9 @@ from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
 from refiner.fl.shapley import GtgShapley
 from refiner.fl.training import TrainingConfig, free_ride, train_local
+from refiner.units import ETH
 
 ROOT = Path(__file__).resolve().parent.parent
-ETH = 10**18
 
 
 @dataclass(frozen=True)

@@ -131,9 +131,10 @@ def run_grid(
     log: Any = print,
     deposit: int = 10**16,
 ) -> list[dict[str, Any]]:
-    from tests.helpers import ETH, build_world
+    from tests.helpers import build_world
 
     from refiner.chain import Chain, demo_account
+    from refiner.units import ETH
 
     chain = Chain.connect()
     world = build_world(chain, n_workers=0, n_validators=max(committees), n_fresh=0)

@@ -142,7 +142,8 @@ def protocol_share(split: dict[str, float]) -> float:
 
 def task_config(workers: int, committee: int, rounds: int, epsilon: float = 5.0) -> Any:
     from refiner.chain import TaskConfig
-    from refiner.simulation import ETH, default_durations
+    from refiner.simulation import default_durations
+    from refiner.units import ETH
 
     return TaskConfig(
         description="bench",
@@ -169,8 +170,9 @@ def deploy(
 ) -> Any:
     from refiner.chain import Chain
     from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-    from refiner.simulation import ETH, Simulation
+    from refiner.simulation import Simulation
     from refiner.storage import DirectoryStore
+    from refiner.units import ETH
 
     chain = Chain.connect()
     # Simulation.deploy funds everyone with 10,000 ETH from the node's first account; eth-tester's holds

@@ -56,10 +56,11 @@ from refiner.fl.contribution import LeaveOneOut
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import ModelFn, State, clone_state, initial_state, model_digest, resolve_model
-from refiner.fl.round_evaluation import ONE, evaluate_round, quantize
+from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
 from refiner.roles import attacks
 from refiner.roles.attacks import AttackParameters
+from refiner.units import ETH, ONE, quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS: tuple[str, ...] = (
@@ -90,7 +91,6 @@ RULE_TITLES = {
     "krum": "Krum",
 }
 FRACTIONS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8)
-ETH = 10**18
 
 
 @dataclass(frozen=True)

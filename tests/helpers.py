@@ -30,8 +30,8 @@ from refiner.fl.data import Dataset
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.simulation import Simulation
 from refiner.storage import Store
+from refiner.units import ETH
 
-ETH = 10**18
 WORKER_REWARD = 10**18
 VALIDATOR_REWARD = 3 * 10**17
 STAKE = 10**18

@@ -28,8 +28,9 @@ from refiner.roles.participant import (
     store_details,
 )
 from refiner.roles.spec import Contribution
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
+from refiner.units import ETH
 
 H, S = WorkerBehaviour.HONEST, WorkerBehaviour.SHUFFLED_LABELS
 VH, VN = ValidatorBehaviour.HONEST, ValidatorBehaviour.NON_REVEALER

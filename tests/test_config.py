@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from refiner.chain.types import NO_EPSILON, Aggregation, Durations, TaskConfig, epsilon_text, to_fixed
+from refiner.chain.types import NO_EPSILON, Aggregation, Durations, TaskConfig, epsilon_text
 from refiner.config import AgentSection, ClientSettings, ConfigError, load_settings, load_task_file, parse_wei
 from refiner.roles.spec import TaskDescription
+from refiner.units import to_fixed
 
 FULL = """
 [task]

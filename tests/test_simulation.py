@@ -13,8 +13,9 @@ from refiner.chain import Chain, Durations, TaskConfig
 from refiner.fl.data import synthetic_dataset
 from refiner.fl.models import Logistic
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore
+from refiner.units import ETH
 
 
 class Tiny(Logistic):

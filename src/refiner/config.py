@@ -23,9 +23,10 @@ from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from refiner.chain.types import MAX_DURATION, NO_EPSILON, ONE, Aggregation, Durations, TaskConfig, to_fixed
+from refiner.chain.types import MAX_DURATION, NO_EPSILON, Aggregation, Durations, TaskConfig
 from refiner.roles import spec
 from refiner.roles.spec import TaskDescription, check_model_name
+from refiner.units import ETH, ONE, to_fixed
 
 M = TypeVar("M", bound=BaseModel)
 __all__ = ["AgentSection", "ClientSettings", "ConfigError", "TaskFile", "load_settings", "load_task_file"]
@@ -145,7 +146,7 @@ class TaskSection(_Strict):
     max_rounds: Count = _T.max_rounds
     max_workers: Count = _T.max_workers
     committee_size: Count = _T.committee_size
-    worker_reward: Reward = 10**18
+    worker_reward: Reward = ETH
     validator_reward: Reward = 4 * 10**17
     budget: Wei = 0
     sign_up_deposit: Wei = _T.sign_up_deposit  # each worker's, back with its round-1 submission

@@ -21,8 +21,9 @@ from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, su
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.spec import CONTRIBUTIONS, DEFAULT_CONTRIBUTION, MODEL_NAME, Contribution
-from refiner.simulation import ETH, RoundReport, Simulation, default_durations
+from refiner.simulation import RoundReport, Simulation, default_durations
 from refiner.storage import open_store
+from refiner.units import ETH, from_fixed
 
 console = Console(width=120)
 
@@ -210,7 +211,7 @@ def _round_table(sim: Simulation, report: RoundReport) -> Table:
             str(len(w.data)),
             w.behaviour.value,
             verdict,
-            f"{report.contributions.get(w.address, 0) / 1e6:+.5f}",
+            f"{from_fixed(report.contributions.get(w.address, 0)):+.5f}",
             _eth(report.worker_rewards_wei[w.address]),
             report.reasons.get(w.address, "no submission in the consensus manifest"),
         )

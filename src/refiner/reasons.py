@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refiner.chain.types import NO_EPSILON
-
-ONE = 1_000_000
+from refiner.units import ONE
 
 #: Why a measure's screen (trusted-data, :mod:`refiner.fl.trust`) rejects an update that passed ε: the
 #: manifest's ``screen`` field.

@@ -31,8 +31,8 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.units import ETH
 
-ETH = 10**18
 console = Console(width=110)
 
 

@@ -24,8 +24,7 @@ from refiner.roles import (
 from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
-
-ETH = 10**18
+from refiner.units import ETH, from_fixed
 
 #: Called with (step, done, total) while a round runs, for progress bars.
 Progress = Callable[[str, int, int], None]
@@ -200,7 +199,7 @@ class Simulation:
                 (accepted if r["accepted"] else rejected).append(r["worker"])
                 contributions[r["worker"]] = r["contribution"]
                 reasons[r["worker"]] = result_reason(r, eps)
-            val_loss, val_acc = details.loss / 1e6, details.accuracy / 1e6
+            val_loss, val_acc = from_fixed(details.loss), from_fixed(details.accuracy)
             self.global_state = self.requester.retrieve_model(task, round_)
         progress(f"round {round_}: done", steps, steps)
         report = RoundReport(

@@ -15,8 +15,7 @@ from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.roles import Administrator, Requester, Validator, ValidatorBehaviour, Worker
 from refiner.roles.spec import TaskDescription
 from refiner.storage import DirectoryStore
-
-ETH = 10**18
+from refiner.units import ETH
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.fl.models import logistic
 from refiner.roles import Administrator, Requester, Validator, Worker
 from refiner.roles.spec import TaskDescription
+from refiner.units import ETH
 
-ETH = 10**18
 KEY = "ab" * 64
 DURATIONS = Durations(recruitment=600, training=600, evaluation=600, reveal=60, idle=600, claim=6000)
 PROBE = "evil_import_probe_agents"

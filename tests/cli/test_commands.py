@@ -23,8 +23,8 @@ from refiner.cli import app
 from refiner.roles import Administrator
 from refiner.roles.spec import TaskDescription
 from refiner.roles.wire import dataset_from_bytes
+from refiner.units import ETH
 
-ETH = 10**18
 PASSWORD = "correct horse battery staple"
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "task.toml"
 UNREACHABLE = "http://127.0.0.1:9"

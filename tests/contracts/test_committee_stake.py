@@ -17,7 +17,8 @@ from refiner.chain import Task, demo_account
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
 from refiner.sortition import effective_tau
-from tests.helpers import ETH, FAST, STAKE, World, new_task, refused
+from refiner.units import ETH
+from tests.helpers import FAST, STAKE, World, new_task, refused
 
 
 def _validators(world: World, label: str, n: int, stake: int) -> list[LocalAccount]:

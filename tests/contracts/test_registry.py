@@ -17,7 +17,8 @@ from refiner.chain.contract import Event
 from refiner.chain.registry import DEFAULT_SEAT_LOCK, task_codehash
 from refiner.chain.types import MAX_DURATION, Durations, ValidatorInfo
 from refiner.sortition import VrfKey, prove
-from tests.helpers import ETH, STAKE, World, config, new_task, play_round, refused
+from refiner.units import ETH
+from tests.helpers import STAKE, World, config, new_task, play_round, refused
 from tests.helpers import seat as claim_seat
 
 MIN_STAKE = 10**15

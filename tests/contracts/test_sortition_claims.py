@@ -19,7 +19,8 @@ from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
 from refiner.chain.registry import epoch_seed
 from refiner.sortition import VrfKey, committee_seats, evaluate, prove
-from tests.helpers import ETH, FAST, STAKE, World, new_task, refused, seat
+from refiner.units import ETH
+from tests.helpers import FAST, STAKE, World, new_task, refused, seat
 
 # VRF.sol's refusals, in the order it checks: c·pk + s·G against uWitness, c·gamma, s·H(pk, seed)
 LINEAR_COMBINATION = "addr(c*pk+s*g)!=_uWitness"

@@ -15,10 +15,11 @@ from refiner.fl.data import Dataset, shuffle_labels, synthetic_dataset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, initial_state, logistic, small_cnn
 from refiner.fl.plain import run_fedavg
-from refiner.fl.round_evaluation import evaluate_round, quantize
+from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.shapley import Coalition, GtgShapley, ShapleyEstimate, guided_permutation, to_grid
 from refiner.fl.training import TrainingConfig, free_ride, train_local
 from refiner.roles.spec import DescriptionError, TaskDescription
+from refiner.units import quantize
 from tests.fl.tiny import LABELS, VALIDATION, Bias2, loss, state
 
 SEED = b"\x01" * 32

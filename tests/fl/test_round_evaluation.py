@@ -12,8 +12,9 @@ import torch
 
 from refiner.fl.data import Dataset, shuffle_labels, split_mnist, subset
 from refiner.fl.models import initial_state, model_digest, serialize, small_cnn
-from refiner.fl.round_evaluation import MAX_PPM, epsilon_ppm, evaluate_round, quantize
+from refiner.fl.round_evaluation import epsilon_ppm, evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
+from refiner.units import MAX_PPM, quantize
 from tests.fl.tiny import LABELS, VALIDATION, Bias2, loss, state
 
 Round = tuple[dict[str, torch.Tensor], list[tuple[str, dict[str, torch.Tensor], int]], Dataset]

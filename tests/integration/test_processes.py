@@ -23,11 +23,11 @@ import pytest
 from refiner.chain import Chain, Status, Task
 from refiner.chain.accounts import from_key, save_keystore
 from refiner.chain.anvil import find_anvil
+from refiner.units import ETH
 from tests.integration.processes import Proc, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-ETH = 10**18
 WORKERS, VALIDATORS = 5, 4
 PASSWORD = "integration-test-password"
 

@@ -23,8 +23,9 @@ from refiner.chain import Chain, Durations, Status, Task, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.roles import Evaluated, ProtocolError, Validator, ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.participant import consensus_details
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
+from refiner.units import ETH
 
 EVALUATION = 600
 DURATIONS = Durations(

@@ -10,8 +10,9 @@ import pytest
 from refiner.chain import Chain, Durations, Status, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore
+from refiner.units import ETH
 
 H, S, F = WorkerBehaviour.HONEST, WorkerBehaviour.SHUFFLED_LABELS, WorkerBehaviour.FREE_RIDER
 VH, VC, VN = ValidatorBehaviour.HONEST, ValidatorBehaviour.COPYCAT, ValidatorBehaviour.NON_REVEALER

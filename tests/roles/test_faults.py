@@ -26,15 +26,15 @@ import torch
 from refiner.chain import Chain, Durations, Status, TaskConfig, TxResult, public_key_bytes
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import State, model_digest, serialize
-from refiner.fl.round_evaluation import MAX_PPM
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, Worker, WorkerBehaviour
 from refiner.roles.participant import ManifestDetails, consensus_details
 from refiner.roles.validator import MAX_REASON
 from refiner.safejson import MAX_DEPTH as MAX_JSON_DEPTH
 from refiner.safejson import depth as json_depth
 from refiner.sharing import Context, encrypt, make_envelope, share
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
+from refiner.units import ETH, MAX_PPM
 
 WORKER_REWARD = ETH
 VALIDATOR_REWARD = 3 * ETH // 10

@@ -33,8 +33,9 @@ from refiner.roles import Evaluated, ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.participant import load_details
 from refiner.roles.wire import dataset_to_bytes
 from refiner.sharing import Context, NotARecipient, retrieve, share
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
+from refiner.units import ETH
 
 WORKER_REWARD = ETH
 VALIDATOR_REWARD = 3 * ETH // 10

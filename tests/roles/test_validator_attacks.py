@@ -27,9 +27,10 @@ from refiner.fl.models import model_digest
 from refiner.roles import Administrator, Evaluated, Requester, Validator, ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.participant import ManifestDetails, ProtocolError, consensus_details, salt_for
 from refiner.roles.validator import COLLUSION_CONTRIBUTION
-from refiner.simulation import ETH, Simulation
+from refiner.simulation import Simulation
 from refiner.sortition import expected_seats, seats_variance
 from refiner.storage import DirectoryStore, Handle
+from refiner.units import ETH
 
 VB = ValidatorBehaviour
 H, R, C, T, CC, N = VB.HONEST, VB.RANDOM, VB.COLLUDER, VB.THIEF, VB.COPYCAT, VB.NON_REVEALER

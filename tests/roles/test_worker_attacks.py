@@ -25,8 +25,9 @@ from refiner.roles import ValidatorBehaviour, Worker, WorkerBehaviour
 from refiner.roles.attacks import AttackParameters, flip_labels, random_weights, scale_update, sign_flip
 from refiner.roles.participant import consensus_details
 from refiner.roles.spec import Contribution
-from refiner.simulation import ETH, RoundReport, Simulation
+from refiner.simulation import RoundReport, Simulation
 from refiner.storage import DirectoryStore
+from refiner.units import ETH
 
 WB = WorkerBehaviour
 H = WB.HONEST

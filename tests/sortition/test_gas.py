@@ -19,8 +19,8 @@ from refiner.chain import Chain
 from refiner.chain.sortition import Sortition
 from refiner.sortition import binomial, vrf
 from refiner.sortition.vrf import VrfKey
+from refiner.units import ETH
 
-ETH = 10**18
 #: Ceiling for one verifySeats transaction with a valid proof (21k base and calldata included).
 VERIFY_SEATS_CEILING = 300_000
 

@@ -20,9 +20,10 @@ from fastapi.testclient import TestClient
 from refiner.chain import demo_account, public_key_bytes
 from refiner.config import TaskFile, TaskSection
 from refiner.roles import Requester
+from refiner.units import ETH
 from refiner.web import services
 from refiner.web.api import create_app
-from refiner.web.host import ETH, Host, Job
+from refiner.web.host import Host, Job
 from tests.web.client import page_client
 
 #: τ = 10 expected seats: the chance that sortition seats nobody (e^-τ·share) is negligible here.

@@ -17,6 +17,7 @@ from refiner.roles.validator import (
     ValidatorBehaviour,
     latest_block_time,
 )
+from refiner.units import from_fixed
 
 #: First and longest wait (chain seconds) before fetching again updates that could not be fetched.
 FIRST_RETRY, MAX_RETRY = 2, 60
@@ -133,7 +134,7 @@ class ValidatorAgent(Agent):
                 round_,
                 accepted,
                 len(work.details.results),
-                work.details.accuracy / 1e6,
+                from_fixed(work.details.accuracy),
             )
             if work.evaluation is not None and work.evaluation.aggregate_rule != "fedavg":
                 self.log.warning(

@@ -8,18 +8,7 @@ from dataclasses import dataclass, field
 from eth_utils import to_checksum_address
 
 from refiner.chain import Event, Manifest, RoundInfo, Task, TaskConfig
-
-#: The round-scoped events an audit reads (every one of them has an indexed `round`).
-ROUND_EVENTS = (
-    "RoundStarted",
-    "TrainingResultsSubmitted",
-    "ManifestCommitted",
-    "ManifestRevealed",
-    "RoundFinalized",
-    "NoConsensus",
-    "RewardClaimed",
-    "EscrowReleased",
-)
+from refiner.chain.types import ROUND_EVENTS
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from refiner.chain.merkle import ResultsTree
 from refiner.chain.registry import Registry
 from refiner.chain.task import Task
 from refiner.chain.types import (
-    ONE,
     Aggregation,
     Durations,
     Manifest,
@@ -21,7 +20,6 @@ from refiner.chain.types import (
 
 __all__ = [
     "EMBEDDED",
-    "ONE",
     "Aggregation",
     "Chain",
     "ChainError",

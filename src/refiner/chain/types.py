@@ -9,24 +9,24 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
-#: Fixed-point scale of accuracies, the loss threshold ε and FedProx μ on chain (6 decimals).
-ONE = 1_000_000
+from refiner.units import from_fixed, to_fixed
 
+#: The task's events that carry an indexed ``round`` (contracts/RefinerTask.sol): what happened in a round.
+ROUND_EVENTS = (
+    "RoundStarted",
+    "TrainingResultsSubmitted",
+    "ManifestCommitted",
+    "ManifestRevealed",
+    "RoundFinalized",
+    "NoConsensus",
+    "RewardClaimed",
+    "EscrowReleased",
+)
+#: The event of every phase change (its ``round`` is not indexed).
+PHASE_EVENT = "StatusChanged"
 
 #: Longest a timed phase may last (TaskTypes.MAX_DURATION).
 MAX_DURATION = 30 * 86400
-
-
-def to_fixed(x: float) -> int:
-    """`x` in the contract's 6-decimal fixed point; ValueError for a NaN or an infinite result."""
-    try:
-        return round(x * ONE)
-    except OverflowError:
-        raise ValueError(f"{x} is too large for a fixed-point fraction") from None
-
-
-def from_fixed(n: int) -> float:
-    return n / ONE
 
 
 #: ε for "no absolute bound": above the validation loss of any model that computes at all (NaN and

@@ -60,7 +60,8 @@ def task_show(
     """Configuration, phase and deadline, money, members and every round's outcome."""
     from datetime import UTC, datetime
 
-    from refiner.chain.types import epsilon_text, from_fixed
+    from refiner.chain.types import epsilon_text
+    from refiner.units import from_fixed
 
     ctx = Ctx.load(config, chain)
     with user_errors():

@@ -40,20 +40,9 @@ from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate, evaluate_many
 from refiner.fl.models import ModelFn, State, clone_state, model_digest
+from refiner.units import ONE, quantize
 
-ONE = 1_000_000
-QUANTUM = 1e-5
-MAX_PPM = 10**15  # losses/contributions are clamped to ±1e9 (and NaN/Inf losses count as the max)
 SAMPLE_CAP = 2  # a claimed sample count weighs at most this multiple of the round's median claim
-
-
-def quantize(x: float) -> int:
-    """``x`` in ppm on a 1e-5 grid: ``round(x · 1e5) · 10``; NaN/±Inf and huge values clamp to ±MAX_PPM."""
-    if math.isnan(x):
-        return MAX_PPM
-    if math.isinf(x) or abs(x) * 100_000 >= MAX_PPM // 10:
-        return MAX_PPM if x > 0 else -MAX_PPM
-    return round(x * 100_000) * 10
 
 
 def epsilon_ppm(epsilon: float | int) -> int:

@@ -12,7 +12,7 @@ the quantity that qualifies updates and scores leave-one-out, so Shapley values 
 whereas accuracy moves in steps of 1/|D| and leaves most marginal gains exactly 0 on a validation set
 of a few thousand images, which makes a sampled estimate much noisier.
 
-**Determinism.** Every loss is quantised to the 1e-5 grid of :func:`~refiner.fl.round_evaluation.quantize`
+**Determinism.** Every loss is quantised to the 1e-5 grid of :func:`~refiner.units.quantize`
 *before* any decision is taken, and everything after that is exact integer/rational arithmetic:
 marginals, truncation tests, the convergence test and the running means. Two validators whose
 evaluations land in the same quantisation cells (bit-identical on one machine whatever the thread
@@ -60,7 +60,7 @@ from refiner.fl.contribution import ContributionMeasure, StateLike
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate_many
 from refiner.fl.models import ModelFn, model_digest
-from refiner.fl.round_evaluation import ONE, quantize
+from refiner.units import ONE, quantize
 
 Coalition = frozenset[int]
 #: A batched utility oracle: coalitions (of worker positions 0..n-1) → their utilities in ppm (higher

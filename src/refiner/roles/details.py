@@ -27,6 +27,7 @@ from refiner import safejson
 from refiner.chain import Manifest, ResultsTree, WorkerResult
 from refiner.reasons import SCREEN_FLAGS
 from refiner.storage import Handle, StorageError, Store
+from refiner.units import ONE
 
 MAX_DETAILS = 64 << 20
 #: Most results one details file may list (far above any task's workers; bounds a reader's work).
@@ -34,7 +35,6 @@ MAX_RESULTS = 1 << 17
 PAD = 1024
 NONCE_BYTES = 12
 ASSOCIATED_DATA = b"refiner-details v1"
-ONE = 1_000_000
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _RESULT_KEYS = {"worker", "accepted", "samples", "contribution", "loss"}

@@ -79,6 +79,7 @@ from refiner.storage import (
     Store,
     transient,
 )
+from refiner.units import ONE
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 COLLUSION_CONTRIBUTION = 100_000
@@ -87,7 +88,6 @@ COLLUSION_CONTRIBUTION = 100_000
 #: chain) would stop every validator's evaluation. 2^40 is far above any real shard and leaves room for
 #: 2^23 such workers below 2^64.
 MAX_SAMPLES = 1 << 40
-ONE_PPM = 1_000_000
 #: Longest reason kept for an update that could not be read.
 MAX_REASON = 300
 #: Longest fetch window (s): the committee retries an update it cannot fetch for half the EVALUATING
@@ -372,8 +372,8 @@ class Validator(Participant):
                 "worker": e["worker"],
                 "accepted": rng.random() < 0.5,
                 "samples": int(e["samples"]),
-                "contribution": rng.randrange(-ONE_PPM, ONE_PPM),
-                "loss": rng.randrange(10 * ONE_PPM),
+                "contribution": rng.randrange(-ONE, ONE),
+                "loss": rng.randrange(10 * ONE),
             }
             for e in sorted(
                 task.round_events("TrainingResultsSubmitted", round_), key=lambda e: str(e["worker"]).lower()
@@ -384,8 +384,8 @@ class Validator(Participant):
             round=round_,
             validator=self.address,
             results=results,
-            accuracy=rng.randrange(ONE_PPM + 1),
-            loss=rng.randrange(10 * ONE_PPM),
+            accuracy=rng.randrange(ONE + 1),
+            loss=rng.randrange(10 * ONE),
             model_digest=rng.randbytes(32).hex(),
             aggregate_handle=str(Handle.of(rng.randbytes(64))),  # names nothing stored
             aggregate_keys_handle=str(Handle.of(rng.randbytes(64))),

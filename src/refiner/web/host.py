@@ -27,8 +27,8 @@ from refiner.roles import Administrator, Requester, Validator, Worker
 from refiner.roles.participant import ManifestDetails
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store
+from refiner.units import ETH
 
-ETH = 10**18
 Role = Literal["requester", "worker", "validator"]
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from refiner.chain import ONE
 from refiner.config import TaskSection
+from refiner.units import ONE
 
 Address = str
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"

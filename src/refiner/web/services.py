@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from refiner.fl.data import MNIST_MEAN, MNIST_STD
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
+from refiner.units import ether, from_fixed
 from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
 
 #: Phases whose deadline `advance` may pass (and PENDING after recruitment, towards the idle deadline).
@@ -62,12 +62,6 @@ def task_of(host: Host, address: str) -> Task:
         except Exception:
             raise NotFound(f"there is no Refiner task at {checksummed}") from None
     return task
-
-
-def ether(wei: int) -> str:
-    """`wei` in ether for messages, to 6 decimals: 1.5 ETH, 997.995194 ETH (tiny amounts: 1000 wei)."""
-    text = f"{Decimal(wei) / 10**18:.6f}".rstrip("0").rstrip(".")
-    return f"{wei} wei" if text == "0" and wei else f"{text} ETH"
 
 
 def ensure_funds(host: Host, hosted: HostedAccount, value: int, what: str) -> None:
@@ -298,15 +292,15 @@ def evaluate_updates(host: Host, task: Task, account: str) -> Job:
 def evaluation_view(details: Any) -> dict[str, Any]:
     return {
         "round": details.round,
-        "accuracy": details.accuracy / 1e6,
-        "loss": details.loss / 1e6,
+        "accuracy": from_fixed(details.accuracy),
+        "loss": from_fixed(details.loss),
         "workers": [
             {
                 "worker": r["worker"],
-                "loss": None if r["loss"] is None else r["loss"] / 1e6,
+                "loss": None if r["loss"] is None else from_fixed(r["loss"]),
                 "qualified": r["accepted"],
                 "samples": r["samples"],
-                "contribution": r["contribution"] / 1e6,
+                "contribution": from_fixed(r["contribution"]),
             }
             for r in details.results
         ],

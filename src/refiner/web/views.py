@@ -14,12 +14,13 @@ from typing import Any
 from eth_typing import HexStr
 
 from refiner.chain import Event, Manifest, Task
-from refiner.chain.types import NO_EPSILON
+from refiner.chain.types import NO_EPSILON, PHASE_EVENT, ROUND_EVENTS
 from refiner.fl.round_evaluation import epsilon_ppm
 from refiner.reasons import result_reason
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
 from refiner.roles.spec import DescriptionError
 from refiner.storage import StorageError
+from refiner.units import from_fixed
 from refiner.web.host import Host
 from refiner.web.services import consensus_model
 
@@ -104,7 +105,7 @@ def round_view(
         "reveals": info.reveals,
         "finalized": info.finalized,
         "consensus": consensus if info.finalized or consensus else None,
-        "validation_accuracy": info.accuracy / 1e6 if info.finalized and consensus else None,
+        "validation_accuracy": from_fixed(info.accuracy) if info.finalized and consensus else None,
         "test_accuracy": None,
         "accepted": [],
         "rejected": [],
@@ -143,22 +144,14 @@ def round_view(
     return view
 
 
-ROUND_EVENTS = (
-    "RoundStarted",
-    "TrainingResultsSubmitted",
-    "ManifestCommitted",
-    "ManifestRevealed",
-    "RoundFinalized",
-    "NoConsensus",
-    "RewardClaimed",
-    "StatusChanged",
-)
+#: A round's transactions: those that emitted one of its events or changed its phase.
+_GAS_EVENTS = (*ROUND_EVENTS, PHASE_EVENT)
 
 
 def _gas(host: Host, events: list[Event]) -> int:
     """Gas of every transaction that emitted one of the round's events (phase changes included)."""
     total = 0
-    for h in {e.tx_hash for e in events if e.name in ROUND_EVENTS and e.tx_hash}:
+    for h in {e.tx_hash for e in events if e.name in _GAS_EVENTS and e.tx_hash}:
         if h not in host.gas:  # a mined transaction's gas does not change
             host.gas[h] = int(host.chain.w3.eth.get_transaction_receipt(HexStr(h))["gasUsed"])
         total += host.gas[h]
