@@ -7,8 +7,8 @@ Ten MNIST workers (IID images): five clean ones of 300…1,500 images, three of 
 75 % of their labels shuffled, a free-rider (submits the global model, claims 900 images) and a
 duplicator holding a copy of the 1,200-image worker's data (it trains on it with its own seed). Every
 round all of them train, then one validator's :func:`refiner.fl.round_evaluation.evaluate_round` runs
-twice on the same updates, once with :class:`~refiner.fl.contribution.LeaveOneOut` and once with
-:class:`~refiner.fl.shapley.GtgShapley` (defaults): the qualification and the aggregate do not depend
+twice on the same updates, once with :class:`~refiner.fl.measures.LeaveOneOut` and once with
+:class:`~refiner.fl.measures.GtgShapley` (defaults): the qualification and the aggregate do not depend
 on the measure (checked: same digest), only the contributions, hence the rewards
 (``workerReward × c / Σc`` over accepted workers with c > 0, as ``RefinerTask.claimReward``).
 
@@ -35,12 +35,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from refiner.fl.contribution import ContributionMeasure, LeaveOneOut, StateLike
 from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.fl.evaluation import evaluate
+from refiner.fl.measures import ContributionMeasure, LeaveOneOut, StateLike
+from refiner.fl.measures.gtg_shapley import GtgShapley
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import RoundEvaluation, evaluate_round
-from refiner.fl.shapley import GtgShapley
 from refiner.fl.training import TrainingConfig, free_ride, train_local
 from refiner.units import ETH
 

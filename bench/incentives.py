@@ -6,7 +6,7 @@
 
 One validator's round (:func:`refiner.fl.round_evaluation.evaluate_round`, what every honest committee
 member computes; the chain adds nothing to the model) for each measure — ``leave-one-out`` (the default
-before issue 14), ``gtg-shapley`` and ``trusted-data`` (:mod:`refiner.fl.trust`, the default now, given
+before issue 14), ``gtg-shapley`` and ``trusted-data`` (the default now, given
 the previous round's model so that its stale screen works) — on the same data, attackers and seeds, each
 with its task default ε (none for trusted-data, 1.0 otherwise; ``NAME@EPS`` sets one, ``@none`` none).
 Workers hold the demo's sizes scaled (``--sizes``; 5 workers: 600, 800, 1,000, 1,200, 1,400 images, i.e. the demo's 6k-14k / 10),
@@ -49,16 +49,16 @@ from typing import Any
 
 import torch
 
-import refiner.fl.contribution as contribution_module
+import refiner.fl.measures.gtg_shapley as shapley_module
+import refiner.fl.measures.leave_one_out as contribution_module
+import refiner.fl.measures.trusted_data as trust_module
 import refiner.fl.round_evaluation as round_module
-import refiner.fl.shapley as shapley_module
-import refiner.fl.trust as trust_module
 from refiner.chain.types import NO_EPSILON
 from refiner.config import default_epsilon
 from refiner.fl.aggregation import fedavg
-from refiner.fl.contribution import measure_for
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.evaluation import evaluate
+from refiner.fl.measures import measure_for
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local

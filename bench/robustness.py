@@ -52,9 +52,9 @@ from typing import Any
 import torch
 
 from refiner.fl.aggregation import resolve_aggregator
-from refiner.fl.contribution import LeaveOneOut
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.evaluation import evaluate
+from refiner.fl.measures import LeaveOneOut
 from refiner.fl.models import ModelFn, State, clone_state, initial_state, model_digest, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local

@@ -13,8 +13,8 @@ from typing import Any
 from refiner.chain.types import NO_EPSILON
 from refiner.units import ONE
 
-#: Why a measure's screen (trusted-data, :mod:`refiner.fl.trust`) rejects an update that passed ε: the
-#: manifest's ``screen`` field.
+#: Why a measure's screen (:mod:`~refiner.fl.measures.trusted_data`) rejects an update that passed ε:
+#: the manifest's ``screen`` field.
 SCREEN_FLAGS = ("low-trust", "oversized", "stale", "duplicate")
 
 

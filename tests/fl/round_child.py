@@ -18,8 +18,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     import safetensors.torch
 
-    from refiner.fl.contribution import measure_for
     from refiner.fl.data import Dataset
+    from refiner.fl.measures import measure_for
     from refiner.fl.models import deserialize, small_cnn, spec_of
     from refiner.fl.round_evaluation import evaluate_round
 

@@ -22,12 +22,12 @@ from web3.exceptions import TimeExhausted
 from refiner.agents.cursor import BlockCursor
 from refiner.chain import ChainError, ContractRevert, Registry, Status, Task
 from refiner.chain.build import load_artifact
+from refiner.protocol import advance_is_due
 from refiner.storage import NotFound
 
 #: Errors after which the agent waits and tries again: the node or a peer is unreachable for a while.
 TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeExhausted, NotFound)
 MAX_BACKOFF = 30.0
-TIMED = (Status.RECRUITING, Status.TRAINING, Status.EVALUATING, Status.REVEALING)
 
 
 def chain_now(task: Task) -> int:
@@ -127,9 +127,7 @@ class Agent(ABC):
 
     def advance_if_due(self, task: Task, status: Status) -> bool:
         """Move a timed phase on once its deadline has passed (anybody may; the first call wins)."""
-        if status not in TIMED and not (status is Status.PENDING and task.recruitment_closed()):
-            return False
-        if chain_now(task) <= task.deadline():
+        if not advance_is_due(task, status, chain_now(task)):
             return False
         try:
             task.advance(self.account)

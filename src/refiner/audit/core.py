@@ -16,7 +16,7 @@ from refiner.audit.replay import check_aggregate, check_evaluation
 from refiner.audit.report import AuditError, Check, RoundAudit, TaskAudit, verdict_of
 from refiner.chain import Chain, Task
 from refiner.chain.build import load_artifact
-from refiner.fl.contribution import ContributionMeasure
+from refiner.fl.measures import ContributionMeasure
 from refiner.roles.participant import ManifestDetails
 from refiner.storage import Store
 

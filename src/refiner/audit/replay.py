@@ -11,7 +11,7 @@ from refiner.audit.checks import Unreadable, conclude
 from refiner.audit.record import RoundRecord, TaskRecord
 from refiner.audit.report import Check, short, unavailable
 from refiner.chain import Manifest, ResultsTree, WorkerResult
-from refiner.fl.contribution import ContributionMeasure, measure_for
+from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.roles.participant import ManifestDetails, ProtocolError, description_of, load_details, model_of

@@ -2,9 +2,9 @@
 contributions and a validator's round evaluation. No chain code lives here."""
 
 from refiner.fl.aggregation import fedavg
-from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset, synthetic_dataset
 from refiner.fl.evaluation import Evaluation, evaluate, evaluate_many
+from refiner.fl.measures import ContributionMeasure, LeaveOneOut
 from refiner.fl.models import (
     ModelSpec,
     ModelValidationError,

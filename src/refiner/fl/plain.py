@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from refiner.fl.aggregation import Aggregator, resolve_aggregator
-from refiner.fl.contribution import ContributionMeasure
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate, evaluate_many
+from refiner.fl.measures import ContributionMeasure
 from refiner.fl.models import ModelFn, State, clone_state, initial_state
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, train_local

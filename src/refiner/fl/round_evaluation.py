@@ -7,12 +7,13 @@ the same cell unless a value falls within ~3e-8 of a cell boundary (a few in a t
 different hardware; never between thread counts on one machine). Accuracy is ``correct·ONE // n``
 (exact). A worker qualifies iff its quantised loss ≤ ε in ppm.
 
-Contributions come from the task's measure (:func:`refiner.fl.contribution.measure_for`): trusted-data
-for new tasks (:mod:`refiner.fl.trust`), which first screens the updates that passed ε against an update
-trained on the validation data (rejected ones are not aggregated) and pays the rest by their capped
-sample counts; leave-one-out (what a description without the field means, and this function's default
-when no measure is given); or GTG-Shapley (:mod:`refiner.fl.shapley`), which quantises every
-coalition's loss on the same grid before it takes any decision and returns values already on the grid.
+Contributions come from the task's measure (:func:`refiner.fl.measures.measure_for`): trusted-data
+for new tasks (:mod:`~refiner.fl.measures.trusted_data`), which first screens the updates that passed
+ε against an update trained on the validation data (rejected ones are not aggregated) and pays the
+rest by their capped sample counts; leave-one-out (what a description without the field means, and
+this function's default when no measure is given); or GTG-Shapley
+(:mod:`~refiner.fl.measures.gtg_shapley`), which quantises every coalition's loss on the same grid
+before it takes any decision and returns values already on the grid.
 
 Two guards keep attackers below the qualification threshold from dragging the aggregate down:
 
@@ -36,9 +37,9 @@ from dataclasses import dataclass
 import torch
 
 from refiner.fl.aggregation import check_compatible, coordinate_median, fedavg
-from refiner.fl.contribution import ContributionMeasure, LeaveOneOut
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate, evaluate_many
+from refiner.fl.measures import ContributionMeasure, LeaveOneOut
 from refiner.fl.models import ModelFn, State, clone_state, model_digest
 from refiner.units import ONE, quantize
 

@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Literal, get_args
 
 from eth_utils import keccak, to_checksum_address
 
 from refiner import safejson
+from refiner.fl.measures.base import MEASURE_NAMES, MeasureName
 
-Contribution = Literal[
-    "leave-one-out", "gtg-shapley", "trusted-data"
-]  # = refiner.fl.contribution.MeasureName
-CONTRIBUTIONS: tuple[str, ...] = get_args(Contribution)
+Contribution = MeasureName
+CONTRIBUTIONS: tuple[str, ...] = MEASURE_NAMES
 #: What a new task asks for (chosen by measurement: docs/incentives.md).
 DEFAULT_CONTRIBUTION: Contribution = "trusted-data"
 #: What a description without the field means, so that descriptions written before it keep their meaning.

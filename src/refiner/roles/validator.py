@@ -47,7 +47,7 @@ from eth_utils import keccak
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
-from refiner.fl.contribution import ContributionMeasure, measure_for
+from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, WorkerEvaluation, evaluate_round
 from refiner.roles.participant import (

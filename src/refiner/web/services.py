@@ -21,12 +21,10 @@ from refiner.chain.connection import EMBEDDED_GAS_LIMIT
 from refiner.fl.data import MNIST_MEAN, MNIST_STD
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, initial_state, resolve_model
+from refiner.protocol import has_deadline
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
 from refiner.units import ether, from_fixed
 from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
-
-#: Phases whose deadline `advance` may pass (and PENDING after recruitment, towards the idle deadline).
-TIMED = (Status.RECRUITING, Status.TRAINING, Status.EVALUATING, Status.REVEALING)
 
 
 def act_as(host: Host, address: str, role: str) -> HostedAccount:
@@ -364,7 +362,7 @@ def advance(host: Host, task: Task, account: str) -> dict[str, Any]:
     """Move a phase on after its deadline; on the demo's dev chain, first jump the clock to it."""
     hosted = acting(host, account)
     status = task.status()
-    if status not in TIMED and not (status is Status.PENDING and task.recruitment_closed()):
+    if not has_deadline(task, status):
         raise Conflict(f"the task is {status.name}: it has no deadline to pass")
     if host.demo and host.chain.now() <= task.deadline():
         host.chain.increase_time(task.deadline() - host.chain.now() + 1)

@@ -10,13 +10,19 @@ import pytest
 import torch
 
 from refiner.fl.aggregation import fedavg
-from refiner.fl.contribution import LeaveOneOut, measure_for
 from refiner.fl.data import Dataset, shuffle_labels, synthetic_dataset
 from refiner.fl.evaluation import evaluate
+from refiner.fl.measures import LeaveOneOut, measure_for
+from refiner.fl.measures.gtg_shapley import (
+    Coalition,
+    GtgShapley,
+    ShapleyEstimate,
+    guided_permutation,
+    to_grid,
+)
 from refiner.fl.models import State, initial_state, logistic, small_cnn
 from refiner.fl.plain import run_fedavg
 from refiner.fl.round_evaluation import evaluate_round
-from refiner.fl.shapley import Coalition, GtgShapley, ShapleyEstimate, guided_permutation, to_grid
 from refiner.fl.training import TrainingConfig, free_ride, train_local
 from refiner.roles.spec import DescriptionError, TaskDescription
 from refiner.units import quantize

@@ -1,4 +1,4 @@
-"""Trusted-data contributions (refiner.fl.trust): attacks screened out, honest workers paid by their data."""
+"""Trusted-data contributions: attacks screened out, honest workers paid by their data."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 
-from refiner.fl.contribution import LeaveOneOut, measure_for
 from refiner.fl.data import Dataset, shuffle_labels, split_mnist, subset
+from refiner.fl.measures import LeaveOneOut, TrustedData, measure_for
 from refiner.fl.models import State, initial_state, logistic, serialize, small_cnn
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.fl.trust import TrustedData
 from refiner.roles.attacks import (
     PERMUTABLE_LAYERS,
     extrapolate,
@@ -150,7 +149,7 @@ def test_thread_count_does_not_change_the_trusted_data_results(
     (tmp_path / "global.st").write_bytes(serialize(g))
     for address, s, n in updates:
         (tmp_path / f"update-{address}-{n}.st").write_bytes(serialize(s))
-    child = Path(__file__).with_name("round_child.py")
+    child = Path(__file__).parent.parent / "round_child.py"
     outputs = [
         json.loads(
             subprocess.run(

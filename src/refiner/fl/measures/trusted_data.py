@@ -67,8 +67,8 @@ import numpy as np
 import numpy.typing as npt
 
 from refiner.fl.aggregation import _flat64
-from refiner.fl.contribution import ContributionMeasure, Screening, StateLike
 from refiner.fl.data import Dataset, subset
+from refiner.fl.measures.base import ContributionMeasure, Screening, StateLike, check_counts
 from refiner.fl.models import ModelFn
 from refiner.fl.training import TrainingConfig, train_local
 
@@ -127,8 +127,7 @@ class TrustedData(ContributionMeasure):
     ) -> list[Screening]:
         if not states:
             return []
-        if len(samples) != len(states):
-            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        check_counts(states, samples)
         cfg = replace(self.training, mu=0.0, seed=REFERENCE_SEED)
         short_state = train_local(model_fn, global_state, validation, cfg)
         short = _delta(short_state, global_state)
@@ -205,8 +204,7 @@ class TrustedData(ContributionMeasure):
         *,
         global_state: StateLike,
     ) -> list[float]:
-        if len(states) != len(samples):
-            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        check_counts(states, samples)
         total = sum(samples)
         # exact: the share in quanta, rounded half to even by integer arithmetic, then scaled once
         return (

@@ -56,9 +56,9 @@ from fractions import Fraction
 from itertools import combinations
 
 from refiner.fl.aggregation import fedavg
-from refiner.fl.contribution import ContributionMeasure, StateLike
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate_many
+from refiner.fl.measures.base import ContributionMeasure, StateLike, check_counts
 from refiner.fl.models import ModelFn, model_digest
 from refiner.units import ONE, quantize
 
@@ -179,8 +179,7 @@ class GtgShapley(ContributionMeasure):
         global_state: StateLike,
     ) -> ShapleyEstimate:
         """:meth:`contributions` with the run's statistics (evaluations, permutations, method)."""
-        if len(states) != len(samples):
-            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        check_counts(states, samples)
         n = len(states)
         if n == 0:
             return ShapleyEstimate((), (), "none", 0, 0, 0, True, 0)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from refiner.fl.contribution import LeaveOneOut, leave_one_out_states
 from refiner.fl.evaluation import evaluate
+from refiner.fl.measures import LeaveOneOut, leave_one_out_states
 from tests.fl.tiny import LABELS, VALIDATION, Bias2, loss, state
 
 # Three workers: w1 favours class 0 (the majority of the validation labels), w2 class 1, w3 neither.

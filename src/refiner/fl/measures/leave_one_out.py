@@ -1,4 +1,4 @@
-"""How much each qualified worker contributed to a round's aggregate.
+"""Leave-one-out: how much worse the round's aggregate would be without each qualified worker.
 
 The paper (§2.3.6) scores worker j by ``L(D; w) − L(D; w^j)`` with ``w^j = Σ_{i≠j} n_i/n · w_i``,
 where ``n`` still counts worker j's samples. We deliberately differ in two ways:
@@ -17,79 +17,22 @@ that the round changes nothing, i.e. the global model of the round stays: ``c_j 
 L(D; w)``, the worker's whole improvement on the model it started from (which may be negative).
 
 Leave-one-out gives two workers that submit the same (or nearly the same) update ≈ 0 each: without
-either one the other still provides it. :class:`refiner.fl.shapley.GtgShapley` (Shapley values over
+either one the other still provides it. :class:`~refiner.fl.measures.GtgShapley` (Shapley values over
 reconstructed coalition models) shares that value between them instead; a task chooses its measure
-in its description (``contribution``), see :func:`measure_for`.
+in its description (``contribution``), see :func:`refiner.fl.measures.measure_for`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from collections.abc import Sequence
 
 import torch
 
 from refiner.fl.aggregation import checked_weights, fedavg
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate_many
+from refiner.fl.measures.base import ContributionMeasure, StateLike, check_counts
 from refiner.fl.models import ModelFn
-
-StateLike = Mapping[str, torch.Tensor]
-MeasureName = Literal["leave-one-out", "gtg-shapley", "trusted-data"]
-MEASURES: tuple[str, ...] = get_args(MeasureName)
-
-
-@dataclass(frozen=True)
-class Screening:
-    """A measure's verdict on one update before aggregation: ``flag`` None keeps it (one of
-    :data:`refiner.reasons.SCREEN_FLAGS` rejects it); ``trust`` is the score the screen used, if any."""
-
-    trust: float | None = None
-    flag: str | None = None
-
-
-class ContributionMeasure(ABC):
-    """Scores the qualified workers of a round; higher is more helpful.
-
-    A measure may also :meth:`screen` the updates that passed ε before they are aggregated.
-    """
-
-    #: whether :meth:`screen` uses the previous round's starting model (validators then fetch it)
-    uses_previous_state = False
-
-    def screen(
-        self,
-        model_fn: ModelFn,
-        global_state: StateLike,
-        states: Sequence[StateLike],
-        samples: Sequence[int],
-        validation: Dataset,
-        *,
-        previous_state: StateLike | None = None,
-    ) -> list[Screening]:
-        """One :class:`Screening` per state (with its capped sample count), in order; by default every
-        update is kept."""
-        return [Screening() for _ in states]
-
-    @abstractmethod
-    def contributions(
-        self,
-        model_fn: ModelFn,
-        states: Sequence[StateLike],
-        samples: Sequence[int],
-        validation: Dataset,
-        full_loss: float,
-        *,
-        global_state: StateLike,
-    ) -> list[float]:
-        """One score per state, in order.
-
-        ``states``/``samples`` are the qualified local models and their sample counts (already
-        checked), ``full_loss`` is ``L(D; w)`` of their FedAvg ``w`` on ``validation``, and
-        ``global_state`` is the model the round started from.
-        """
 
 
 def leave_one_out_states(
@@ -148,8 +91,7 @@ class LeaveOneOut(ContributionMeasure):
         *,
         global_state: StateLike,
     ) -> list[float]:
-        if len(states) != len(samples):
-            raise ValueError(f"{len(states)} states but {len(samples)} sample counts")
+        check_counts(states, samples)
         if not states:
             return []
         counterfactuals = [dict(global_state)] if len(states) == 1 else leave_one_out_states(states, samples)
@@ -158,37 +100,3 @@ class LeaveOneOut(ContributionMeasure):
 
     def __repr__(self) -> str:
         return "LeaveOneOut()"
-
-
-class _Describes(Protocol):
-    @property
-    def contribution(self) -> str: ...
-    @property
-    def epochs(self) -> int: ...
-    @property
-    def batch_size(self) -> int: ...
-    @property
-    def lr(self) -> float: ...
-
-
-def measure_for(description: _Describes | str) -> ContributionMeasure:
-    """The contribution measure a task asks for: its description's ``contribution`` field (or the
-    name itself), ``"leave-one-out"``, ``"gtg-shapley"`` (with :class:`GtgShapley`'s defaults) or
-    ``"trusted-data"`` (its reference trained with the description's epochs, batch size and lr)."""
-    name = description if isinstance(description, str) else description.contribution
-    if name == "leave-one-out":
-        return LeaveOneOut()
-    if name == "gtg-shapley":
-        from refiner.fl.shapley import GtgShapley  # shapley imports this module
-
-        return GtgShapley()
-    if name == "trusted-data":
-        from refiner.fl.training import TrainingConfig
-        from refiner.fl.trust import TrustedData  # trust imports this module
-
-        if isinstance(description, str):
-            return TrustedData()
-        return TrustedData(
-            TrainingConfig(epochs=description.epochs, batch_size=description.batch_size, lr=description.lr)
-        )
-    raise ValueError(f"unknown contribution measure {name!r}: use one of {list(MEASURES)}")
