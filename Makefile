@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
-VENDOR := build/web/vendor
+VENDOR := src/refiner/web/vendor
 CHROMIUM := /usr/bin/chromium
 SLITHER_VENV := build/slither-venv
 SLITHER_STAMP := $(SLITHER_VENV)/.installed
 
-.PHONY: setup contracts demo test lint typecheck clean bench
+.PHONY: setup contracts demo test lint typecheck clean bench wheel
 
 setup: $(PY_STAMP) $(NPM_STAMP) contracts $(VENDOR)/chart.umd.min.js
 
@@ -24,7 +24,7 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Compiles only when a contract, the compiler or a library changed (fingerprint in build/contracts).
+# Compiles only when a contract, the compiler or a library changed (fingerprint in src/refiner/chain/artifacts).
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(PY) -c 'import sys; from refiner.chain.build import main; sys.exit(main())'
 
@@ -50,6 +50,12 @@ demo: setup
 
 # Benchmarks (bench/*.py): runs them all, two at a time (each is single-threaded; 2 cores), and regenerates
 # docs/benchmarks.md and docs/benchmarks-*.png.
+# An installable wheel in dist/: the compiled contracts and the web assets ship inside it as package data,
+# so `pip install dist/refiner-*.whl` works anywhere (no checkout, no Node.js).
+wheel: setup
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
 bench: setup
 	$(PY) bench/run_all.py --jobs 2
 
@@ -66,4 +72,4 @@ typecheck: $(PY_STAMP)
 	$(PY) -m mypy
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build dist src/refiner/chain/artifacts src/refiner/web/vendor .pytest_cache .mypy_cache .ruff_cache

@@ -51,7 +51,7 @@ MUST_NOT_IMPORT: dict[str, set[str]] = {
     "fl": {"web3", "eth_account", "fastapi", "typer", "rich"},
     "chain": {"torch", "fastapi"},
     "units": {"torch", "web3"},
-    "web": {"typer"},
+    "web": {"torch", "typer"},
 }
 
 

@@ -166,11 +166,11 @@ class Simulation:
         work = {}
         for v in committee:
             progress(f"round {round_}: validator {v.address[:8]} evaluates", done, steps)
-            if v.behaviour is not ValidatorBehaviour.COPYCAT:
+            if v.evaluates:
                 work[v.address] = self.evaluate(v)
             done += 1
-        # copycats commit last: they need someone's commitment to copy
-        for v in sorted(committee, key=lambda v: v.behaviour is ValidatorBehaviour.COPYCAT):
+        # who does not evaluate commits last: it copies a commitment made before its own
+        for v in sorted(committee, key=lambda v: not v.evaluates):
             v.commit_manifest(task, work.get(v.address))
         for v in committee:
             progress(f"round {round_}: validator {v.address[:8]} reveals", done, steps)

@@ -91,3 +91,12 @@ def test_a_refused_transaction_costs_nothing_and_leaves_no_block(world: World) -
     assert after == before
     assert _indexed(chain, {"from_block": 0}) == _scan(chain, {"from_block": 0})
     assert task.open_recruitment(world.requester).names()  # the chain carries on as before
+
+
+def test_the_embedded_chain_s_clock_moves_only_when_told(world: World) -> None:
+    chain = world.chain
+    assert chain.is_dev_chain and chain.manual_clock
+    before = chain.now()
+    assert chain.now() == before  # no block without a transaction or a request
+    chain.increase_time(100)
+    assert chain.now() >= before + 100

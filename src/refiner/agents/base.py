@@ -35,7 +35,7 @@ def chain_now(task: Task) -> int:
     block may be several seconds old), the latest block's time on the embedded chain (which only moves
     when told)."""
     latest = task.chain.now()
-    return latest if task.chain.kind == "embedded" else max(latest, int(time.time()))
+    return latest if task.chain.manual_clock else max(latest, int(time.time()))
 
 
 @dataclass

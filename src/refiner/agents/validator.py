@@ -14,7 +14,6 @@ from refiner.roles.validator import (
     Evaluated,
     UpdatesPending,
     Validator,
-    ValidatorBehaviour,
     latest_block_time,
 )
 from refiner.units import from_fixed
@@ -112,7 +111,7 @@ class ValidatorAgent(Agent):
 
     def _evaluate_and_commit(self, task: Task, round_: int) -> None:
         work = None
-        if self.role.behaviour is not ValidatorBehaviour.COPYCAT:
+        if self.role.evaluates:
             key = (task.address, round_)
             due, wait = self.retry.get(key, (0, FIRST_RETRY))
             now = chain_now(task)
@@ -158,8 +157,8 @@ class ValidatorAgent(Agent):
         self.log.info("task %s: committed round %d (gas %d)", task.address[:10], round_, result.gas_used)
 
     def _reveal(self, task: Task, round_: int) -> None:
-        if self.role.behaviour in (ValidatorBehaviour.NON_REVEALER, ValidatorBehaviour.COPYCAT):
-            return  # by design: silent, or holding a commitment it cannot open
+        if not self.role.reveals:
+            return
         if self.address in task.revealed_manifests(round_):
             return
         if task.ballot_of(round_, self.address) == bytes(32):

@@ -1,9 +1,10 @@
 """Compile the Solidity contracts with the pinned solcjs and load their artifacts.
 
-The build output (ABI and bytecode per contract) lives in ``build/contracts`` and is not committed. A
-fingerprint of every input — the sources, the compiler and library versions, the settings — is stored
-with it; :func:`load_artifact` rebuilds when the fingerprint no longer matches, so a stale build is never
-used.
+The build output (ABI and bytecode per contract) lives in ``src/refiner/chain/artifacts`` and is not
+committed; the wheel ships it as package data. A fingerprint of every input — the sources, the compiler
+and library versions, the settings — is stored with it. In a checkout :func:`load_artifact` rebuilds when
+the fingerprint no longer matches, so a stale build is never used; an installed package (no contract
+sources beside it) loads what it was built with and never compiles.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(os.environ.get("REFINER_ROOT", Path(__file__).resolve().parents[3]))
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: In a checkout, the project (contracts/, node_modules/); an installed package has none beside it.
+PROJECT_ROOT = Path(os.environ.get("REFINER_ROOT", PACKAGE_DIR.parents[2]))
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 NODE_MODULES = PROJECT_ROOT / "node_modules"
-BUILD_DIR = PROJECT_ROOT / "build" / "contracts"
+#: The build output lives inside the package and ships in the wheel as package data, so an installed
+#: Refiner deploys contracts with no compiler and no checkout.
+BUILD_DIR = PACKAGE_DIR / "artifacts"
 FINGERPRINT_FILE = BUILD_DIR / "fingerprint"
 
 #: Contracts whose artifacts are written (the rest are libraries and interfaces).
@@ -140,10 +145,22 @@ def _from_record(record: dict[str, Any]) -> Artifact:
     )
 
 
+def is_checkout() -> bool:
+    """Whether the contract sources are here to build from (a development checkout)."""
+    return (CONTRACTS_DIR / "RefinerTask.sol").is_file()
+
+
 def ensure_built() -> str:
-    """Compile unless the build output matches the current sources and toolchain; returns the
-    fingerprint of the build now on disk."""
+    """In a checkout, compile unless the build output matches the current sources and toolchain; in an
+    installed package, use the packaged build. Returns the fingerprint of the build in use."""
     with _lock:
+        if not is_checkout():
+            if not FINGERPRINT_FILE.is_file():
+                raise BuildError(
+                    f"this Refiner has no compiled contracts in {BUILD_DIR} and no sources to build them "
+                    "from: install a wheel built with `make wheel`"
+                )
+            return FINGERPRINT_FILE.read_text().strip()
         if not is_fresh():
             compile_contracts()
         return FINGERPRINT_FILE.read_text().strip()

@@ -38,7 +38,7 @@ def wait_for_seed(task: Task, timeout: float = 60.0, sender: LocalAccount | None
                     "somebody must call fixSeed to schedule a new one (pass a sender to do it)"
                 )
             task.fix_seed(sender)
-        elif task.chain.kind != "rpc":
+        elif task.chain.is_dev_chain:
             task.chain.mine(max(1, task.seed_block() + 1 - task.chain.w3.eth.block_number))
         elif time.monotonic() > deadline:
             raise ChainError(f"seed block {task.seed_block()} of {task.address} not mined in {timeout} s")

@@ -39,7 +39,8 @@ class Chain:
 
     w3: Web3
     url: str
-    kind: str  # "embedded" | "anvil" | "rpc"
+    #: What answers: "embedded" | "anvil" | "rpc" (for people; code asks `is_dev_chain`, `manual_clock`)
+    kind: str
     #: Gas used by every transaction this connection sent (for reports).
     gas_used: int = field(init=False, default=0)
     #: Held while a transaction is sent on the embedded chain; share it to serialise other requests.
@@ -63,6 +64,17 @@ class Chain:
             raise ChainError(f"no Ethereum JSON-RPC node answers at {url}")
         version = str(w3.client_version).lower()
         return cls(w3, url, "anvil" if "anvil" in version else "rpc")
+
+    @property
+    def is_dev_chain(self) -> bool:
+        """Whether this chain mines, moves its clock and funds accounts when told (embedded or anvil)."""
+        return self.kind != "rpc"
+
+    @property
+    def manual_clock(self) -> bool:
+        """Whether blocks (and so time) come only when somebody asks for them (the embedded chain): its
+        clock is the latest block's time, not the wall clock."""
+        return self.kind == EMBEDDED
 
     @property
     def chain_id(self) -> int:
@@ -181,7 +193,7 @@ class Chain:
 
     def fund(self, address: str, value: int) -> None:
         """Send `value` wei to `address` from the node's first unlocked account (dev chains only)."""
-        if self.kind == "rpc":
+        if not self.is_dev_chain:
             raise ChainError("funding needs a dev chain with unlocked accounts (embedded or anvil)")
         faucet = self.w3.eth.accounts[0]
         tx_hash = self.w3.eth.send_transaction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,22 @@ from refiner.roles.spec import DEFAULT_CONTRIBUTION
 app = typer.Typer(
     help="Refiner: reliable, incentive-driven federated learning on Ethereum.", no_args_is_help=True
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"refiner {version('refiner')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """Refiner: reliable, incentive-driven federated learning on Ethereum."""
 
 
 @app.command()

@@ -204,6 +204,18 @@ class Validator(Participant):
     )
 
     @property
+    def evaluates(self) -> bool:
+        """Whether this validator evaluates the round itself before it commits (a copycat copies
+        another member's commitment instead, so it commits once someone else has)."""
+        return self.behaviour is not ValidatorBehaviour.COPYCAT
+
+    @property
+    def reveals(self) -> bool:
+        """Whether this validator reveals what it committed (a non-revealer stays silent; a copycat
+        holds a commitment it cannot open)."""
+        return self.behaviour not in (ValidatorBehaviour.NON_REVEALER, ValidatorBehaviour.COPYCAT)
+
+    @property
     def sortition_key(self) -> VrfKey:
         return self.vrf_key or vrf_key_for(self.account)
 

@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 from refiner.chain import ChainError, ContractRevert, Status
 from refiner.config import UINT256, ConfigError, parse_wei
+from refiner.fl.inference import grey_levels
 from refiner.fl.models import serialize
 from refiner.roles.participant import ProtocolError
 from refiner.roles.spec import DescriptionError
@@ -60,7 +61,7 @@ from refiner.web.schemas import (
 )
 
 STATIC = Path(__file__).parent / "static"
-VENDOR = Path(__file__).resolve().parents[3] / "build" / "web" / "vendor"
+VENDOR = Path(__file__).parent / "vendor"  # front-end packages copied from npm by the Makefile (package data)
 log = logging.getLogger("refiner.web")
 
 _STATUS: list[tuple[tuple[type[BaseException], ...], int]] = [
@@ -273,7 +274,7 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
         return {
             "index": index,
             "label": int(host.test.y[index]),
-            "pixels": services.grey_levels(host.test.x[index]),
+            "pixels": grey_levels(host.test.x[index]),
         }
 
     @app.exception_handler(RequestValidationError)

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
 from refiner.chain import Status
+from refiner.fl.inference import use_one_thread
 from refiner.web.host import Host
 
 log = logging.getLogger("refiner.web.auto")
@@ -58,9 +59,7 @@ class AutoPilot:
             self._thread.join(timeout=120)
 
     def _loop(self) -> None:
-        import torch
-
-        torch.set_num_threads(1)
+        use_one_thread()
         while not self._stop.is_set():
             for agent in self.agents:
                 if self._stop.is_set():
@@ -85,7 +84,7 @@ class AutoPilot:
             requester = self.host.requester.get(task.requester())
             if requester is None:  # not a hosted requester's task
                 continue
-            if self.host.chain.kind == "embedded" and task.sortition_seed() is None:
+            if self.host.chain.manual_clock and task.sortition_seed() is None:
                 self.host.chain.mine(1)
                 continue
             workers, cfg = task.workers(), task.config()

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from eth_account.signers.local import LocalAccount
 
 from refiner.chain import Chain, Event, Registry, Task, TaskConfig, demo_account
 from refiner.chain.contract import ContractWrapper
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
+from refiner.fl.inference import use_one_thread
 from refiner.fl.models import State
 from refiner.roles import Administrator, Requester, Validator, Worker
 from refiner.roles.participant import ManifestDetails
@@ -224,7 +224,7 @@ class Host:
             self.jobs[job.id] = job
 
         def run() -> None:
-            torch.set_num_threads(1)
+            use_one_thread()
             try:
                 job.result = work(job)
                 job.progress, job.state = 1.0, "done"

@@ -8,18 +8,16 @@ chain cannot rebuild, except consensus models already retrieved (with their test
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from typing import Any
 
-import torch
 from eth_utils import to_checksum_address
 
 from refiner.chain import ChainError, ContractRevert, Status, Task, TxResult, public_key_bytes
 from refiner.chain.connection import EMBEDDED_GAS_LIMIT
-from refiner.fl.data import MNIST_MEAN, MNIST_STD
 from refiner.fl.evaluation import evaluate
+from refiner.fl.inference import classify_digit
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.protocol import has_deadline
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
@@ -114,7 +112,7 @@ def create_task(host: Host, account: str, settings: Any) -> Task:
 
 def open_recruitment(host: Host, task: Task, account: str) -> dict[str, Any]:
     tx = requester_of(host, task, account).open_recruitment(task)
-    if host.demo and host.chain.kind == "embedded":
+    if host.demo and host.chain.manual_clock:
         # past the seed block (the next epoch's first), so validators can draw at once
         host.chain.mine(max(1, task.seed_block() + 1 - host.chain.w3.eth.block_number))
     return summary(tx, "recruitment opened: workers may sign up, validators draw their seats")
@@ -378,22 +376,12 @@ def predict(host: Host, pixels: list[float], task_address: str | None) -> dict[s
         round_ = task.last_consensus_round()
         if round_:
             state, _ = consensus_model(host, task, round_)
-            model = resolve_model(description_of(task).model)()
-            model.load_state_dict(state)
-            model.eval()
-            grey = torch.tensor(pixels, dtype=torch.float32).clamp(0, 1).reshape(1, 1, 28, 28)
-            with torch.no_grad():
-                probabilities = torch.softmax(model((grey - MNIST_MEAN) / MNIST_STD), dim=1)[0].tolist()
-            if not all(math.isfinite(p) for p in probabilities):
+            probabilities = classify_digit(resolve_model(description_of(task).model), state, pixels)
+            if probabilities is None:
                 raise Conflict(f"the consensus model of round {round_} gives no finite prediction")
             best = max(range(10), key=lambda i: probabilities[i])
             return {"task": task.address, "round": round_, "prediction": best, "probabilities": probabilities}
     raise Conflict("no task has a consensus model yet: finish a round first")
-
-
-def grey_levels(x: torch.Tensor) -> list[float]:
-    """An MNIST image of the (normalised) data sets as 784 grey levels in [0, 1], as `predict` takes."""
-    return [round(float(v), 4) for v in (x * MNIST_STD + MNIST_MEAN).clamp(0, 1).flatten()]
 
 
 def _tasks_newest_first(host: Host) -> list[Task]:
