@@ -11,9 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
 
-from refiner.fl.data import Dataset, load_mnist
+from refiner.fl.data import Dataset
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -29,12 +28,6 @@ def _load(name: str) -> ModuleType:
 
 rb = _load("robustness")
 cb = _load("contributions")
-
-
-@pytest.fixture(scope="module")
-def mnist() -> tuple[Dataset, Dataset]:
-    torch.set_num_threads(1)
-    return load_mnist()
 
 
 def test_rewards_follow_claim_reward() -> None:

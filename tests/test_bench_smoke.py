@@ -10,9 +10,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import torch
 
-from refiner.fl.data import Dataset, load_mnist
+from refiner.fl.data import Dataset
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -39,12 +38,6 @@ run_all = _load("run_all")
 
 def _quiet(_: str) -> None:
     pass
-
-
-@pytest.fixture(scope="module")
-def mnist() -> tuple[Dataset, Dataset]:
-    torch.set_num_threads(1)
-    return load_mnist()
 
 
 @pytest.fixture(scope="module")

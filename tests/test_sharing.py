@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from refiner.chain import demo_account, public_key_bytes
@@ -24,11 +22,6 @@ TASK = "0x" + "ab" * 20
 requester, alice, bob, eve = (demo_account(n) for n in ("requester", "alice", "bob", "eve"))
 CTX = Context(TASK, 1, requester.address, "model")
 LIMIT = 1 << 20
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> DirectoryStore:
-    return DirectoryStore(tmp_path / "store")
 
 
 def recipients() -> dict[str, bytes]:

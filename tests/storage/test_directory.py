@@ -24,11 +24,6 @@ from refiner.storage import (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> DirectoryStore:
-    return DirectoryStore(tmp_path / "store")
-
-
 def test_put_get_round_trip(store: DirectoryStore) -> None:
     for data in (b"", b"x", os.urandom(300_000)):
         handle = store.put(data)
