@@ -115,14 +115,25 @@ def honest(mnist: Data, tmp_path_factory: pytest.TempPathFactory) -> Simulation:
     return sim
 
 
-def test_an_honest_task_passes_with_the_requester_key(honest: Simulation) -> None:
-    audit = audit_task(
-        honest.chain,
-        honest.store,
-        honest.task.address,
-        requester=honest.requester.account,
-        evaluator=honest.committee[0].account,
+def audit_with_keys(sim: Simulation) -> TaskAudit:
+    """The whole audit: with the requester's key (the aggregates) and a committee member's (the
+    evaluations)."""
+    return audit_task(
+        sim.chain,
+        sim.store,
+        sim.task.address,
+        requester=sim.requester.account,
+        evaluator=sim.committee[0].account,
     )
+
+
+@pytest.fixture(scope="module")
+def honest_audit(honest: Simulation) -> TaskAudit:
+    return audit_with_keys(honest)
+
+
+def test_an_honest_task_passes_with_the_requester_key(honest: Simulation, honest_audit: TaskAudit) -> None:
+    audit = honest_audit
     assert [r.round for r in audit.rounds] == [1, 2, 3, 4]
     silent = next(v for v in honest.validators if v.behaviour is VN)
     shuffled = honest.workers[2]
@@ -164,13 +175,7 @@ def test_a_trusted_data_task_passes_and_its_manifests_carry_the_screen(
     )
     for _ in range(2):
         assert sim.run_round(validation, test).consensus
-    audit = audit_task(
-        sim.chain,
-        sim.store,
-        sim.task.address,
-        requester=sim.requester.account,
-        evaluator=sim.committee[0].account,
-    )
+    audit = audit_with_keys(sim)
     assert all(r.verdict is Verdict.PASS for r in audit.rounds), [r.checks for r in audit.rounds]
     _, details = consensus_details(sim.requester, sim.task, 2)
     by_worker = {r["worker"]: r for r in details.results}
@@ -197,14 +202,8 @@ def test_without_the_requester_key_consensus_rounds_are_incomplete(honest: Simul
     assert exit_code(audit) == 0
 
 
-def test_the_rendering_has_a_table_per_round_and_its_verdict(honest: Simulation) -> None:
-    audit = audit_task(
-        honest.chain,
-        honest.store,
-        honest.task.address,
-        requester=honest.requester.account,
-        evaluator=honest.committee[0].account,
-    )
+def test_the_rendering_has_a_table_per_round_and_its_verdict(honest_audit: TaskAudit) -> None:
+    audit = honest_audit
     console = Console(record=True, width=240)
     console.print(render(audit))
     text = console.export_text()
@@ -332,13 +331,7 @@ def test_a_colluding_majority_is_caught_only_by_re_running_the_evaluation(
     shuffled = sim.workers[2].address
     assert sim.task.submission_of(1, shuffled)[1]  # the shuffled worker was paid
 
-    audit = audit_task(
-        sim.chain,
-        sim.store,
-        sim.task.address,
-        requester=sim.requester.account,
-        evaluator=sim.committee[0].account,
-    )
+    audit = audit_with_keys(sim)
     expected: dict[str, bool | None] = dict.fromkeys(ROUND_CHECKS, True)
     expected["evaluation"] = False
     assert marks(audit, 1) == expected, audit.round(1).checks
@@ -372,13 +365,7 @@ def point_to_other_details(sim: Simulation, work: Evaluated) -> Evaluated:
 def test_details_that_do_not_rebuild_the_manifest_fail(mnist: Data, tmp_path: Path) -> None:
     sim = deploy(mnist, tmp_path / "store", [VH, VH, VH], rounds=1, label="audit-details")
     run_round_with_forgers(sim, mnist[0], forgers=3, forge=point_to_other_details)
-    audit = audit_task(
-        sim.chain,
-        sim.store,
-        sim.task.address,
-        requester=sim.requester.account,
-        evaluator=sim.committee[0].account,
-    )
+    audit = audit_with_keys(sim)
     details = audit.round(1).check("details")
     assert details.ok is False
     assert details.detail.count("do not rebuild the manifest's results_root") == 3
