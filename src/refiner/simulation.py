@@ -7,20 +7,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, demo_account, public_key_bytes
+from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import epsilon_ppm
 from refiner.reasons import result_reason
 from refiner.roles import (
-    Administrator,
     Requester,
     Validator,
     ValidatorBehaviour,
     Worker,
     WorkerBehaviour,
 )
+from refiner.roles.cast import build_cast
 from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
@@ -93,32 +93,26 @@ class Simulation:
         of seats). `stakes` defaults to 1 ETH each; `models` are everyone's custom models (by name)."""
         models = dict(models or {})
         stakes = list(stakes) if stakes is not None else [ETH] * len(validator_behaviours)
-        admin_account = demo_account(f"{label}-admin")
-        requester_account = demo_account(f"{label}-requester")
-        worker_accounts = [demo_account(f"{label}-worker-{i}") for i in range(len(shards))]
-        validator_accounts = [
-            demo_account(f"{label}-validator-{i}") for i in range(len(validator_behaviours))
-        ]
-        for account in [admin_account, requester_account, *worker_accounts, *validator_accounts]:
-            chain.fund(account.address, 10_000 * ETH)
-        registry = Administrator.deploy_registry(
-            chain, admin_account, min_stake=min(stakes), stake_unit=stake_unit
+        cast = build_cast(
+            chain,
+            store,
+            shards,
+            stakes,
+            label=label,
+            worker_behaviours=behaviours,
+            validator_behaviours=validator_behaviours,
+            stake_unit=stake_unit,
+            models=models,
+            seed=seed,
         )
-        requester = Requester(requester_account, chain, store, registry, models=models)
-        workers = [
-            Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i, models=models)
-            for i, (a, d, b) in enumerate(zip(worker_accounts, shards, behaviours, strict=True))
-        ]
-        validators = [
-            Validator(a, chain, store, registry, behaviour=b, models=models)
-            for a, b in zip(validator_accounts, validator_behaviours, strict=True)
-        ]
-        for w in workers:
-            w.register()
-        for v, stake in zip(validators, stakes, strict=True):
-            v.register(stake)
+        requester, workers, validators, registry = (
+            cast.requester,
+            cast.workers,
+            cast.validators,
+            cast.registry,
+        )
         description = TaskDescription(
-            public_key_bytes(requester_account).hex(),
+            public_key_bytes(requester.account).hex(),
             model=model,
             lr=lr,
             epochs=epochs,

@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
 
-from refiner.chain import Chain, Event, Registry, Task, TaskConfig, demo_account
+from refiner.chain import Chain, Event, Registry, Task, TaskConfig
 from refiner.chain.contract import ContractWrapper
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.inference import use_one_thread
 from refiner.fl.models import State
-from refiner.roles import Administrator, Requester, Validator, Worker
+from refiner.roles import Requester, Validator, Worker
+from refiner.roles.cast import build_cast
 from refiner.roles.participant import ManifestDetails
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store
@@ -129,44 +130,27 @@ class Host:
         chain = Chain.connect()
         _serialise_requests(chain)
         store = DirectoryStore(out / "store")
-        admin = demo_account("serve-admin")
-        cast: dict[str, HostedAccount] = {}
-        requester_account = demo_account("serve-requester")
-        cast[requester_account.address] = HostedAccount("requester", "requester", requester_account)
-        for i in range(workers):
-            a = demo_account(f"serve-worker-{i}")
-            cast[a.address] = HostedAccount(f"worker {i + 1}", "worker", a)
-        for i in range(validators):
-            a = demo_account(f"serve-validator-{i}")
-            cast[a.address] = HostedAccount(f"validator {i + 1}", "validator", a)
-        for a in [admin, *(h.account for h in cast.values())]:
-            chain.fund(a.address, 1_000 * ETH)
-        registry = Administrator.deploy_registry(chain, admin, min_stake=ETH, stake_unit=ETH // 10)
         train, test = load_mnist()
         validation, shards = split_mnist(train, [shard] * workers, validation_size=2000, seed=seed)
-        host = cls(
+        stakes = [ETH + (i % 4) * ETH // 2 for i in range(validators)]
+        cast = build_cast(chain, store, shards, stakes, label="serve", funds=1_000 * ETH, seed=seed)
+        accounts = {cast.requester.address: HostedAccount("requester", "requester", cast.requester.account)}
+        for i, w in enumerate(cast.workers):
+            accounts[w.address] = HostedAccount(f"worker {i + 1}", "worker", w.account)
+        for i, v in enumerate(cast.validators):
+            accounts[v.address] = HostedAccount(f"validator {i + 1}", "validator", v.account)
+        return cls(
             chain=chain,
             store=store,
-            registry=registry,
-            accounts=cast,
-            requester={requester_account.address: Requester(requester_account, chain, store, registry)},
-            workers={},
-            bad_data={},
-            validators={},
+            registry=cast.registry,
+            accounts=accounts,
+            requester={cast.requester.address: cast.requester},
+            workers={w.address: w for w in cast.workers},
+            bad_data={w.address: shuffle_labels(w.data, seed=seed + i) for i, w in enumerate(cast.workers)},
+            validators={v.address: v for v in cast.validators},
             validation=validation,
             test=test,
         )
-        worker_cast = [h for h in cast.values() if h.role == "worker"]
-        for i, (h, data) in enumerate(zip(worker_cast, shards, strict=True)):
-            worker = Worker(h.account, chain, store, registry, data=data, seed=seed * 1000 + i)
-            worker.register()
-            host.workers[h.address] = worker
-            host.bad_data[h.address] = shuffle_labels(data, seed=seed + i)
-        for i, h in enumerate(h for h in cast.values() if h.role == "validator"):
-            validator = Validator(h.account, chain, store, registry)
-            validator.register(ETH + (i % 4) * ETH // 2)
-            host.validators[h.address] = validator
-        return host
 
     def requester_role(self, task: Any) -> Requester:
         """The task's requester if hosted here, else any hosted participant (to read stored manifests)."""
