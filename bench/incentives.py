@@ -62,7 +62,7 @@ from refiner.fl.measures import measure_for
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.roles import attacks
+from refiner.adversary import transforms as attacks
 
 #: "NAME@EPS" runs a measure with its own ε (trusted-data does not need ε: its screen rejects bad updates)
 MEASURES = ("leave-one-out", "gtg-shapley", "trusted-data", "trusted-data@1")

@@ -58,8 +58,8 @@ from refiner.fl.measures import LeaveOneOut
 from refiner.fl.models import ModelFn, State, clone_state, initial_state, model_digest, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.roles import attacks
-from refiner.roles.attacks import AttackParameters
+from refiner.adversary import transforms as attacks
+from refiner.adversary.transforms import AttackParameters
 from refiner.units import ETH, ONE, quantize
 
 ROOT = Path(__file__).resolve().parent.parent

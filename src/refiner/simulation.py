@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from refiner.cast import build_cast
 from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate
@@ -20,7 +21,6 @@ from refiner.roles import (
     Worker,
     WorkerBehaviour,
 )
-from refiner.roles.cast import build_cast
 from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store

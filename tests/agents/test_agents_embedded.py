@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from refiner.adversary import make_validator
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
 from refiner.chain import Chain, Durations, Status, TaskConfig, demo_account, public_key_bytes
 from refiner.fl.data import Dataset, load_mnist, split_mnist
-from refiner.roles import Administrator, Requester, Validator, ValidatorBehaviour, Worker
+from refiner.roles import Administrator, Requester, ValidatorBehaviour, Worker
 from refiner.roles.spec import TaskDescription
 from refiner.storage import DirectoryStore
 from refiner.units import ETH
@@ -56,7 +57,7 @@ def test_agents_run_a_task_to_the_end_through_restarts(
 
     def validator_agent(i: int) -> ValidatorAgent:
         behaviour = ValidatorBehaviour.NON_REVEALER if i == 2 else ValidatorBehaviour.HONEST
-        role = Validator(accounts[f"v{i}"], chain, store, registry, behaviour=behaviour)
+        role = make_validator(behaviour, accounts[f"v{i}"], chain, store, registry)
         return ValidatorAgent(accounts[f"v{i}"], registry, validator=role, stake=ETH)
 
     workers = [worker_agent(i) for i in range(3)]

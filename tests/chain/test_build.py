@@ -29,6 +29,7 @@ from refiner.chain.types import commitment
 from tests.helpers import World, config, handle, new_task, recruit, start_round, submit_all
 
 REAL_ROOT = build.PROJECT_ROOT
+REAL_BUILD = build.BUILD_DIR
 
 # ---------------------------------------------------------------------- artifacts
 
@@ -81,7 +82,7 @@ def copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Copy]:
     build.ensure_built()
     root = tmp_path / "project"
     shutil.copytree(REAL_ROOT / "contracts", root / "contracts")
-    shutil.copytree(REAL_ROOT / "build" / "contracts", root / "build" / "contracts")
+    shutil.copytree(REAL_BUILD, root / "build" / "contracts")
     (root / "node_modules").symlink_to(REAL_ROOT / "node_modules", target_is_directory=True)
     _point_build_at(monkeypatch, root, root / "node_modules")
     yield Copy(root, root / "contracts", root / "build" / "contracts")
@@ -112,7 +113,7 @@ def test_changed_source_is_rebuilt(copy: Copy) -> None:
     assert "buildProbe" in {item.get("name") for item in artifact.abi}
     assert "buildProbe" in (copy.build_dir / "RefinerRegistry.json").read_text()
     # the real build is untouched
-    assert "buildProbe" not in (REAL_ROOT / "build" / "contracts" / "RefinerRegistry.json").read_text()
+    assert "buildProbe" not in (REAL_BUILD / "RefinerRegistry.json").read_text()
 
 
 def test_a_build_made_elsewhere_is_not_served_stale_from_the_cache(copy: Copy) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from refiner.adversary.transforms import PERMUTABLE_LAYERS, permute_hidden_units
 from refiner.fl.data import Dataset, split_mnist
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, initial_state, small_cnn
 from refiner.fl.round_evaluation import SAMPLE_CAP, capped_samples, evaluate_round
 from refiner.fl.training import TrainingConfig, train_local
-from refiner.roles.attacks import PERMUTABLE_LAYERS, permute_hidden_units
 from refiner.units import quantize
 from tests.fl.tiny import VALIDATION, Bias2, state
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from refiner.adversary import COLLUSION_CONTRIBUTION, with_behaviour
 from refiner.audit import RoundAudit, Verdict, audit_task
 from refiner.chain import Chain, ContractRevert, Durations, Status, TaskConfig, TxResult, demo_account
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.models import model_digest
 from refiner.roles import Administrator, Evaluated, Requester, Validator, ValidatorBehaviour, WorkerBehaviour
 from refiner.roles.participant import ManifestDetails, ProtocolError, consensus_details, salt_for
-from refiner.roles.validator import COLLUSION_CONTRIBUTION
 from refiner.simulation import Simulation
 from refiner.sortition import expected_seats, seats_variance
 from refiner.storage import DirectoryStore, Handle
@@ -89,7 +89,8 @@ def committee(sim: Simulation, behaviours: list[VB]) -> Simulation:
             task.advance(sim.requester.account)
     assert len(sim.committee) == len(behaviours)
     for v, b in zip(sim.committee, behaviours, strict=True):
-        v.behaviour = b
+        i = next(i for i, x in enumerate(sim.validators) if x is v)
+        sim.validators[i] = with_behaviour(v, b)  # the same member, now behaving as `b`
     return sim
 
 

@@ -16,13 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from refiner.adversary.transforms import (
+    AttackParameters,
+    flip_labels,
+    random_weights,
+    scale_update,
+    sign_flip,
+)
 from refiner.chain import Chain, Durations, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, clone_state
 from refiner.fl.round_evaluation import SAMPLE_CAP, RoundEvaluation, evaluate_round
 from refiner.roles import ValidatorBehaviour, Worker, WorkerBehaviour
-from refiner.roles.attacks import AttackParameters, flip_labels, random_weights, scale_update, sign_flip
 from refiner.roles.participant import consensus_details
 from refiner.roles.spec import Contribution
 from refiner.simulation import RoundReport, Simulation

@@ -113,21 +113,22 @@ def worker_run(
     log_level: LogOpt = "INFO",
 ) -> None:
     """Register if needed, sign up to open tasks, train and submit in every round, claim rewards."""
+    from refiner.adversary import make_worker
     from refiner.agents import WorkerAgent
-    from refiner.roles import Worker, WorkerBehaviour
+    from refiner.roles import WorkerBehaviour
 
     log = setup_logging(log_level, "worker")
     ctx = Ctx.load(config, chain, storage, keystore, registry)
     terms = _own_settings(ctx, model, min_reward, max_duration, max_epochs)
     with user_errors():
         mode = WorkerBehaviour(behaviour)
-    role = Worker(
+    role = make_worker(
+        mode,
         ctx.account,
         ctx.chain,
         ctx.store,
         ctx.registry,
         data=_load_dataset(data),
-        behaviour=mode,
         seed=seed,
         models=ctx.models,
     )
@@ -167,9 +168,10 @@ def validator_run(
 ) -> None:
     """Register with a stake if needed, draw sortition for each task and claim the seats won, evaluate,
     commit and reveal every round, settle rounds and claim rewards."""
+    from refiner.adversary import make_validator
     from refiner.agents import ValidatorAgent
     from refiner.config import parse_wei
-    from refiner.roles import Validator, ValidatorBehaviour
+    from refiner.roles import ValidatorBehaviour
 
     log = setup_logging(log_level, "validator")
     ctx = Ctx.load(config, chain, storage, keystore, registry)
@@ -177,7 +179,7 @@ def validator_run(
     with user_errors():
         mode = ValidatorBehaviour(behaviour)
         wei = parse_wei(stake)
-    role = Validator(ctx.account, ctx.chain, ctx.store, ctx.registry, behaviour=mode, models=ctx.models)
+    role = make_validator(mode, ctx.account, ctx.chain, ctx.store, ctx.registry, models=ctx.models)
     agent = ValidatorAgent(
         ctx.account,
         ctx.registry,

@@ -1,29 +1,8 @@
 """The validator (paper 2.1, 2.3.6): evaluates every update, aggregates the qualified ones, measures
 contributions, and commit-reveals a manifest.
 
-Besides the honest validator, the behaviours of the adversary study (each a committee member's own
-choice; what the contract makes of it is in ``tests/roles/test_validator_attacks.py``):
-
-* ``copycat``: commits a copy of another member's commitment without evaluating. The commitment binds its
-  author's address, so the copycat can never reveal it.
-* ``non-revealer``: evaluates and commits, never reveals; the round waits for the reveal deadline.
-* ``random``: makes up a manifest (random verdicts, contributions, accuracy and model digest), stores
-  details that match it, commits and reveals it.
-* ``colluder``: evaluates honestly, then commits and reveals the ring's forged manifest: every worker the
-  evaluation rejected is accepted with a contribution of ``COLLUSION_CONTRIBUTION``. The forgery is a
-  deterministic function of the honest evaluation, so every colluder reveals the same vote.
-* ``thief``: does not evaluate; commits a copy of another member's commitment (or, when nobody has
-  committed yet, one it cannot open either) and at reveal time submits another member's manifest and
-  salt, read from that member's reveal transaction (as it would from the mempool). The contract refuses
-  it: the commitment binds the sender, so neither the copied commitment nor its own opens for it.
-* ``lazy``: does not evaluate; before committing it lists the (shared directory) store and copies the
-  first other member's details of the round it can read, as its own vote. Details are stored encrypted
-  under a key only their author knows before the reveal, so it finds none.
-* ``poisoner``: evaluates honestly and reveals the consensus vote, but with details that parse and are
-  malformed (a result that is not a record, a key handle that is not a handle). The vote key does not
-  cover the details, so the contract cannot refuse them: readers skip them.
-* ``bad-aggregate``: evaluates honestly and reveals the consensus vote with well-formed details whose
-  aggregate is garbage nobody can open: the requester takes another agreeing member's aggregate.
+This is the honest validator only; the attacks of the adversary study are subclasses of it in
+:mod:`refiner.adversary.validators` (``ValidatorBehaviour`` names them).
 
 Untrusted files (workers' updates and key envelopes) never crash an evaluation: an update that cannot be
 opened or validated is rejected with the reason in ``Evaluated.rejected_files``. One that cannot be fetched
@@ -34,15 +13,12 @@ and not others (or too late for some) cannot split the committee's verdicts.
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
 from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
-from eth_utils import keccak
 
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
@@ -51,7 +27,6 @@ from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, WorkerEvaluation, evaluate_round
 from refiner.roles.participant import (
-    MAX_DETAILS,
     ManifestDetails,
     Participant,
     ProtocolError,
@@ -73,16 +48,13 @@ from refiner.sharing import (
 )
 from refiner.sortition import VrfKey
 from refiner.storage import (
-    DirectoryStore,
     Handle,
     StorageError,
     Store,
     transient,
 )
-from refiner.units import ONE
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
-COLLUSION_CONTRIBUTION = 100_000
 #: Most samples a submission may claim. FedAvg weighs updates by the claimed counts, and torch cannot
 #: take a weight sum of 2^64 or more (OverflowError): one worker claiming 2^64 − 1 (a valid uint64 on
 #: chain) would stop every validator's evaluation. 2^40 is far above any real shard and leaves room for
@@ -191,7 +163,8 @@ class Evaluated:
 
 @dataclass
 class Validator(Participant):
-    behaviour: ValidatorBehaviour = ValidatorBehaviour.HONEST
+    #: What this validator does (honest here; the attacks are subclasses in refiner.adversary).
+    behaviour: ClassVar[ValidatorBehaviour] = ValidatorBehaviour.HONEST
     #: How contributions are measured; by default what the task's description asks for.
     measure: ContributionMeasure | None = None
     #: The VRF key registered for sortition (default: derived from the account key).
@@ -205,15 +178,14 @@ class Validator(Participant):
 
     @property
     def evaluates(self) -> bool:
-        """Whether this validator evaluates the round itself before it commits (a copycat copies
-        another member's commitment instead, so it commits once someone else has)."""
-        return self.behaviour is not ValidatorBehaviour.COPYCAT
+        """Whether this validator evaluates the round itself before it commits (an adversary that
+        copies another member's commitment commits once someone else has)."""
+        return True
 
     @property
     def reveals(self) -> bool:
-        """Whether this validator reveals what it committed (a non-revealer stays silent; a copycat
-        holds a commitment it cannot open)."""
-        return self.behaviour not in (ValidatorBehaviour.NON_REVEALER, ValidatorBehaviour.COPYCAT)
+        """Whether this validator reveals what it committed."""
+        return True
 
     @property
     def sortition_key(self) -> VrfKey:
@@ -235,20 +207,7 @@ class Validator(Participant):
 
     def evaluate(self, task: Task) -> Evaluated:
         """Fetch the validation set and every submitted update; score, aggregate, measure contributions
-        and share the aggregate with the requester (paper 2.3.6). A `random` validator makes its manifest
-        up instead; a `colluder` evaluates, then forges (see the module's description)."""
-        if self.behaviour is ValidatorBehaviour.RANDOM:
-            return self._made_up(task)
-        if self.behaviour is ValidatorBehaviour.LAZY:
-            return self._copied(task)
-        work = self._evaluate(task)
-        if self.behaviour is ValidatorBehaviour.COLLUDER:
-            return self._forged(work)
-        if self.behaviour in (ValidatorBehaviour.POISONER, ValidatorBehaviour.BAD_AGGREGATE):
-            return self._poisoned(task, work)
-        return work
-
-    def _evaluate(self, task: Task) -> Evaluated:
+        and share the aggregate with the requester (paper 2.3.6)."""
         round_ = task.current_round()
         description = description_of(task)
         factory, spec = model_of(description, self.models)
@@ -374,83 +333,6 @@ class Validator(Participant):
                 updates.append((e["worker"], *got))
         return updates, rejected
 
-    def _made_up(self, task: Task) -> Evaluated:
-        """A random validator's manifest: random verdicts and contributions for the round's submissions,
-        a random accuracy, loss and model digest, and stored details that rebuild it."""
-        round_ = task.current_round()
-        rng = random.Random(keccak(b"refiner-random" + bytes(self.account.key) + _task_round(task, round_)))
-        results = [
-            {
-                "worker": e["worker"],
-                "accepted": rng.random() < 0.5,
-                "samples": int(e["samples"]),
-                "contribution": rng.randrange(-ONE, ONE),
-                "loss": rng.randrange(10 * ONE),
-            }
-            for e in sorted(
-                task.round_events("TrainingResultsSubmitted", round_), key=lambda e: str(e["worker"]).lower()
-            )
-        ]
-        details = ManifestDetails(
-            task=task.address,
-            round=round_,
-            validator=self.address,
-            results=results,
-            accuracy=rng.randrange(ONE + 1),
-            loss=rng.randrange(10 * ONE),
-            model_digest=rng.randbytes(32).hex(),
-            aggregate_handle=str(Handle.of(rng.randbytes(64))),  # names nothing stored
-            aggregate_keys_handle=str(Handle.of(rng.randbytes(64))),
-        )
-        manifest = details.manifest(self._put_details(task.address, round_, details.to_bytes()))
-        return Evaluated(round_, manifest, details, None, {})
-
-    def _forged(self, work: Evaluated) -> Evaluated:
-        """The ring's manifest: the honest evaluation with every rejected worker accepted and credited
-        COLLUSION_CONTRIBUTION (the aggregate and its digest are left as evaluated). Unchanged when the
-        evaluation rejected nobody: the ring then has no one to pay."""
-        results = [
-            r if r["accepted"] else {**r, "accepted": True, "contribution": COLLUSION_CONTRIBUTION}
-            for r in work.details.results
-        ]
-        if results == work.details.results:
-            return work
-        details = replace(work.details, results=results)
-        manifest = details.manifest(self._put_details(work.details.task, work.round, details.to_bytes()))
-        return Evaluated(work.round, manifest, details, work.evaluation, work.rejected_files)
-
-    def _copied(self, task: Task) -> Evaluated:
-        """A lazy member's manifest: the first other member's details of this round that it can read in
-        the store's directory, signed as its own."""
-        round_ = task.current_round()
-        if not isinstance(self.store, DirectoryStore):
-            raise ProtocolError("a lazy validator lists a directory store")
-        for path in sorted(self.store.root.glob("*/*")):
-            if path.stat().st_size > MAX_DETAILS:
-                continue
-            try:
-                found = ManifestDetails.from_bytes(path.read_bytes())
-            except (ProtocolError, ValueError, TypeError, KeyError):
-                continue
-            if (found.task, found.round) == (task.address, round_) and found.validator != self.address:
-                details = replace(found, validator=self.address)
-                manifest = details.manifest(self._put_details(task.address, round_, details.to_bytes()))
-                return Evaluated(round_, manifest, details, None, {})
-        raise ProtocolError(f"a lazy validator found no readable details of round {round_} to copy")
-
-    def _poisoned(self, task: Task, work: Evaluated) -> Evaluated:
-        """The honest vote with spoiled files: a poisoner's details parse but are malformed; a
-        bad-aggregate member's details are well formed and name an aggregate that is garbage."""
-        if self.behaviour is ValidatorBehaviour.POISONER:
-            stored = json.loads(work.details.to_bytes())
-            raw = json.dumps({**stored, "results": [1], "aggregate_keys_handle": 5}).encode()
-            spoiled = self._put_details(task.address, work.round, raw)
-            return replace(work, manifest=replace(work.manifest, details_handle=bytes(spoiled)))
-        garbage = self.store.put(keccak(b"refiner-bad-aggregate" + bytes(self.account.key)) * 64)
-        details = replace(work.details, aggregate_handle=str(garbage))
-        manifest = details.manifest(self._put_details(task.address, work.round, details.to_bytes()))
-        return replace(work, manifest=manifest, details=details)
-
     def _put_details(self, task: str, round_: int, data: bytes) -> Handle:
         """Store this validator's details of a round, sealed under its commitment salt until it reveals
         (another member reading them before committing could copy the vote); returns their handle."""
@@ -478,19 +360,8 @@ class Validator(Participant):
         return task.submission_of(round_, worker)[0]
 
     def commit_manifest(self, task: Task, work: Evaluated | None) -> TxResult:
-        """Commit H(task, round, me, H(manifest), salt). A copycat or a thief commits someone else's
-        commitment (a thief with nobody to copy yet, a commitment it cannot open either)."""
+        """Commit H(task, round, me, H(manifest), salt)."""
         round_ = task.current_round()
-        if self.behaviour in (ValidatorBehaviour.COPYCAT, ValidatorBehaviour.THIEF):
-            others = [
-                e for e in task.round_events("ManifestCommitted", round_) if e["validator"] != self.address
-            ]
-            if others:
-                return task.commit_manifest(self.account, others[0]["commitment"])
-            if self.behaviour is ValidatorBehaviour.COPYCAT:
-                raise ProtocolError("a copycat validator needs someone else's commitment to copy")
-            made_up = keccak(b"refiner-thief" + bytes(self.account.key) + _task_round(task, round_))
-            return task.commit_manifest(self.account, made_up)
         if work is None:
             raise ProtocolError("evaluate the round before committing")
         salt = salt_for(self.account, task.address, round_)
@@ -500,28 +371,11 @@ class Validator(Participant):
         )
 
     def reveal_manifest(self, task: Task, work: Evaluated | None) -> TxResult | None:
-        """Reveal the committed manifest and salt; a non-revealer stays silent. A copycat has nothing it
-        can reveal: the commitment it copied binds its author's address. A thief submits another
-        validator's revealed manifest and salt, and the contract refuses it (`ContractRevert`
-        CommitmentMismatch); with no reveal to copy yet it raises ProtocolError."""
-        if self.behaviour is ValidatorBehaviour.THIEF:
-            manifest, salt = self.stolen_reveal(task, task.current_round())
-            return task.reveal_manifest(self.account, manifest, salt)
-        if self.behaviour is ValidatorBehaviour.NON_REVEALER or work is None:
+        """Reveal the committed manifest and salt (nothing to reveal without `work`)."""
+        if work is None:
             return None
         salt = salt_for(self.account, task.address, work.round)
         return task.reveal_manifest(self.account, work.manifest, salt)
-
-    def stolen_reveal(self, task: Task, round_: int) -> tuple[Manifest, bytes]:
-        """The manifest and salt of another validator's reveal in `round_`, decoded from its transaction's
-        input (public once sent: in the mempool, then in its block)."""
-        for e in task.round_events("ManifestRevealed", round_):
-            if e["validator"] == self.address or e.tx_hash is None:
-                continue
-            tx = task.chain.w3.eth.get_transaction(HexStr(e.tx_hash))
-            _, args = task.contract.decode_function_input(tx["input"])
-            return Manifest.from_tuple(args["manifest"]), bytes(args["salt"])
-        raise ProtocolError(f"no other validator has revealed in round {round_}: nothing to steal yet")
 
     def claim_reward(self, task: Task, round_: int) -> int:
         """Claim this round's validator reward if this validator agreed with the consensus."""
@@ -541,7 +395,3 @@ def _screen_fields(w: WorkerEvaluation | None) -> dict[str, int | str | None]:
 
 def _short(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
-
-
-def _task_round(task: Task, round_: int) -> bytes:
-    return bytes.fromhex(task.address[2:]) + round_.to_bytes(4, "big")

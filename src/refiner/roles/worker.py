@@ -1,24 +1,23 @@
 """The worker (paper 2.1, 2.3.5): trains the global model on its private data and is paid by contribution.
 
-Besides the honest worker, the behaviours of the adversary study: bad data (shuffled labels, a targeted
-label flip), poisoned updates (random weights, sign flip, scaled update), and cheating on effort or size
-(free rider, inflated sample count, replays). The transforms live in :mod:`refiner.roles.attacks`."""
+This is the honest worker only. The behaviours of the adversary study — bad data (shuffled labels, a
+targeted label flip), poisoned updates (random weights, sign flip, scaled update), and cheating on effort
+or size (free rider, inflated sample count, replays, extrapolation) — are named by ``WorkerBehaviour`` and
+are subclasses in :mod:`refiner.adversary.workers`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from refiner.chain import ContractRevert, Task, TxResult
 from refiner.fl.data import Dataset
-from refiner.fl.models import State, clone_state, deserialize, serialize
-from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.roles import attacks
-from refiner.roles.attacks import AttackParameters
+from refiner.fl.models import State, deserialize, serialize
+from refiner.fl.training import TrainingConfig, train_local
 from refiner.roles.participant import (
     Participant,
-    ProtocolError,
     consensus_details,
     description_of,
     model_of,
@@ -70,13 +69,9 @@ class WorkerBehaviour(StrEnum):
 @dataclass
 class Worker(Participant):
     data: Dataset
-    behaviour: WorkerBehaviour = WorkerBehaviour.HONEST
     seed: int = 0
-    attack: AttackParameters = field(default_factory=AttackParameters)
-    #: replay-own-update: (task, round, update) of the last update it trained
-    _trained: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
-    #: extrapolator: (task, round, global model) of the last global model it received
-    _received: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
+    #: What this worker does (honest here; the attacks are subclasses in refiner.adversary).
+    behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.HONEST
 
     def register(self) -> TxResult:
         return self.registry.register_worker(self.account)
@@ -86,9 +81,12 @@ class Worker(Participant):
 
     def train(self, task: Task, progress: Callable[[int, int], None] | None = None) -> State:
         """Fetch and decrypt this round's global model and update it on the local data (paper 2.3.5)."""
+        return self.train_on(task, self.global_model(task), self.data, progress)
+
+    def global_model(self, task: Task) -> State:
+        """This round's global model, fetched and decrypted."""
         round_ = task.current_round()
-        description = description_of(task)
-        factory, spec = model_of(description, self.models)
+        _, spec = model_of(description_of(task), self.models)
         handles = round_inputs(task, round_)
         plaintext = retrieve(
             self.store,
@@ -98,49 +96,34 @@ class Worker(Participant):
             self.account,
             max_bytes=spec.max_bytes,
         )
-        global_state = deserialize(plaintext, spec)
-        b = self.behaviour
-        if b in (WorkerBehaviour.FREE_RIDER, WorkerBehaviour.REPLAY_OTHERS_HANDLES):
-            return free_ride(global_state)  # the latter submits someone else's handles, not this
-        if b is WorkerBehaviour.EXTRAPOLATOR:
-            return self._extrapolated(task.address, round_, global_state)
-        if b is WorkerBehaviour.RANDOM_WEIGHTS:
-            return attacks.random_weights(global_state, self.attack.noise_std, self.seed + round_)
-        if b is WorkerBehaviour.REPLAY_OWN_UPDATE and self._trained is not None:
-            trained_task, trained_round, update = self._trained
-            if trained_task == task.address and trained_round < round_:
-                return clone_state(update)
-        data = self.data
-        if b is WorkerBehaviour.TARGETED_LABEL_FLIP:
-            data = attacks.flip_labels(data, self.attack.flip_source, self.attack.flip_target)
+        return deserialize(plaintext, spec)
+
+    def train_on(
+        self,
+        task: Task,
+        global_state: State,
+        data: Dataset,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> State:
+        """`global_state` trained on `data` with the task's local-training settings."""
+        description = description_of(task)
+        factory, _ = model_of(description, self.models)
         config = TrainingConfig(
             epochs=description.epochs,
             batch_size=description.batch_size,
             lr=description.lr,
             mu=task.config().mu,
-            seed=self.seed + round_,
+            seed=self.seed + task.current_round(),
         )
-        local = train_local(factory, global_state, data, config, progress)
-        if b is WorkerBehaviour.SIGN_FLIP:
-            return attacks.sign_flip(global_state, local)
-        if b is WorkerBehaviour.SCALED_UPDATE:
-            return attacks.scale_update(global_state, local, self.attack.scale)
-        if b is WorkerBehaviour.REPLAY_OWN_UPDATE:
-            self._trained = (task.address, round_, clone_state(local))
-        return local
+        return train_local(factory, global_state, data, config, progress)
 
-    def _extrapolated(self, task: str, round_: int, global_state: State) -> State:
-        previous, self._received = self._received, (task, round_, clone_state(global_state))
-        if previous is None or previous[0] != task or previous[1] != round_ - 1:
-            return free_ride(global_state)
-        return attacks.extrapolate(previous[2], global_state, self.attack.extrapolation)
+    def claimed_samples(self) -> int:
+        """The sample count this worker submits: its data's size."""
+        return len(self.data)
 
     def submit_training_results(self, task: Task, state: State) -> TxResult:
         """Share the local model with the committee and publish its handles (SubmitTrainingResults)."""
         round_ = task.current_round()
-        if self.behaviour is WorkerBehaviour.REPLAY_OTHERS_HANDLES:
-            model, keys = self._others_handles(task, round_)
-            return task.submit_training_results(self.account, model, keys, len(self.data))
         # the committee only: a requester that could read updates before paying could take the work and
         # then sabotage the round (a validation set few validators can open, or mislabelled) to get its
         # escrow back (tests/roles/test_requester_attacks.py)
@@ -148,19 +131,9 @@ class Worker(Participant):
         model_h, keys_h = share(
             self.store, serialize(state), Context(task.address, round_, self.address, "update"), recipients
         )
-        samples = len(self.data)
-        if self.behaviour is WorkerBehaviour.INFLATED_SAMPLES:
-            samples *= self.attack.inflation
-        return task.submit_training_results(self.account, bytes(model_h), bytes(keys_h), samples)
-
-    def _others_handles(self, task: Task, round_: int) -> tuple[bytes, bytes]:
-        """The handles of another worker's most recent earlier-round submission (or, in the first round,
-        of one already made in this round)."""
-        for r in [*range(round_ - 1, 0, -1), round_]:
-            for e in task.round_events("TrainingResultsSubmitted", r):
-                if e["worker"] != self.address:
-                    return bytes(e["modelHandle"]), bytes(e["keysHandle"])
-        raise ProtocolError("no other worker's submission to replay yet")
+        return task.submit_training_results(
+            self.account, bytes(model_h), bytes(keys_h), self.claimed_samples()
+        )
 
     def claim_reward(self, task: Task, round_: int) -> int:
         """Claim this round's reward with a Merkle proof of the consensus leaf; returns wei received."""

@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
 
+from refiner.cast import build_cast
 from refiner.chain import Chain, Event, Registry, Task, TaskConfig
 from refiner.chain.contract import ContractWrapper
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.inference import use_one_thread
 from refiner.fl.models import State
 from refiner.roles import Requester, Validator, Worker
-from refiner.roles.cast import build_cast
 from refiner.roles.participant import ManifestDetails
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store

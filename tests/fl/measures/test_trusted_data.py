@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 
-from refiner.fl.data import Dataset, shuffle_labels, split_mnist, subset
-from refiner.fl.measures import LeaveOneOut, TrustedData, measure_for
-from refiner.fl.models import State, initial_state, logistic, serialize, small_cnn
-from refiner.fl.round_evaluation import evaluate_round
-from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.roles.attacks import (
+from refiner.adversary.transforms import (
     PERMUTABLE_LAYERS,
     extrapolate,
     permute_hidden_units,
@@ -24,6 +19,11 @@ from refiner.roles.attacks import (
     scale_update,
     sign_flip,
 )
+from refiner.fl.data import Dataset, shuffle_labels, split_mnist, subset
+from refiner.fl.measures import LeaveOneOut, TrustedData, measure_for
+from refiner.fl.models import State, initial_state, logistic, serialize, small_cnn
+from refiner.fl.round_evaluation import evaluate_round
+from refiner.fl.training import TrainingConfig, free_ride, train_local
 
 SIZES = [300, 400, 500, 600]
 HONEST = [f"0x{i + 1:040x}" for i in range(len(SIZES))]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from refiner.adversary import make_validator, make_worker
 from refiner.chain import Chain, Registry, demo_account
 from refiner.fl.data import Dataset
 from refiner.fl.models import ModelFn
@@ -58,11 +59,11 @@ def build_cast(
     registry = Administrator.deploy_registry(chain, admin, min_stake=min(stakes), stake_unit=stake_unit)
     requester = Requester(requester_account, chain, store, registry, models=models)
     workers = [
-        Worker(a, chain, store, registry, data=d, behaviour=b, seed=seed * 1000 + i, models=models)
+        make_worker(b, a, chain, store, registry, data=d, seed=seed * 1000 + i, models=models)
         for i, (a, d, b) in enumerate(zip(worker_accounts, shards, worker_behaviours, strict=True))
     ]
     validators = [
-        Validator(a, chain, store, registry, behaviour=b, models=models)
+        make_validator(b, a, chain, store, registry, models=models)
         for a, b in zip(validator_accounts, validator_behaviours, strict=True)
     ]
     for w in workers:

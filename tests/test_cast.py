@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
+from refiner.cast import build_cast
 from refiner.chain import Chain, demo_account
 from refiner.fl.data import synthetic_dataset
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.cast import build_cast
 from refiner.storage import DirectoryStore
 from refiner.units import ETH
 
