@@ -9,6 +9,7 @@ from dataclasses import replace
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
 from refiner.chain import Status
 from refiner.fl.inference import use_one_thread
+from refiner.web import services
 from refiner.web.host import Host
 
 log = logging.getLogger("refiner.web.auto")
@@ -72,6 +73,11 @@ class AutoPilot:
                 self._close_recruitment_when_everyone_acted()
             except Exception as exc:  # nor may it stop auto mode: look again next time
                 log.warning("closing recruitment: %s: %s", type(exc).__name__, exc)
+            try:
+                for address in self.host.registered_tasks():
+                    services.score_latest_consensus(self.host, self.host.known_task(address))
+            except Exception as exc:
+                log.warning("scoring a consensus model: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.interval)
 
     def _close_recruitment_when_everyone_acted(self) -> None:

@@ -8,6 +8,7 @@ chain cannot rebuild, except consensus models already retrieved (with their test
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ from refiner.fl.inference import classify_digit
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.protocol import has_deadline
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
+from refiner.storage import StorageError
 from refiner.units import ether, from_fixed
 from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
 
@@ -353,7 +355,18 @@ def finalize(host: Host, task: Task, account: str) -> dict[str, Any]:
     if status is not Status.REWARDING:
         raise Conflict(f"a round is finalized in the REWARDING phase; the task is {status.name}")
     tx = task.finalize_round(hosted.account)
+    score_latest_consensus(host, task)
     return summary(tx, "round settled" if "RoundFinalized" in tx.names() else "no consensus: escrow refunded")
+
+
+def score_latest_consensus(host: Host, task: Task) -> None:
+    """Retrieve and score (its test accuracy) the task's latest consensus model once, when its round is
+    settled (here and in auto mode), so that no page decrypts or evaluates a model while it renders. A
+    model this server cannot open (no requester key, a missing file) is left unscored."""
+    round_ = task.last_consensus_round()
+    if round_ and (task.address, round_) not in host.models:
+        with contextlib.suppress(ProtocolError, StorageError):
+            consensus_model(host, task, round_)
 
 
 def advance(host: Host, task: Task, account: str) -> dict[str, Any]:

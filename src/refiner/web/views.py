@@ -8,7 +8,6 @@ remembered by the host too.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from eth_typing import HexStr
@@ -22,7 +21,6 @@ from refiner.roles.spec import DescriptionError
 from refiner.storage import StorageError
 from refiner.units import from_fixed
 from refiner.web.host import Host
-from refiner.web.services import consensus_model
 
 
 def task_summary(task: Task) -> dict[str, Any]:
@@ -134,8 +132,8 @@ def round_view(
                 view["reasons"][r["worker"]] = result_reason(r, epsilon_ppm(task.config().epsilon))
         except (ProtocolError, StorageError):
             pass
-        with contextlib.suppress(ProtocolError, StorageError):
-            view["test_accuracy"] = consensus_model(host, task, round_)[1]
+        scored = host.models.get(key)  # scored when the round was settled, never while rendering
+        view["test_accuracy"] = scored[1] if scored else None
     workers = set(task.workers() if members is None else members)
     for e in mine:
         if e.name == "RewardClaimed":
