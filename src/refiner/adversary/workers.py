@@ -98,11 +98,10 @@ class ReplayOwnUpdate(AttackingWorker):
         return local
 
 
-class ReplayOthersHandles(AttackingWorker):
-    behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.REPLAY_OTHERS_HANDLES
+class ReplayOthersHandles(FreeRider):
+    """Trains nothing (as a free rider) and submits someone else's handles instead of its own."""
 
-    def train(self, task: Task, progress: Progress = None) -> State:
-        return free_ride(self.global_model(task))  # it submits someone else's handles, not this
+    behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.REPLAY_OTHERS_HANDLES
 
     def submit_training_results(self, task: Task, state: State) -> TxResult:
         model, keys = self._others_handles(task, task.current_round())

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from refiner.chain import ContractRevert, Task, TxResult
 from refiner.fl.data import Dataset
-from refiner.fl.models import State, deserialize, serialize
+from refiner.fl.models import State, deserialize, resolve_model, serialize
 from refiner.fl.training import TrainingConfig, train_local
 from refiner.roles.participant import (
     Participant,
@@ -107,7 +107,7 @@ class Worker(Participant):
     ) -> State:
         """`global_state` trained on `data` with the task's local-training settings."""
         description = description_of(task)
-        factory, _ = model_of(description, self.models)
+        factory = resolve_model(description.model, self.models)  # the spec was checked on receipt
         config = TrainingConfig(
             epochs=description.epochs,
             batch_size=description.batch_size,
