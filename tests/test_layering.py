@@ -27,10 +27,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "adversary": {"chain", "fl", "roles", "sharing", "storage"},
     "cast": {"adversary", "chain", "fl", "roles", "storage"},
     "audit": {"chain", "fl", "roles", "sharing", "storage"},
-    "simulation": {"cast", "chain", "fl", "reasons", "roles", "storage"},
+    "simulation": {"cast", "chain", "fl", "protocol", "reasons", "roles", "storage"},
     "agents": {"chain", "fl", "protocol", "reasons", "roles", "storage"},
     "config": {"chain", "fl", "roles"},
-    "scripted_round": {"chain"},
+    "scripted_round": {"chain", "protocol"},
     "demo": {"chain", "config", "fl", "roles", "simulation", "storage"},
     "web": {"agents", "cast", "chain", "config", "fl", "protocol", "reasons", "roles", "sharing", "storage"},
     "cli": {

@@ -31,6 +31,7 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.protocol import Role, Step, why_not
 from refiner.units import ETH
 
 console = Console(width=110)
@@ -72,6 +73,14 @@ def _refused(what: str, action: Callable[[], object]) -> None:
     raise RuntimeError(f"the contract accepted a cheating call: {what}")
 
 
+def _due(task: Task, account: LocalAccount, role: Role, step: Step) -> None:
+    """Check that the protocol module lists `step` as due before the script takes it (the script and
+    `refiner.protocol` must agree on the order)."""
+    refused = why_not(task, account.address, role, step)
+    if refused is not None:
+        raise RuntimeError(f"the script takes {step.value} out of order: {refused.reason}")
+
+
 def main() -> int:
     chain = Chain.connect()
     gas = GasLog()
@@ -108,18 +117,23 @@ def main() -> int:
     console.print(f"{len(workers)} workers and {len(validators)} validators (1 ETH stake each) registered")
     _refused("a validator registers as a worker too", lambda: registry.register_worker(validators[0]))
 
+    _due(task, requester, Role.REQUESTER, Step.OPEN_RECRUITMENT)
     gas("openRecruitment", task.open_recruitment(requester))
     for w in workers:
+        _due(task, w, Role.WORKER, Step.SIGN_UP)
         gas("signUp", task.sign_up(w))
     for v in validators:
-        ticket = draw(task, registry, v.address, vrf_key_for(v))
+        ticket = draw(task, registry, v.address, vrf_key_for(v))  # waits for the seed block
+        _due(task, v, Role.VALIDATOR, Step.CLAIM_SEAT)
         gas("claimSeat", task.claim_seat(v, ticket.proof, ticket.seats))
+    _due(task, requester, Role.REQUESTER, Step.CLOSE_RECRUITMENT)
     gas("closeRecruitment", task.close_recruitment(requester))
     console.print(
         f"recruited {len(task.workers())} workers (each paid a {config.sign_up_deposit / ETH:g} ETH deposit, "
         f"back with its submission) and a committee of {len(task.committee())} (VRF sortition, weight 1 each)"
     )
 
+    _due(task, requester, Role.REQUESTER, Step.START_ROUND)
     gas(
         "startRound",
         task.start_round(
@@ -131,6 +145,7 @@ def main() -> int:
 
     samples = [6000, 12000, 8000]
     for w, n in zip(workers, samples, strict=True):
+        _due(task, w, Role.WORKER, Step.SUBMIT_TRAINING_RESULTS)
         gas(
             "submitTrainingResults",
             task.submit_training_results(w, _handle(f"u{w.address}"), _handle("k"), n),
@@ -150,12 +165,14 @@ def main() -> int:
     manifests = [honest, honest, honest, dissent]
     salts = [hashlib.sha256(f"salt-{v.address}".encode()).digest() for v in validators]
     for v, m, s in zip(validators[:3], manifests, salts, strict=False):
+        _due(task, v, Role.VALIDATOR, Step.COMMIT_MANIFEST)
         gas("commitManifest", task.commit_manifest(v, task.commitment_for(v.address, 1, m, s)))
     # the fourth validator is a thief: it copies validator 0's commitment...
     stolen = task.ballot_of(1, validators[0].address)
     gas("commitManifest", task.commit_manifest(validators[3], stolen))
     console.print(f"committee committed: status {task.status().name}")
     for v, m, s in zip(validators[:3], manifests, salts, strict=False):
+        _due(task, v, Role.VALIDATOR, Step.REVEAL_MANIFEST)
         gas("revealManifest", task.reveal_manifest(v, m, s))
     # ...but the commitment binds the committer's address, so it cannot reveal it as its own
     _refused(
@@ -163,7 +180,9 @@ def main() -> int:
         lambda: task.reveal_manifest(validators[3], honest, salts[0]),
     )
     chain.increase_time(601)
+    _due(task, validators[3], Role.VALIDATOR, Step.ADVANCE)
     gas("advance", task.advance(validators[3]))
+    _due(task, requester, Role.REQUESTER, Step.FINALIZE_ROUND)
     fin = gas("finalizeRound", task.finalize_round(requester))
     console.print(
         f"consensus: weight {fin.event('RoundFinalized')['agreeingWeight']} of {task.total_weight()}, "
@@ -176,6 +195,7 @@ def main() -> int:
     for i, w in enumerate(workers):
         result = tree.result_of(w.address)
         if result.paid:
+            _due(task, w, Role.WORKER, Step.CLAIM_REWARD)
             res = gas("claimReward", task.claim_reward(w, 1, result, tree.proof(w.address)))
             table.add_row(
                 f"worker {i}",

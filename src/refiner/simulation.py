@@ -6,13 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from refiner.cast import build_cast
-from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, public_key_bytes
+from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, TxResult, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.protocol import Role, Step, due, has_deadline, why_not
 from refiner.reasons import result_reason
 from refiner.roles import (
     Requester,
@@ -21,6 +23,7 @@ from refiner.roles import (
     Worker,
     WorkerBehaviour,
 )
+from refiner.roles.participant import ProtocolError
 from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
@@ -145,38 +148,56 @@ class Simulation:
         return [v for v in self.validators if v.address in seated]
 
     def run_round(self, validation: Dataset, test: Dataset, progress: Progress = _quiet) -> RoundReport:
-        """One whole round in auto mode: start, train, evaluate, commit, reveal, finalize, claim, retrieve."""
+        """One whole round in auto mode: every participant takes the steps due for it
+        (`refiner.protocol.due`) until the round is settled and claimed. When nobody has anything left
+        to do before a deadline (a validator did not reveal, say), the clock jumps past it."""
         t0, gas0 = time.perf_counter(), self.chain.gas_used
         task = self.task
         committee = self.committee
-        self.requester.start_round(task, self.global_state, validation)
-        round_ = task.current_round()
-        steps = len(self.workers) + 2 * len(committee)
-        done = 0
-        for w in self.workers:
-            progress(f"round {round_}: worker {w.address[:8]} trains ({w.behaviour.value})", done, steps)
-            w.submit_training_results(task, w.train(task))
-            done += 1
-        work = {}
-        for v in committee:
-            progress(f"round {round_}: validator {v.address[:8]} evaluates", done, steps)
-            if v.evaluates:
-                work[v.address] = self.evaluate(v)
-            done += 1
+        round_ = task.current_round() + 1
+        cast: list[tuple[Requester | Worker | Validator, Role]] = [(self.requester, Role.REQUESTER)]
+        cast += [(w, Role.WORKER) for w in self.workers]
         # who does not evaluate commits last: it copies a commitment made before its own
-        for v in sorted(committee, key=lambda v: not v.evaluates):
-            v.commit_manifest(task, work.get(v.address))
-        for v in committee:
-            progress(f"round {round_}: validator {v.address[:8]} reveals", done, steps)
-            v.reveal_manifest(task, work.get(v.address))
-            done += 1
-        if task.status().name == "REVEALING":  # someone did not reveal: wait out the deadline
-            self.chain.increase_time(task.config().durations.reveal + 1)
-            task.advance(self.requester.account)
-        fin = self.requester.finalize_round(task)
-        consensus = "RoundFinalized" in fin.names()
-        worker_rewards = {w.address: w.claim_reward(task, round_) if consensus else 0 for w in self.workers}
-        validator_rewards = {v.address: v.claim_reward(task, round_) if consensus else 0 for v in committee}
+        cast += [(v, Role.VALIDATOR) for v in sorted(committee, key=lambda v: not v.evaluates)]
+        work: dict[str, Evaluated] = {}
+        taken: set[tuple[str, Step]] = set()
+        worker_rewards = dict.fromkeys((w.address for w in self.workers), 0)
+        validator_rewards = dict.fromkeys((v.address for v in committee), 0)
+        steps, done = len(self.workers) + 2 * len(committee), 0
+        finalized: TxResult | None = None
+        while True:
+            acted = False
+            for participant, role in cast:
+                settled = range(1, round_)  # earlier rounds were claimed when they were settled
+                for step in due(task, participant.address, role, settled=settled):
+                    if step.optional or (participant.address, step.step) in taken:
+                        continue
+                    if step.step is Step.START_ROUND and step.round == round_:
+                        continue  # the next round is the next call's
+                    if step.step is Step.ADVANCE and finalized is not None:
+                        continue
+                    if step.step is not Step.ADVANCE:  # each passes another phase's deadline
+                        taken.add((participant.address, step.step))
+                    acted = True
+                    if step.step in _PROGRESS:
+                        progress(f"round {round_}: {_PROGRESS[step.step](participant)}", done, steps)
+                        done += 1
+                    result = self._take(step.step, participant, round_, validation, work)
+                    if step.step is Step.FINALIZE_ROUND:
+                        finalized = result
+                    elif step.step is Step.CLAIM_REWARD:
+                        rewards = worker_rewards if role is Role.WORKER else validator_rewards
+                        rewards[participant.address] = int(result)
+            if acted:
+                continue
+            if finalized is not None:
+                break
+            status = task.status()
+            if not has_deadline(task, status):
+                reason = why_not(task, self.requester.address, Role.REQUESTER, Step.START_ROUND)
+                raise ProtocolError(f"round {round_} cannot run: {reason.reason if reason else status.name}")
+            self.chain.increase_time(task.deadline() - self.chain.now() + 1)
+        consensus = "RoundFinalized" in finalized.names()
         for who, wei in {**worker_rewards, **validator_rewards}.items():
             self.earned[who] = self.earned.get(who, 0) + wei
         accepted: list[str] = []
@@ -214,6 +235,41 @@ class Simulation:
         self.reports.append(report)
         return report
 
+    def _take(
+        self,
+        step: Step,
+        participant: Requester | Worker | Validator,
+        round_: int,
+        validation: Dataset,
+        work: dict[str, Evaluated],
+    ) -> Any:
+        """Take `step` as `participant`; returns what the step returns (a claim: the wei received)."""
+        task = self.task
+        if isinstance(participant, Requester):
+            if step is Step.START_ROUND:
+                return participant.start_round(task, self.global_state, validation)
+            if step is Step.FINALIZE_ROUND:
+                return participant.finalize_round(task)
+        elif isinstance(participant, Worker):
+            if step is Step.SUBMIT_TRAINING_RESULTS:
+                return participant.submit_training_results(task, participant.train(task))
+            if step is Step.CLAIM_REWARD:
+                return participant.claim_reward(task, round_)
+        else:
+            if step is Step.COMMIT_MANIFEST:
+                if participant.evaluates:
+                    work[participant.address] = self.evaluate(participant)
+                return participant.commit_manifest(task, work.get(participant.address))
+            if step is Step.REVEAL_MANIFEST:
+                return participant.reveal_manifest(task, work.get(participant.address))
+            if step is Step.FINALIZE_ROUND:
+                return task.finalize_round(participant.account)
+            if step is Step.CLAIM_REWARD:
+                return participant.claim_reward(task, round_)
+        if step is Step.ADVANCE:
+            return task.advance(participant.account)
+        raise ProtocolError(f"the simulation cannot take step {step.value} as a {type(participant).__name__}")
+
     def evaluate(self, validator: Validator) -> Evaluated:
         """Evaluate as `validator`. Updates it cannot fetch are waited for until the committee's fetch
         cut-off; in one process nobody uploads anything meanwhile, so the chain's clock jumps there."""
@@ -222,6 +278,14 @@ class Simulation:
         except UpdatesPending as pending:
             self.chain.increase_time(pending.cutoff - self.chain.now())
             return validator.evaluate(self.task)
+
+
+#: What the progress bar says while a participant takes a long step.
+_PROGRESS: dict[Step, Callable[[Any], str]] = {
+    Step.SUBMIT_TRAINING_RESULTS: lambda w: f"worker {w.address[:8]} trains ({w.behaviour.value})",
+    Step.COMMIT_MANIFEST: lambda v: f"validator {v.address[:8]} evaluates",
+    Step.REVEAL_MANIFEST: lambda v: f"validator {v.address[:8]} reveals",
+}
 
 
 def default_durations() -> Durations:

@@ -239,11 +239,11 @@ def test_a_round_refuses_steps_out_of_turn(env: Env) -> None:
     refused(env.post(f"{base}/claim-reward", account=w1, round=1), 404, "no round 1")
     refused(env.post(f"{base}/open-recruitment", account=w1), 403)
     env.ok(f"{base}/open-recruitment", account=r)
-    refused(env.post(f"{base}/open-recruitment", account=r), 409, "WrongStatus", "RECRUITING")
+    refused(env.post(f"{base}/open-recruitment", account=r), 409, "opened already")
     # RECRUITING: the last two validators stay off the committee
     for w in (w1, w2):
         env.ok(f"{base}/sign-up", account=w)
-    refused(env.post(f"{base}/sign-up", account=w3), 409, "WorkersFull", "all the workers it takes")
+    refused(env.post(f"{base}/sign-up", account=w3), 409, "all the workers it takes")
     for v in env.validators[:4]:
         env.ok(f"{base}/claim-seat", account=v)
     committee = [m["address"] for m in env.client.get(base).json()["committee"]]
@@ -253,14 +253,14 @@ def test_a_round_refuses_steps_out_of_turn(env: Env) -> None:
     env.ok(f"{base}/close-recruitment", account=r)
     env.ok(f"{base}/start-round", account=r)
     # TRAINING
-    refused(env.post(f"{base}/evaluate", account=committee[0]), 409, "not EVALUATING")
+    refused(env.post(f"{base}/evaluate", account=committee[0]), 409, "while EVALUATING", "is TRAINING")
     refused(env.post(f"{base}/commit-manifest", account=committee[0]), 409, "while EVALUATING")
     refused(env.post(f"{base}/train", account=w3), 403, "has not signed up")
     jobs = [env.ok(f"{base}/train", account=w, dataset=d)["job"] for w, d in ((w1, "good"), (w2, "bad"))]
     for job in jobs:
         env.wait(job)
     # EVALUATING
-    refused(env.post(f"{base}/train", account=w1), 409, "not TRAINING")
+    refused(env.post(f"{base}/train", account=w1), 409, "while TRAINING", "is EVALUATING")
     refused(env.post(f"{base}/commit-manifest", account=committee[0]), 409, "evaluate first")
     refused(env.post(f"{base}/evaluate", account=outsider), 403, "not on this task's committee")
     refused(env.post(f"{base}/commit-manifest", account=outsider), 403, "not on this task's committee")

@@ -112,7 +112,7 @@ def test_roles_are_enforced(client: TestClient) -> None:
     r = client.post(f"/api/tasks/{task}/open-recruitment", json={"account": worker})
     assert r.status_code == 403
     r = client.post(f"/api/tasks/{task}/close-recruitment", json={"account": requester})
-    assert r.status_code == 409 and "WrongStatus" in r.json()["detail"]
+    assert r.status_code == 409 and "while RECRUITING; the task is PENDING" in r.json()["detail"]
     r = client.get("/api/tasks/0x" + "12" * 20)
     assert r.status_code == 404
     r = client.post("/api/tasks", json={"account": requester, "settings": {**SETTINGS, "model": "os:system"}})

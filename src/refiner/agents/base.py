@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic
@@ -22,20 +23,12 @@ from web3.exceptions import TimeExhausted
 from refiner.agents.cursor import BlockCursor
 from refiner.chain import ChainError, ContractRevert, Registry, Status, Task
 from refiner.chain.build import load_artifact
-from refiner.protocol import advance_is_due
+from refiner.protocol import Due, Role, chain_now, due
 from refiner.storage import NotFound
 
 #: Errors after which the agent waits and tries again: the node or a peer is unreachable for a while.
 TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeExhausted, NotFound)
 MAX_BACKOFF = 30.0
-
-
-def chain_now(task: Task) -> int:
-    """Seconds since the epoch as the next block will see them: the wall clock on a node (whose latest
-    block may be several seconds old), the latest block's time on the embedded chain (which only moves
-    when told)."""
-    latest = task.chain.now()
-    return latest if task.chain.manual_clock else max(latest, int(time.time()))
 
 
 @dataclass
@@ -63,9 +56,16 @@ class Agent(ABC):
     def prepare(self) -> None:
         """Once at start (and after the node came back): register if needed."""
 
+    #: The role this agent plays on every task it follows.
+    plays: ClassVar[Role]
+
     @abstractmethod
     def act(self, task: Task) -> bool:
         """Do what is due on `task`; True when this agent has nothing more to do there, ever."""
+
+    def due(self, task: Task, settled: Collection[int] = ()) -> list[Due]:
+        """The steps due for this agent on `task` now (`refiner.protocol.due`)."""
+        return due(task, self.address, self.plays, now=chain_now(task), settled=settled)
 
     def refusal(self, task: Task) -> str | None:
         """Why this agent does not serve `task` (None: it does); asked once per task."""
@@ -125,10 +125,8 @@ class Agent(ABC):
             done = done and finished
         return done and bool(self.tasks or self.skipped)
 
-    def advance_if_due(self, task: Task, status: Status) -> bool:
-        """Move a timed phase on once its deadline has passed (anybody may; the first call wins)."""
-        if not advance_is_due(task, status, chain_now(task)):
-            return False
+    def advance(self, task: Task, status: Status) -> bool:
+        """Move the timed phase `status` on, its deadline passed (anybody may; the first call wins)."""
         try:
             task.advance(self.account)
         except ContractRevert:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from refiner.agents.base import Agent
 from refiner.chain import Status, Task
 from refiner.fl.data import Dataset
 from refiner.fl.models import State, initial_state, model_digest, resolve_model, serialize
+from refiner.protocol import Role, Step
 from refiner.roles.participant import ProtocolError, description_of
 from refiner.roles.requester import Requester
 
 
 @dataclass
 class RequesterAgent(Agent):
+    plays: ClassVar[Role] = Role.REQUESTER
     requester: Requester | None = None
     validation: Dataset | None = None
     #: Where the latest consensus model is written (safetensors), if anywhere.
@@ -45,36 +48,40 @@ class RequesterAgent(Agent):
         if task.requester() != self.address:
             return True  # not ours
         status = task.status()
-        if status is Status.PENDING and not task.recruitment_closed():
-            if not task.get_events("SeedScheduled"):
+        for step in self.due(task):
+            if step.step is Step.OPEN_RECRUITMENT:
                 self.role.open_recruitment(task)
                 self.log.info("task %s: recruitment opened", task.address[:10])
-        elif status is Status.RECRUITING:
-            workers, seats = len(task.workers()), sum(task.committee().values())
-            if self.min_workers and workers >= self.min_workers and seats >= max(1, self.min_seats):
-                self.role.close_recruitment(task)
+            elif step.step is Step.CLOSE_RECRUITMENT:
+                self._close_recruitment_when_recruited(task)
+            elif step.step is Step.START_ROUND:
+                self._start_round(task)
+            elif step.step is Step.FINALIZE_ROUND:
+                result = self.role.finalize_round(task)
                 self.log.info(
-                    "task %s: recruitment closed: %d workers (%d wei of deposits held), %d seats",
+                    "task %s: finalized round %d: %s",
                     task.address[:10],
-                    workers,
-                    task.deposits_held(),
-                    seats,
+                    step.round,
+                    ", ".join(result.names()),
                 )
-        elif status is Status.PENDING:
-            self._start_round(task)
-        elif status is Status.REWARDING:
-            result = self.role.finalize_round(task)
-            self.log.info(
-                "task %s: finalized round %d: %s",
-                task.address[:10],
-                task.current_round(),
-                ", ".join(result.names()),
-            )
-        elif status is Status.TERMINATED:
+            elif step.step is Step.ADVANCE:
+                self.advance(task, status)
+        if status is Status.TERMINATED:
             self._save(task)
             return True
-        self.advance_if_due(task, task.status())
         return False
+
+    def _close_recruitment_when_recruited(self, task: Task) -> None:
+        workers, seats = len(task.workers()), sum(task.committee().values())
+        if self.min_workers and workers >= self.min_workers and seats >= max(1, self.min_seats):
+            self.role.close_recruitment(task)
+            self.log.info(
+                "task %s: recruitment closed: %d workers (%d wei of deposits held), %d seats",
+                task.address[:10],
+                workers,
+                task.deposits_held(),
+                seats,
+            )
 
     def latest_model(self, task: Task) -> tuple[int, State]:
         """The newest consensus model (round, state); round 0 is the initial model."""

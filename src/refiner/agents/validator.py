@@ -4,11 +4,13 @@ settles rounds and claims its rewards (paper 2.3.3, 2.3.6–2.3.8)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from refiner.agents.base import Agent, chain_now
+from refiner.agents.base import Agent
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.protocol import Role, Step, chain_now
 from refiner.reasons import result_reason
 from refiner.roles.validator import (
     Evaluated,
@@ -24,6 +26,7 @@ FIRST_RETRY, MAX_RETRY = 2, 60
 
 @dataclass
 class ValidatorAgent(Agent):
+    plays: ClassVar[Role] = Role.VALIDATOR
     validator: Validator | None = None
     #: Stake to bond when registering (wei).
     stake: int = 0
@@ -66,36 +69,34 @@ class ValidatorAgent(Agent):
 
     def act(self, task: Task) -> bool:
         status = task.status()
-        if status is Status.RECRUITING:
-            self._sortition(task)
-        seated = self.address in task.committee()
-        if not seated:
-            self.advance_if_due(task, status)
+        settled = self.settled.setdefault(task.address, set())
+        for step in self.due(task, settled):
+            if step.step is Step.FIX_SEED:
+                # the seed epoch's block hash aged out unfixed: fixSeed moves the task to a later epoch
+                task.fix_seed(self.account)
+            elif step.step is Step.CLAIM_SEAT:
+                self._sortition(task)
+            elif step.step is Step.COMMIT_MANIFEST:
+                self._evaluate_and_commit(task, step.round)
+            elif step.step is Step.REVEAL_MANIFEST:
+                self._reveal(task, step.round)
+            elif step.step is Step.FINALIZE_ROUND:
+                result = task.finalize_round(self.account)
+                names = ", ".join(result.names())
+                self.log.info("task %s: finalized round %d: %s", task.address[:10], step.round, names)
+            elif step.step is Step.CLAIM_REWARD:
+                self._claim(task, step.round)
+            elif step.step is Step.ADVANCE:
+                self.advance(task, status)
+        if self.address not in task.committee():
             return task.recruitment_closed() or status is Status.TERMINATED
-        round_ = task.current_round()
-        if status is Status.EVALUATING and task.ballot_of(round_, self.address) == bytes(32):
-            self._evaluate_and_commit(task, round_)
-        elif status is Status.REVEALING:
-            self._reveal(task, round_)
-        elif status is Status.REWARDING:
-            result = task.finalize_round(self.account)
-            self.log.info(
-                "task %s: finalized round %d: %s", task.address[:10], round_, ", ".join(result.names())
-            )
-        self._claim(task, task.current_round())
-        self.advance_if_due(task, task.status())
-        return task.status() is Status.TERMINATED and set(range(1, round_ + 1)) <= self.settled.get(
-            task.address, set()
+        return status is Status.TERMINATED and not any(
+            step.step is Step.CLAIM_REWARD for step in self.due(task, settled)
         )
 
     def _sortition(self, task: Task) -> None:
-        if task.address in self.not_selected or self.address in task.committee():
+        if task.address in self.not_selected:
             return
-        if task.sortition_seed() is None:
-            if task.chain.w3.eth.block_number - task.seed_block() >= 256:
-                # the seed epoch's block hash aged out unfixed: fixSeed moves the task to a later epoch
-                task.fix_seed(self.account)
-            return  # otherwise the seed block is not mined yet
         ticket = self.role.sortition(task)
         if ticket.seats == 0:
             self.not_selected.add(task.address)
@@ -159,10 +160,6 @@ class ValidatorAgent(Agent):
     def _reveal(self, task: Task, round_: int) -> None:
         if not self.role.reveals:
             return
-        if self.address in task.revealed_manifests(round_):
-            return
-        if task.ballot_of(round_, self.address) == bytes(32):
-            return  # did not commit in time: nothing to reveal
         work = self.work.get((task.address, round_)) or self.role.recover(task, round_)
         if work is None:
             self.log.warning(
@@ -170,6 +167,7 @@ class ValidatorAgent(Agent):
             )
             return
         result = self.role.reveal_manifest(task, work)
+        self.work.pop((task.address, round_), None)  # revealed: nothing needs it any more
         self.log.info(
             "task %s: revealed round %d (gas %s)",
             task.address[:10],
@@ -177,18 +175,7 @@ class ValidatorAgent(Agent):
             result.gas_used if result else "-",
         )
 
-    def _claim(self, task: Task, current: int) -> None:
-        settled = self.settled.setdefault(task.address, set())
-        for round_ in range(1, current + 1):
-            if round_ in settled:
-                continue
-            info = task.round_info(round_)
-            if not info.finalized:
-                continue
-            if info.consensus_key == bytes(32):
-                settled.add(round_)
-                continue
-            wei = self.role.claim_reward(task, round_)
-            settled.add(round_)
-            self.work.pop((task.address, round_), None)
-            self.log.info("task %s: round %d validator reward: %d wei", task.address[:10], round_, wei)
+    def _claim(self, task: Task, round_: int) -> None:
+        wei = self.role.claim_reward(task, round_)
+        self.settled[task.address].add(round_)
+        self.log.info("task %s: round %d validator reward: %d wei", task.address[:10], round_, wei)

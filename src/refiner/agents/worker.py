@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from refiner.agents.base import Agent, chain_now
+from refiner.agents.base import Agent
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
+from refiner.protocol import Role, Step
 from refiner.roles.participant import ProtocolError
 from refiner.roles.worker import Worker
 
 
 @dataclass
 class WorkerAgent(Agent):
+    plays: ClassVar[Role] = Role.WORKER
     worker: Worker | None = None
     #: Rounds (per task) this worker has nothing more to claim in: rebuilt from the chain after a restart.
     settled: dict[str, set[int]] = field(default_factory=dict)
@@ -35,55 +38,43 @@ class WorkerAgent(Agent):
 
     def act(self, task: Task) -> bool:
         status = task.status()
-        me = self.address
-        signed_up = me in task.workers()
-        open_seat = len(task.workers()) < task.config().max_workers
-        if status is Status.RECRUITING and not signed_up and chain_now(task) <= task.deadline() and open_seat:
-            self.role.sign_up(task)
-            deposit = task.config().sign_up_deposit
-            self.log.info(
-                "task %s: signed up (deposit %d wei, back with round 1)", task.address[:10], deposit
-            )
-            signed_up = True
-        if not signed_up:
-            self.advance_if_due(task, status)
-            return status is Status.TERMINATED or task.recruitment_closed()
-        round_ = task.current_round()
-        submitted = task.submission_of(round_, me)[0] > 0
-        if status is Status.TRAINING and not submitted and chain_now(task) <= task.deadline():
-            self.log.info(
-                "task %s: training round %d on %d samples", task.address[:10], round_, len(self.role.data)
-            )
-            state = self.role.train(task)
-            result = self.role.submit_training_results(task, state)
-            self.log.info("task %s: submitted round %d (gas %d)", task.address[:10], round_, result.gas_used)
-        self._claim(task, round_)
-        self.advance_if_due(task, status)
-        return status is Status.TERMINATED and self._all_settled(task, round_)
-
-    def _claim(self, task: Task, current: int) -> None:
         settled = self.settled.setdefault(task.address, set())
-        for round_ in range(1, current + 1):
-            if round_ in settled:
-                continue
-            info = task.round_info(round_)
-            if not info.finalized:
-                continue
-            samples, claimed = task.submission_of(round_, self.address)
-            too_late = info.claim_deadline and chain_now(task) > info.claim_deadline
-            if samples == 0 or claimed or info.consensus_key == bytes(32) or too_late:
-                settled.add(round_)
-                continue
-            try:
-                wei = self.role.claim_reward(task, round_)
-            except ProtocolError as exc:  # the consensus details are not reachable yet
-                self.log.info("task %s: cannot claim round %d yet: %s", task.address[:10], round_, exc)
-                continue
-            settled.add(round_)
-            if wei:
-                self.log.info("task %s: claimed %d wei for round %d", task.address[:10], wei, round_)
-            else:
-                self.log.info("task %s: nothing to claim for round %d (not paid)", task.address[:10], round_)
+        unsettled = False
+        for step in self.due(task, settled):
+            if step.step is Step.SIGN_UP:
+                self.role.sign_up(task)
+                deposit = task.config().sign_up_deposit
+                self.log.info(
+                    "task %s: signed up (deposit %d wei, back with round 1)", task.address[:10], deposit
+                )
+            elif step.step is Step.SUBMIT_TRAINING_RESULTS:
+                self._train_and_submit(task, step.round)
+            elif step.step is Step.CLAIM_REWARD:
+                unsettled |= not self._claim(task, step.round)
+            elif step.step is Step.ADVANCE:
+                self.advance(task, status)
+        if self.address not in task.workers():
+            return status is Status.TERMINATED or task.recruitment_closed()
+        return status is Status.TERMINATED and not unsettled
 
-    def _all_settled(self, task: Task, current: int) -> bool:
-        return set(range(1, current + 1)) <= self.settled.get(task.address, set())
+    def _train_and_submit(self, task: Task, round_: int) -> None:
+        self.log.info(
+            "task %s: training round %d on %d samples", task.address[:10], round_, len(self.role.data)
+        )
+        state = self.role.train(task)
+        result = self.role.submit_training_results(task, state)
+        self.log.info("task %s: submitted round %d (gas %d)", task.address[:10], round_, result.gas_used)
+
+    def _claim(self, task: Task, round_: int) -> bool:
+        """Claim the reward of `round_`; False when it cannot be claimed yet."""
+        try:
+            wei = self.role.claim_reward(task, round_)
+        except ProtocolError as exc:  # the consensus details are not reachable yet
+            self.log.info("task %s: cannot claim round %d yet: %s", task.address[:10], round_, exc)
+            return False
+        self.settled[task.address].add(round_)
+        if wei:
+            self.log.info("task %s: claimed %d wei for round %d", task.address[:10], wei, round_)
+        else:
+            self.log.info("task %s: nothing to claim for round %d (not paid)", task.address[:10], round_)
+        return True

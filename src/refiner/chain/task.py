@@ -267,6 +267,9 @@ class Task(ContractWrapper):
     def last_consensus_round(self) -> int:
         return int(self._call("lastConsensusRound"))
 
+    def recruitment_opened(self) -> bool:
+        return bool(self._call("recruitmentOpened"))
+
     def recruitment_closed(self) -> bool:
         return bool(self._call("recruitmentClosed"))
 

@@ -7,8 +7,8 @@ import threading
 from dataclasses import replace
 
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
-from refiner.chain import Status
 from refiner.fl.inference import use_one_thread
+from refiner.protocol import Role, Step, why_not
 from refiner.web import services
 from refiner.web.host import Host
 
@@ -85,10 +85,10 @@ class AutoPilot:
         up (or the task is full) and every hosted validator has drawn its sortition."""
         for address in self.host.registered_tasks():
             task = self.host.known_task(address)
-            if task.status() is not Status.RECRUITING:
-                continue
             requester = self.host.requester.get(task.requester())
             if requester is None:  # not a hosted requester's task
+                continue
+            if why_not(task, requester.address, Role.REQUESTER, Step.CLOSE_RECRUITMENT) is not None:
                 continue
             if self.host.chain.manual_clock and task.sortition_seed() is None:
                 self.host.chain.mine(1)

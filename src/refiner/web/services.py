@@ -15,12 +15,12 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from refiner.chain import ChainError, ContractRevert, Status, Task, TxResult, public_key_bytes
+from refiner.chain import ChainError, ContractRevert, Task, TxResult, public_key_bytes
 from refiner.chain.connection import EMBEDDED_GAS_LIMIT
 from refiner.fl.evaluation import evaluate
 from refiner.fl.inference import classify_digit
 from refiner.fl.models import State, initial_state, resolve_model
-from refiner.protocol import has_deadline
+from refiner.protocol import Role, Step, has_deadline, why_not
 from refiner.roles.participant import ProtocolError, consensus_details, description_of
 from refiner.storage import StorageError
 from refiner.units import ether, from_fixed
@@ -72,6 +72,15 @@ def ensure_funds(host: Host, hosted: HostedAccount, value: int, what: str) -> No
         )
 
 
+def require(task: Task, hosted: HostedAccount, step: Step, round_: int | None = None) -> None:
+    """Refuse a step the protocol does not let `hosted` take now (`refiner.protocol.why_not`): 403 when
+    the account may never take it on this task, 409 when it is not its time (or was taken)."""
+    refused = why_not(task, hosted.address, Role(hosted.role), step, round_=round_)
+    if refused is not None:
+        error = Forbidden if refused.standing else Conflict
+        raise error(f"{hosted.label} cannot {step.value.replace('_', ' ')}: {refused.reason}")
+
+
 def summary(tx: TxResult | None, message: str) -> dict[str, Any]:
     if tx is None:
         return {"message": message}
@@ -85,10 +94,13 @@ def refusal(exc: BaseException) -> Conflict:
 # ---------------------------------------------------------------------------------------------- requester
 
 
-def requester_of(host: Host, task: Task, account: str) -> Any:
+def requester_of(host: Host, task: Task, account: str, step: Step | None = None) -> Any:
+    """The hosted requester of `task` (that takes `step`, refused unless the protocol lets it now)."""
     hosted = act_as(host, account, "requester")
     if task.requester() != hosted.address:
         raise Forbidden(f"{hosted.label} is not the requester of task {task.address}")
+    if step is not None:
+        require(task, hosted, step)
     return host.requester[hosted.address]
 
 
@@ -113,7 +125,7 @@ def create_task(host: Host, account: str, settings: Any) -> Task:
 
 
 def open_recruitment(host: Host, task: Task, account: str) -> dict[str, Any]:
-    tx = requester_of(host, task, account).open_recruitment(task)
+    tx = requester_of(host, task, account, Step.OPEN_RECRUITMENT).open_recruitment(task)
     if host.demo and host.chain.manual_clock:
         # past the seed block (the next epoch's first), so validators can draw at once
         host.chain.mine(max(1, task.seed_block() + 1 - host.chain.w3.eth.block_number))
@@ -121,7 +133,7 @@ def open_recruitment(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def close_recruitment(host: Host, task: Task, account: str) -> dict[str, Any]:
-    tx = requester_of(host, task, account).close_recruitment(task)
+    tx = requester_of(host, task, account, Step.CLOSE_RECRUITMENT).close_recruitment(task)
     return summary(tx, f"recruitment closed: {len(task.workers())} workers, {task.total_weight()} seats")
 
 
@@ -146,11 +158,7 @@ def consensus_model(host: Host, task: Task, round_: int) -> tuple[State, float]:
 
 
 def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
-    requester = requester_of(host, task, account)
-    status = task.status()
-    if status is not Status.PENDING or not task.recruitment_closed():
-        when = "after recruitment closed" if status is Status.PENDING else f"while PENDING, not {status.name}"
-        raise Conflict(f"a round can start only {when}")
+    requester = requester_of(host, task, account, Step.START_ROUND)
     cfg = task.config()
     shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
     ensure_funds(host, host.accounts[requester.address], shortfall, "the round's rewards")
@@ -160,7 +168,7 @@ def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def stop_training(host: Host, task: Task, account: str) -> dict[str, Any]:
-    tx = requester_of(host, task, account).stop_training(task)
+    tx = requester_of(host, task, account, Step.STOP_TRAINING).stop_training(task)
     return summary(tx, "training stopped; the unspent budget can be withdrawn")
 
 
@@ -182,6 +190,7 @@ def withdraw(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 def sign_up(host: Host, task: Task, account: str) -> dict[str, Any]:
     hosted = act_as(host, account, "worker")
+    require(task, hosted, Step.SIGN_UP)
     tx = host.workers[hosted.address].sign_up(task)
     return summary(tx, f"{hosted.label} signed up")
 
@@ -189,13 +198,8 @@ def sign_up(host: Host, task: Task, account: str) -> dict[str, Any]:
 def train(host: Host, task: Task, account: str, dataset: str) -> Job:
     """Train on the good or the bad (shuffled-label) dataset and submit (a background job)."""
     hosted = act_as(host, account, "worker")
-    if hosted.address not in task.workers():
-        raise Forbidden(f"{hosted.label} has not signed up to this task")
-    if task.status() is not Status.TRAINING:
-        raise Conflict(f"the task is {task.status().name}, not TRAINING")
+    require(task, hosted, Step.SUBMIT_TRAINING_RESULTS)
     round_ = task.current_round()
-    if task.submission_of(round_, hosted.address)[0]:
-        raise Conflict(f"{hosted.label} already submitted in round {round_}")
     worker = host.workers[hosted.address]
     if dataset == "bad":
         worker = replace(worker, data=host.bad_data[hosted.address])
@@ -222,25 +226,13 @@ def claim_reward(host: Host, task: Task, account: str, round_: int) -> dict[str,
     current = task.current_round()
     if round_ > current:
         raise NotFound(f"the task has no round {round_} yet (it is in round {current})")
-    info = task.round_info(round_)
-    if not info.finalized:
-        raise Conflict(f"round {round_} is not settled yet: finalize it first")
-    if not info.consensus:
-        raise Conflict(f"round {round_} ended without consensus, so nobody is paid for it")
-    claims = (e for e in host.events_of(task) if e.name == "RewardClaimed" and e["round"] == round_)
-    if any(e["account"] == hosted.address for e in claims):
-        raise Conflict(f"{hosted.label} already claimed its reward for round {round_}")
+    require(task, hosted, Step.CLAIM_REWARD, round_)
     if hosted.role == "worker":
-        if task.submission_of(round_, hosted.address)[0] == 0:
-            raise Forbidden(f"{hosted.label} submitted no update in round {round_}")
         wei = host.workers[hosted.address].claim_reward(task, round_)
-        unpaid = "its update was rejected or did not improve the model"
     else:
-        if hosted.address not in task.committee():
-            raise Forbidden(f"{hosted.label} is not on this task's committee")
         wei = host.validators[hosted.address].claim_reward(task, round_)
-        unpaid = "it did not reveal the consensus manifest"
     if not wei:
+        unpaid = "its update was rejected or did not improve the model"
         return {"message": f"{hosted.label} earns nothing for round {round_}: {unpaid}"}
     return {"message": f"{hosted.label} received {wei} wei for round {round_}"}
 
@@ -250,13 +242,7 @@ def claim_reward(host: Host, task: Task, account: str, round_: int) -> dict[str,
 
 def claim_seat(host: Host, task: Task, account: str) -> dict[str, Any]:
     hosted = act_as(host, account, "validator")
-    if task.status() is not Status.RECRUITING:
-        raise Conflict(f"seats are drawn while RECRUITING; the task is {task.status().name}")
-    seats = task.committee().get(hosted.address)
-    if seats:
-        raise Conflict(f"{hosted.label} already holds {seats} seat(s) on this task's committee")
-    if task.sortition_seed() is None:
-        raise Conflict("the sortition seed block has not been mined yet; try again in a moment")
+    require(task, hosted, Step.CLAIM_SEAT)
     validator = host.validators[hosted.address]
     ticket = validator.sortition(task)
     if ticket.seats == 0:
@@ -268,14 +254,12 @@ def claim_seat(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def evaluate_updates(host: Host, task: Task, account: str) -> Job:
-    hosted = committee_member(host, task, account)
-    if task.status() is not Status.EVALUATING:
-        raise Conflict(f"the task is {task.status().name}, not EVALUATING")
+    hosted = act_as(host, account, "validator")
+    # after its commitment, a second evaluation would share a new aggregate: the committed manifest
+    # could not be revealed
+    require(task, hosted, Step.COMMIT_MANIFEST)
     validator = host.validators[hosted.address]
     round_ = task.current_round()
-    if task.ballot_of(round_, hosted.address) != bytes(32):
-        # a second evaluation would share a new aggregate: the committed manifest could not be revealed
-        raise Conflict(f"{hosted.label} already committed its manifest for round {round_}")
 
     def work(job: Job) -> dict[str, Any]:
         job.message = "fetching and scoring every update, aggregating, measuring contributions"
@@ -305,20 +289,10 @@ def evaluation_view(details: Any) -> dict[str, Any]:
     }
 
 
-def committee_member(host: Host, task: Task, account: str) -> HostedAccount:
-    hosted = act_as(host, account, "validator")
-    if hosted.address not in task.committee():
-        raise Forbidden(f"{hosted.label} is not on this task's committee")
-    return hosted
-
-
 def commit(host: Host, task: Task, account: str) -> dict[str, Any]:
-    hosted = committee_member(host, task, account)
-    status, round_ = task.status(), task.current_round()
-    if status is not Status.EVALUATING:
-        raise Conflict(f"manifests are committed while EVALUATING; the task is {status.name}")
-    if task.ballot_of(round_, hosted.address) != bytes(32):
-        raise Conflict(f"{hosted.label} already committed its manifest for round {round_}")
+    hosted = act_as(host, account, "validator")
+    require(task, hosted, Step.COMMIT_MANIFEST)
+    round_ = task.current_round()
     work = host.work.get((hosted.address, task.address, round_))
     if work is None:
         raise Conflict(f"{hosted.label} has not evaluated round {round_} yet: evaluate first")
@@ -327,14 +301,9 @@ def commit(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 
 def reveal(host: Host, task: Task, account: str) -> dict[str, Any]:
-    hosted = committee_member(host, task, account)
-    status, round_ = task.status(), task.current_round()
-    if status is not Status.REVEALING:
-        raise Conflict(f"manifests are revealed while REVEALING; the task is {status.name}")
-    if task.ballot_of(round_, hosted.address) == bytes(32):
-        raise Conflict(f"{hosted.label} did not commit a manifest in round {round_}: nothing to reveal")
-    if hosted.address in task.revealed_manifests(round_):
-        raise Conflict(f"{hosted.label} already revealed its manifest for round {round_}")
+    hosted = act_as(host, account, "validator")
+    require(task, hosted, Step.REVEAL_MANIFEST)
+    round_ = task.current_round()
     validator = host.validators[hosted.address]
     work = host.work.get((hosted.address, task.address, round_)) or validator.recover(task, round_)
     if work is None:
@@ -351,9 +320,7 @@ def reveal(host: Host, task: Task, account: str) -> dict[str, Any]:
 
 def finalize(host: Host, task: Task, account: str) -> dict[str, Any]:
     hosted = acting(host, account)
-    status = task.status()
-    if status is not Status.REWARDING:
-        raise Conflict(f"a round is finalized in the REWARDING phase; the task is {status.name}")
+    require(task, hosted, Step.FINALIZE_ROUND)
     tx = task.finalize_round(hosted.account)
     score_latest_consensus(host, task)
     return summary(tx, "round settled" if "RoundFinalized" in tx.names() else "no consensus: escrow refunded")
@@ -374,9 +341,12 @@ def advance(host: Host, task: Task, account: str) -> dict[str, Any]:
     hosted = acting(host, account)
     status = task.status()
     if not has_deadline(task, status):
-        raise Conflict(f"the task is {status.name}: it has no deadline to pass")
+        raise Conflict(
+            f"{hosted.label} cannot advance: the task is {status.name}: it has no deadline to pass"
+        )
     if host.demo and host.chain.now() <= task.deadline():
         host.chain.increase_time(task.deadline() - host.chain.now() + 1)
+    require(task, hosted, Step.ADVANCE)
     tx = task.advance(hosted.account)
     return summary(tx, f"deadline passed: the task is now {task.status().name}")
 
