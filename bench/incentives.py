@@ -53,6 +53,7 @@ import refiner.fl.measures.gtg_shapley as shapley_module
 import refiner.fl.measures.leave_one_out as contribution_module
 import refiner.fl.measures.trusted_data as trust_module
 import refiner.fl.round_evaluation as round_module
+from refiner.adversary import transforms as attacks
 from refiner.chain.types import NO_EPSILON
 from refiner.config import default_epsilon
 from refiner.fl.aggregation import fedavg
@@ -62,7 +63,6 @@ from refiner.fl.measures import measure_for
 from refiner.fl.models import ModelFn, State, initial_state, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.adversary import transforms as attacks
 
 #: "NAME@EPS" runs a measure with its own ε (trusted-data does not need ε: its screen rejects bad updates)
 MEASURES = ("leave-one-out", "gtg-shapley", "trusted-data", "trusted-data@1")

@@ -93,6 +93,7 @@ class Timers:
         import refiner.roles.worker as worker
         import refiner.sharing as sharing
         import refiner.simulation as simulation
+        from refiner.chain.backends import Backend
         from refiner.chain.connection import Chain
         from refiner.storage.directory import DirectoryStore
 
@@ -113,7 +114,7 @@ class Timers:
             (Chain, "send_ether", "chain tx", False),
             (Chain, "fund", "chain tx", False),
             (Chain, "increase_time", "waiting", False),
-            (Chain, "_wait_for_receipt", "waiting", False),
+            (Backend, "receipt", "waiting", False),  # polling a node (the embedded one looks up once)
             (tester.EthereumTesterProvider, "make_request", "chain reads", True),
             (HTTPProvider, "make_request", "chain reads", True),
         ]
@@ -203,7 +204,7 @@ def plain_round(sim: Any, shards: Sequence[Any], test: Any, round_: int) -> tupl
     import refiner.fl.plain as plain
     from refiner.fl.aggregation import fedavg
     from refiner.fl.training import TrainingConfig
-    from refiner.roles.participant import description_of
+    from refiner.wire.reads import description_of
 
     d = description_of(sim.task)
     locals_ = [

@@ -51,6 +51,8 @@ from typing import Any
 
 import torch
 
+from refiner.adversary import transforms as attacks
+from refiner.adversary.transforms import AttackParameters
 from refiner.fl.aggregation import resolve_aggregator
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.evaluation import evaluate
@@ -58,8 +60,6 @@ from refiner.fl.measures import LeaveOneOut
 from refiner.fl.models import ModelFn, State, clone_state, initial_state, model_digest, resolve_model
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.adversary import transforms as attacks
-from refiner.adversary.transforms import AttackParameters
 from refiner.units import ETH, ONE, quantize
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,18 +19,13 @@ from refiner.chain import Chain, Durations, Event, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.reasons import result_reason
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import (
-    ManifestDetails,
-    ProtocolError,
-    consensus_details,
-    load_details,
-    salt_for,
-    store_details,
-)
-from refiner.roles.spec import Contribution
 from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ETH
+from refiner.wire.details import ManifestDetails, ProtocolError, load_details, store_details
+from refiner.wire.memos import salt_for
+from refiner.wire.reads import consensus_details
+from refiner.wire.spec import Contribution
 
 H, S = WorkerBehaviour.HONEST, WorkerBehaviour.SHUFFLED_LABELS
 VH, VN = ValidatorBehaviour.HONEST, ValidatorBehaviour.NON_REVEALER
@@ -177,7 +172,7 @@ def test_a_trusted_data_task_passes_and_its_manifests_carry_the_screen(
         assert sim.run_round(validation, test).consensus
     audit = audit_with_keys(sim)
     assert all(r.verdict is Verdict.PASS for r in audit.rounds), [r.checks for r in audit.rounds]
-    _, details = consensus_details(sim.requester, sim.task, 2)
+    _, details = consensus_details(sim.store, sim.task, 2)
     by_worker = {r["worker"]: r for r in details.results}
     shuffled = by_worker[sim.workers[2].address]
     assert shuffled["screen"] == "low-trust" and not shuffled["accepted"]

@@ -8,8 +8,8 @@ import pytest
 
 from refiner.chain.types import NO_EPSILON, Aggregation, Durations, TaskConfig, epsilon_text
 from refiner.config import AgentSection, ClientSettings, ConfigError, load_settings, load_task_file, parse_wei
-from refiner.roles.spec import TaskDescription
 from refiner.units import to_fixed
+from refiner.wire.spec import TaskDescription
 
 FULL = """
 [task]

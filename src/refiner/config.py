@@ -24,9 +24,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core.core_schema import ValidationInfo
 
 from refiner.chain.types import MAX_DURATION, NO_EPSILON, Aggregation, Durations, TaskConfig
-from refiner.roles import spec
-from refiner.roles.spec import TaskDescription, check_model_name
 from refiner.units import ETH, ONE, to_fixed
+from refiner.wire import spec
+from refiner.wire.spec import TaskDescription, check_model_name
 
 M = TypeVar("M", bound=BaseModel)
 __all__ = ["AgentSection", "ClientSettings", "ConfigError", "TaskFile", "load_settings", "load_task_file"]

@@ -20,10 +20,10 @@ from refiner.config import default_epsilon
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.spec import CONTRIBUTIONS, DEFAULT_CONTRIBUTION, MODEL_NAME, Contribution
 from refiner.simulation import RoundReport, Simulation, default_durations
 from refiner.storage import open_store
 from refiner.units import ETH, from_fixed
+from refiner.wire.spec import CONTRIBUTIONS, DEFAULT_CONTRIBUTION, MODEL_NAME, Contribution
 
 console = Console(width=120)
 

@@ -23,11 +23,11 @@ from refiner.roles import (
     Worker,
     WorkerBehaviour,
 )
-from refiner.roles.participant import ProtocolError
-from refiner.roles.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
 from refiner.units import ETH, from_fixed
+from refiner.wire.details import ProtocolError
+from refiner.wire.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 
 #: Called with (step, done, total) while a round runs, for progress bars.
 Progress = Callable[[str, int, int], None]
@@ -206,9 +206,9 @@ class Simulation:
         reasons: dict[str, str] = {}
         val_loss = val_acc = float("nan")
         if consensus:
-            from refiner.roles.participant import consensus_details
+            from refiner.wire.reads import consensus_details
 
-            _, details = consensus_details(self.requester, task, round_)
+            _, details = consensus_details(self.store, task, round_)
             eps = epsilon_ppm(task.config().epsilon)
             for r in details.results:
                 (accepted if r["accepted"] else rejected).append(r["worker"])

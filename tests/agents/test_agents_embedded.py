@@ -14,9 +14,9 @@ from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
 from refiner.chain import Chain, Durations, Status, TaskConfig, demo_account, public_key_bytes
 from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.roles import Administrator, Requester, ValidatorBehaviour, Worker
-from refiner.roles.spec import TaskDescription
 from refiner.storage import DirectoryStore
 from refiner.units import ETH
+from refiner.wire.spec import TaskDescription
 
 
 @pytest.fixture(scope="module")

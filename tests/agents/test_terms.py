@@ -18,8 +18,8 @@ from refiner.chain import Chain, Durations, Status, Task, TaskConfig, demo_accou
 from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.fl.models import logistic
 from refiner.roles import Administrator, Requester, Validator, Worker
-from refiner.roles.spec import TaskDescription
 from refiner.units import ETH
+from refiner.wire.spec import TaskDescription
 
 KEY = "ab" * 64
 DURATIONS = Durations(recruitment=600, training=600, evaluation=600, reveal=60, idle=600, claim=6000)

@@ -21,9 +21,9 @@ from refiner.chain.anvil import Anvil, find_anvil, start_anvil
 from refiner.chain.types import NO_EPSILON, Aggregation, Durations
 from refiner.cli import app
 from refiner.roles import Administrator
-from refiner.roles.spec import TaskDescription
-from refiner.roles.wire import dataset_from_bytes
 from refiner.units import ETH
+from refiner.wire.datasets import dataset_from_bytes
+from refiner.wire.spec import TaskDescription
 
 PASSWORD = "correct horse battery staple"
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "task.toml"

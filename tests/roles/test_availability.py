@@ -22,10 +22,10 @@ from refiner.agents import ValidatorAgent
 from refiner.chain import Chain, Durations, Status, Task, TaskConfig
 from refiner.fl.data import Dataset, load_mnist, split_mnist
 from refiner.roles import Evaluated, ProtocolError, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import consensus_details
 from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ETH
+from refiner.wire.reads import consensus_details
 
 EVALUATION = 600
 DURATIONS = Durations(
@@ -118,7 +118,7 @@ def settle(sim: Simulation, work: list[Evaluated]) -> dict[str, bool]:
     for v, w in zip(sim.committee, work, strict=True):
         v.reveal_manifest(task, w)
     assert "RoundFinalized" in sim.requester.finalize_round(task).names(), "no consensus"
-    _, details = consensus_details(sim.requester, task, round_)
+    _, details = consensus_details(sim.store, task, round_)
     results = {r["worker"]: r for r in details.results}
     for w in sim.workers:
         paid = w.claim_reward(task, round_) > 0
@@ -202,5 +202,5 @@ def test_the_agent_waits_for_a_late_update_in_later_ticks(
             break
     info = task.round_info(round_)
     assert info.finalized and info.consensus_key != bytes(32)
-    _, details = consensus_details(sim.requester, task, round_)
+    _, details = consensus_details(sim.store, task, round_)
     assert all(r["accepted"] for r in details.results)  # worker 2's late update included

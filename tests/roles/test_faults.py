@@ -27,7 +27,6 @@ from refiner.chain import Chain, Durations, Status, TaskConfig, TxResult, public
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import State, model_digest, serialize
 from refiner.roles import Evaluated, Validator, ValidatorBehaviour, Worker, WorkerBehaviour
-from refiner.roles.participant import ManifestDetails, consensus_details
 from refiner.roles.validator import MAX_REASON
 from refiner.safejson import MAX_DEPTH as MAX_JSON_DEPTH
 from refiner.safejson import depth as json_depth
@@ -35,6 +34,8 @@ from refiner.sharing import Context, encrypt, make_envelope, share
 from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ETH, MAX_PPM
+from refiner.wire.details import ManifestDetails
+from refiner.wire.reads import consensus_details
 
 WORKER_REWARD = ETH
 VALIDATOR_REWARD = 3 * ETH // 10
@@ -114,7 +115,7 @@ def funds(start: TxResult) -> int:
 def assert_paid_exactly(sim: Simulation, played: Round, validators: list[Validator]) -> None:
     """Workers get workerReward · c / Σc of the consensus manifest (nothing if rejected, absent or not
     positive); the given validators share the validator reward, the rest of the committee gets 0."""
-    _, details = consensus_details(sim.requester, sim.task, played.round)
+    _, details = consensus_details(sim.store, sim.task, played.round)
     total = sim.task.round_info(played.round).total_contribution
     results = {r["worker"]: r for r in details.results}
     for w in sim.workers:
@@ -443,7 +444,7 @@ def test_a_bad_file_is_rejected_with_a_clear_reason(bad_round: BadRound, kind: s
     sim, played = bad_round.sim, bad_round.played
     worker = bad_round.attackers[kind].address
     reason = BAD[kind][1]
-    _, details = consensus_details(sim.requester, sim.task, played.round)
+    _, details = consensus_details(sim.store, sim.task, played.round)
     (result,) = [r for r in details.results if r["worker"] == worker]
     assert result["accepted"] is False and result["contribution"] == 0
     for work in played.work.values():
@@ -462,7 +463,7 @@ def test_bad_files_cost_the_honest_nothing(bad_round: BadRound) -> None:
     sim, played = bad_round.sim, bad_round.played
     assert "RoundFinalized" in played.finalize.names()
     assert len({w.manifest.vote_key() for w in played.work.values()}) == 1
-    _, details = consensus_details(sim.requester, sim.task, played.round)
+    _, details = consensus_details(sim.store, sim.task, played.round)
     accepted = {r["worker"] for r in details.results if r["accepted"]}
     assert accepted == {w.address for w in bad_round.honest}
     assert all(played.workers_paid[w.address] > 0 for w in bad_round.honest)
@@ -493,8 +494,8 @@ def _read_bomb(reader: str) -> None:
 
     from refiner.chain import demo_account
     from refiner.fl.models import ModelValidationError, deserialize, logistic, spec_of
-    from refiner.roles.participant import ProtocolError
     from refiner.sharing import SharingError, open_envelope
+    from refiner.wire.details import ProtocolError
 
     faulthandler.disable()  # the crash is expected: no traceback dump in the test output
     try:

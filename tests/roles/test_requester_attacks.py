@@ -30,12 +30,12 @@ from refiner.chain import (
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.models import serialize
 from refiner.roles import Evaluated, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import load_details
-from refiner.roles.wire import dataset_to_bytes
 from refiner.sharing import Context, NotARecipient, retrieve, share
 from refiner.simulation import Simulation
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ETH
+from refiner.wire.datasets import dataset_to_bytes
+from refiner.wire.details import load_details
 
 WORKER_REWARD = ETH
 VALIDATOR_REWARD = 3 * ETH // 10

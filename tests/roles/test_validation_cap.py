@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from refiner.fl.data import load_mnist, split_mnist
-from refiner.roles.wire import MAX_DATASET_BYTES
 from refiner.sharing import NONCE_BYTES
 from refiner.storage import DirectoryStore, Handle, ObjectTooLarge
+from refiner.wire.datasets import MAX_DATASET_BYTES
 from tests.helpers import logistic_simulation
 
 

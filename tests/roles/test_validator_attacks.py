@@ -26,11 +26,13 @@ from refiner.chain import Chain, ContractRevert, Durations, Status, TaskConfig, 
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.models import model_digest
 from refiner.roles import Administrator, Evaluated, Requester, Validator, ValidatorBehaviour, WorkerBehaviour
-from refiner.roles.participant import ManifestDetails, ProtocolError, consensus_details, salt_for
 from refiner.simulation import Simulation
 from refiner.sortition import expected_seats, seats_variance
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ETH
+from refiner.wire.details import ManifestDetails, ProtocolError
+from refiner.wire.memos import salt_for
+from refiner.wire.reads import consensus_details
 
 VB = ValidatorBehaviour
 H, R, C, T, CC, N = VB.HONEST, VB.RANDOM, VB.COLLUDER, VB.THIEF, VB.COPYCAT, VB.NON_REVEALER
@@ -336,7 +338,7 @@ def test_a_lazy_member_finds_no_vote_to_copy_in_the_shared_store(sim: Simulation
     played = settle(sim, round_, work, {}, False, balance, funded)
     assert_honest_consensus_pays_exactly(played)
     # after the reveal, the salt in the event opens each agreeing member's details
-    _, details = consensus_details(sim.requester, task, round_)
+    _, details = consensus_details(sim.store, task, round_)
     assert details.validator in {v.address for v in honest}
 
 
@@ -355,7 +357,7 @@ def test_poisoned_details_and_a_bad_aggregate_of_agreeing_members_block_no_claim
     honest = played.work[played.of(H)[0].address]
     assert task.round_info(r).consensus_key == honest.manifest.vote_key()
     assert task.vote_weight_of(r, honest.manifest.vote_key()) == 5  # they all agree
-    _, details = consensus_details(sim.requester, task, r)
+    _, details = consensus_details(sim.store, task, r)
     assert details.validator == sim.committee[1].address  # well-formed details, whatever its aggregate
     assert details.tree().root == honest.manifest.results_root
     total = task.round_info(r).total_contribution
@@ -386,7 +388,7 @@ def test_limit_a_colluding_majority_pays_a_rejected_worker_and_only_an_audit_sho
     forged = played.work[ring[0].address]
     r = played.round
     assert sim.task.round_info(r).consensus_key == forged.manifest.vote_key()
-    _, details = consensus_details(sim.requester, sim.task, r)
+    _, details = consensus_details(sim.store, sim.task, r)
     assert details.tree().root == forged.manifest.results_root
     total = sim.task.round_info(r).total_contribution
     assert played.workers_paid[played.shuffled] == WORKER_REWARD * COLLUSION_CONTRIBUTION // total > 0

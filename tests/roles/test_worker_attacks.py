@@ -29,11 +29,11 @@ from refiner.fl.evaluation import evaluate
 from refiner.fl.models import State, clone_state
 from refiner.fl.round_evaluation import SAMPLE_CAP, RoundEvaluation, evaluate_round
 from refiner.roles import ValidatorBehaviour, Worker, WorkerBehaviour
-from refiner.roles.participant import consensus_details
-from refiner.roles.spec import Contribution
 from refiner.simulation import RoundReport, Simulation
 from refiner.storage import DirectoryStore
 from refiner.units import ETH
+from refiner.wire.reads import consensus_details
+from refiner.wire.spec import Contribution
 
 WB = WorkerBehaviour
 H = WB.HONEST
@@ -110,7 +110,7 @@ def play(sim: Simulation, data: Mnist, rounds: int) -> Played:
         played.starts.append(clone_state(sim.global_state))
         report = sim.run_round(data.validation, data.test)
         assert report.consensus
-        _, details = consensus_details(sim.requester, sim.task, report.round)
+        _, details = consensus_details(sim.store, sim.task, report.round)
         played.losses.append({r["worker"]: r["loss"] for r in details.results})
         played.reports.append(report)
     return played
@@ -291,7 +291,7 @@ def test_limit_an_inflated_sample_count_weighs_at_most_the_cap(mnist: Mnist, tmp
     inflater = played.worker(4)
     (report,) = played.reports
     assert sim.task.submission_of(1, inflater)[0] == 10 * SHARD  # the claim stands on chain
-    _, details = consensus_details(sim.requester, sim.task, 1)
+    _, details = consensus_details(sim.store, sim.task, 1)
     assert {r["worker"]: r["samples"] for r in details.results}[inflater] == 10 * SHARD
     assert inflater in report.accepted
 
@@ -344,7 +344,7 @@ def test_an_extrapolator_is_paid_under_leave_one_out_and_refused_under_trusted_d
     for round_ in (1, 2, 3):
         report = sim.run_round(mnist.validation, mnist.test)
         assert report.consensus
-        _, details = consensus_details(sim.requester, sim.task, round_)
+        _, details = consensus_details(sim.store, sim.task, round_)
         mine = next(r for r in details.results if r["worker"] == extrapolator.address)
         assert mine["contribution"] == 0 and not mine["accepted"]
         if round_ > 1:

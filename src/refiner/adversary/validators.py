@@ -35,10 +35,10 @@ from eth_typing import HexStr
 from eth_utils import keccak
 
 from refiner.chain import Manifest, Task, TxResult
-from refiner.roles.participant import MAX_DETAILS, ManifestDetails, ProtocolError
 from refiner.roles.validator import Evaluated, Validator, ValidatorBehaviour
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ONE
+from refiner.wire.details import MAX_DETAILS, ManifestDetails, ProtocolError
 
 #: What the colluding ring credits each worker the honest evaluation rejected.
 COLLUSION_CONTRIBUTION = 100_000

@@ -14,8 +14,8 @@ from refiner.adversary.transforms import AttackParameters
 from refiner.chain import Task, TxResult
 from refiner.fl.models import State, clone_state
 from refiner.fl.training import free_ride
-from refiner.roles.participant import ProtocolError
 from refiner.roles.worker import Worker, WorkerBehaviour
+from refiner.wire.details import ProtocolError
 
 Progress = Callable[[int, int], None] | None
 

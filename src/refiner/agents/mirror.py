@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from refiner.agents.base import Agent
 from refiner.chain import Manifest, Status, Task
-from refiner.roles.details import MAX_DETAILS, ManifestDetails, ProtocolError, open_details
 from refiner.storage import Handle, InvalidHandle, NotFound, StorageError, Store, transient
+from refiner.wire.details import MAX_DETAILS, ManifestDetails, ProtocolError, open_details
 
 #: Largest file the mirror keeps (models and validation sets are far smaller).
 MAX_FILE = 512 << 20

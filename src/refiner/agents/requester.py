@@ -18,8 +18,9 @@ from refiner.chain import Status, Task
 from refiner.fl.data import Dataset
 from refiner.fl.models import State, initial_state, model_digest, resolve_model, serialize
 from refiner.protocol import Role, Step
-from refiner.roles.participant import ProtocolError, description_of
 from refiner.roles.requester import Requester
+from refiner.wire.details import ProtocolError
+from refiner.wire.reads import description_of
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The operator's terms: which tasks a worker or validator agent joins.
 
 Anybody can post a task, so before an agent joins one it reads the description (type- and range-checked,
-`refiner.roles.spec`), resolves the model by name among the built-in ones and the operator's own, and
+`refiner.wire.spec`), resolves the model by name among the built-in ones and the operator's own, and
 compares the task's reward, phase durations, epochs and (validators) the worst-case time its stake stays
 locked with the operator's limits. A task outside them is skipped with one log line; the others are
 served as usual.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from refiner.chain import Durations, TaskConfig
 from refiner.fl.models import ModelFn, resolve_model
-from refiner.roles.spec import DescriptionError, TaskDescription
+from refiner.wire.spec import DescriptionError, TaskDescription
 
 DAY = 86400
 PHASES = tuple(f.name for f in fields(Durations))

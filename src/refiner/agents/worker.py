@@ -9,8 +9,8 @@ from refiner.agents.base import Agent
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.protocol import Role, Step
-from refiner.roles.participant import ProtocolError
 from refiner.roles.worker import Worker
+from refiner.wire.details import ProtocolError
 
 
 @dataclass

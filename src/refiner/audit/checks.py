@@ -11,8 +11,8 @@ from refiner.audit.record import Reveal, RoundRecord, TaskRecord
 from refiner.audit.report import Check, short, unavailable
 from refiner.chain import Manifest, Task
 from refiner.chain.types import commitment
-from refiner.roles.participant import ManifestDetails, ProtocolError, load_details
 from refiner.storage import Handle, StorageError, Store
+from refiner.wire.details import ManifestDetails, ProtocolError, load_details
 
 
 class Unreadable(Exception):

@@ -17,8 +17,8 @@ from refiner.audit.report import AuditError, Check, RoundAudit, TaskAudit, verdi
 from refiner.chain import Chain, Task
 from refiner.chain.build import load_artifact
 from refiner.fl.measures import ContributionMeasure
-from refiner.roles.participant import ManifestDetails
 from refiner.storage import Store
+from refiner.wire.details import ManifestDetails
 
 NEEDS_KEY = "needs the requester's key: the aggregates are encrypted to the requester"
 NEEDS_EVALUATOR = "needs a committee member's key: workers encrypt their updates to the committee only"

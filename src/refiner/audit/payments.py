@@ -10,7 +10,7 @@ from eth_utils import to_checksum_address
 from refiner.audit.checks import conclude
 from refiner.audit.record import RoundRecord, TaskRecord
 from refiner.audit.report import Check, eth, short
-from refiner.roles.participant import ManifestDetails
+from refiner.wire.details import ManifestDetails
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from refiner.chain import Manifest, ResultsTree, WorkerResult
 from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
-from refiner.roles.participant import ManifestDetails, ProtocolError, description_of, load_details, model_of
-from refiner.roles.spec import DescriptionError
-from refiner.roles.validator import previous_model
-from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.sharing import Context, NotARecipient, SharingError, retrieve
 from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError, Store
+from refiner.wire.datasets import MAX_DATASET_BYTES, dataset_from_bytes
+from refiner.wire.details import ManifestDetails, ProtocolError, load_details
+from refiner.wire.models import previous_model
+from refiner.wire.reads import description_of, model_of
+from refiner.wire.spec import DescriptionError
 
 #: What makes an update unusable for every validator alike (it rejects it: a bad handle, an oversized or
 #: undecryptable file, not a model of the task), as opposed to an object the auditor's store lacks or holds

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from eth_abi import decode
 from eth_abi.exceptions import DecodingError
+from eth_tester.exceptions import TransactionFailed
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3.exceptions import ContractCustomError, ContractLogicError
 
 from refiner.chain.build import DEPLOYABLE, load_artifact
 
@@ -87,3 +91,45 @@ def decode_revert(data: bytes | str | None) -> ContractRevert:
         to_checksum_address(v) if t == "address" else v for t, v in zip(spec.types, decoded, strict=True)
     ]
     return ContractRevert(spec.name, dict(zip(spec.names, values, strict=True)), data)
+
+
+#: The exceptions web3 and eth-tester raise for a refused call.
+REVERTS = (ContractCustomError, ContractLogicError, TransactionFailed)
+
+
+def refusal(exc: BaseException) -> ContractRevert:
+    """The contract's refusal behind a failed call: its custom error, or a `require` message."""
+    data = revert_data(exc)
+    if data is None:
+        reason = _REASON_TEXT.search(str(exc))
+        if reason:  # the embedded EVM gives `require` messages as text
+            return ContractRevert("Error", {"message": reason.group(1).strip()})
+    return decode_revert(data)
+
+
+_REASON_TEXT = re.compile(r"execution reverted: (?!b['\"])(.+)", re.DOTALL)
+
+
+def revert_data(exc: BaseException) -> bytes | str | None:
+    """The revert data behind `exc`: web3 puts it in ``.data``; the embedded EVM raises its own
+    ``TransactionFailed`` whose (chained) cause carries the raw bytes."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):  # some nodes wrap it: {"data": "0x…"}
+        data = data.get("data")
+    if isinstance(data, (bytes, str)) and data:
+        return data
+    seen: BaseException | None = exc
+    while seen is not None:
+        if seen.args and isinstance(seen.args[0], bytes):
+            return seen.args[0]
+        if seen.args and isinstance(seen.args[0], str):  # eth_call: "execution reverted: b'…'"
+            found = _BYTES_REPR.search(seen.args[0])
+            if found:
+                value = ast.literal_eval(found.group(0))
+                if isinstance(value, bytes):
+                    return value
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_BYTES_REPR = re.compile(r"""b(['"]).*\1""", re.DOTALL)

@@ -12,9 +12,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from refiner.chain.build import load_artifact
-from refiner.chain.connection import _REVERTS, Chain, _revert_data
+from refiner.chain.connection import Chain
 from refiner.chain.contract import ContractWrapper, TxResult
-from refiner.chain.errors import ContractRevert, decode_revert
+from refiner.chain.errors import REVERTS, ContractRevert, decode_revert, revert_data
 from refiner.sortition.vrf import Point, Proof
 
 
@@ -30,7 +30,7 @@ class Sortition(ContractWrapper):
         """A call whose revert comes back decoded, as a transaction's would."""
         try:
             return self._call(function, *args)
-        except _REVERTS as exc:
+        except REVERTS as exc:
             raise _decoded(exc) from None
 
     # ------------------------------------------------------------------ views
@@ -82,7 +82,7 @@ _REASON_PREFIX = "execution reverted: "
 def _decoded(exc: BaseException) -> ContractRevert:
     """The revert behind `exc`. The embedded chain hands a ``require`` message back as text, not as
     Error(string) data, so that case is rebuilt as ``Error`` with the message."""
-    data = _revert_data(exc)
+    data = revert_data(exc)
     if data is None:
         seen: BaseException | None = exc
         while seen is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refiner.roles.spec import DEFAULT_CONTRIBUTION
+from refiner.wire.spec import DEFAULT_CONTRIBUTION
 
 app = typer.Typer(
     help="Refiner: reliable, incentive-driven federated learning on Ethereum.", no_args_is_help=True

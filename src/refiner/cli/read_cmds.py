@@ -165,7 +165,7 @@ def data_mnist(
 ) -> None:
     """Split MNIST's training images into worker shards and a validation set, as safetensors files."""
     from refiner.fl.data import load_mnist, shuffle_labels, split_mnist
-    from refiner.roles.wire import dataset_to_bytes
+    from refiner.wire.datasets import dataset_to_bytes
 
     if workers < 1 or size < 1 or validation < 1 or not 0 <= shuffled <= workers:
         fail("need workers ≥ 1, size ≥ 1, validation ≥ 1 and 0 ≤ shuffled ≤ workers")

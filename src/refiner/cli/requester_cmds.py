@@ -38,7 +38,7 @@ def _requester(ctx: Ctx) -> Requester:
 
 
 def _load_dataset(path: Path) -> Dataset:
-    from refiner.roles.wire import dataset_from_bytes
+    from refiner.wire.datasets import dataset_from_bytes
 
     with user_errors():
         return dataset_from_bytes(path.read_bytes())

@@ -7,11 +7,13 @@ from dataclasses import dataclass, replace
 from refiner.chain import Task, TaskConfig, TxResult, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.models import ModelValidationError, State, deserialize, model_digest, serialize
-from refiner.roles.participant import Participant, ProtocolError, description_of, model_of, revealed_details
-from refiner.roles.spec import TaskDescription
-from refiner.roles.wire import dataset_to_bytes
+from refiner.roles.participant import Participant
 from refiner.sharing import Context, SharingError, retrieve, share
 from refiner.storage import Handle, StorageError
+from refiner.wire.datasets import dataset_to_bytes
+from refiner.wire.details import ProtocolError, revealed_details
+from refiner.wire.reads import description_of, model_of
+from refiner.wire.spec import TaskDescription
 
 
 @dataclass

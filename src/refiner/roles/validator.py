@@ -18,28 +18,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from eth_account.signers.local import LocalAccount
-
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
 from refiner.fl.measures import ContributionMeasure, measure_for
-from refiner.fl.models import ModelSpec, ModelValidationError, State, deserialize, serialize
+from refiner.fl.models import ModelSpec, ModelValidationError, State, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, WorkerEvaluation, evaluate_round
-from refiner.roles.participant import (
-    ManifestDetails,
-    Participant,
-    ProtocolError,
-    description_of,
-    load_details,
-    model_of,
-    open_memo,
-    round_inputs,
-    salt_for,
-    seal_memo,
-    store_details,
-)
-from refiner.roles.wire import MAX_DATASET_BYTES, dataset_from_bytes
+from refiner.roles.participant import Participant
 from refiner.sharing import (
     Context,
     SharingError,
@@ -50,9 +35,13 @@ from refiner.sortition import VrfKey
 from refiner.storage import (
     Handle,
     StorageError,
-    Store,
     transient,
 )
+from refiner.wire.datasets import MAX_DATASET_BYTES, dataset_from_bytes
+from refiner.wire.details import ManifestDetails, ProtocolError, load_details, store_details
+from refiner.wire.memos import open_memo, salt_for, seal_memo
+from refiner.wire.models import open_model, previous_model
+from refiner.wire.reads import description_of, model_of, round_inputs
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 #: Most samples a submission may claim. FedAvg weighs updates by the claimed counts, and torch cannot
@@ -118,36 +107,6 @@ def unavailable(exc: Exception) -> bool:
 
 def latest_block_time(task: Task) -> int:
     return task.chain.now()
-
-
-def open_model(
-    store: Store, model: Handle, keys: Handle, context: Context, account: LocalAccount, spec: ModelSpec
-) -> State:
-    """Fetch, decrypt and validate a shared model as `account`; a pickle gets a message saying so."""
-    data = retrieve(store, model, keys, context, account, max_bytes=spec.max_bytes)
-    try:
-        return deserialize(data, spec)
-    except ModelValidationError as exc:
-        if data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a bare pickle stream
-            raise ModelValidationError(
-                f"the model file looks like a pickle (torch.save), not safetensors; never unpickled ({exc})"
-            ) from None
-        raise
-
-
-def previous_model(
-    store: Store, task: Task, round_: int, requester: str, account: LocalAccount, spec: ModelSpec
-) -> State | None:
-    """The model round ``round_ − 1`` started from, which the task's committee (fixed for the task) was
-    sent then; None in round 1 or when it cannot be opened (the screen then skips its stale test)."""
-    if round_ <= 1:
-        return None
-    try:
-        handles = round_inputs(task, round_ - 1)
-        context = Context(task.address, round_ - 1, requester, "model")
-        return open_model(store, handles["modelHandle"], handles["modelKeysHandle"], context, account, spec)
-    except (ProtocolError, StorageError, SharingError, ModelValidationError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

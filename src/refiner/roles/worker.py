@@ -16,14 +16,9 @@ from refiner.chain import ContractRevert, Task, TxResult
 from refiner.fl.data import Dataset
 from refiner.fl.models import State, deserialize, resolve_model, serialize
 from refiner.fl.training import TrainingConfig, train_local
-from refiner.roles.participant import (
-    Participant,
-    consensus_details,
-    description_of,
-    model_of,
-    round_inputs,
-)
+from refiner.roles.participant import Participant
 from refiner.sharing import Context, retrieve, share
+from refiner.wire.reads import consensus_details, description_of, model_of, round_inputs
 
 
 class WorkerBehaviour(StrEnum):
@@ -137,7 +132,7 @@ class Worker(Participant):
 
     def claim_reward(self, task: Task, round_: int) -> int:
         """Claim this round's reward with a Merkle proof of the consensus leaf; returns wei received."""
-        _, details = consensus_details(self, task, round_)
+        _, details = consensus_details(self.store, task, round_)
         tree = details.tree()
         try:
             result = tree.result_of(self.address)

@@ -31,8 +31,6 @@ from refiner.chain import ChainError, ContractRevert, Status
 from refiner.config import UINT256, ConfigError, parse_wei
 from refiner.fl.inference import grey_levels
 from refiner.fl.models import serialize
-from refiner.roles.participant import ProtocolError
-from refiner.roles.spec import DescriptionError
 from refiner.sharing import SharingError
 from refiner.storage import StorageError
 from refiner.web import services, views
@@ -59,6 +57,8 @@ from refiner.web.schemas import (
     TaskSummary,
     TrainIn,
 )
+from refiner.wire.details import ProtocolError
+from refiner.wire.spec import DescriptionError
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"  # front-end packages copied from npm by the Makefile (package data)

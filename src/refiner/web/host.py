@@ -25,10 +25,10 @@ from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.inference import use_one_thread
 from refiner.fl.models import State
 from refiner.roles import Requester, Validator, Worker
-from refiner.roles.participant import ManifestDetails
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store
 from refiner.units import ETH
+from refiner.wire.details import ManifestDetails
 
 Role = Literal["requester", "worker", "validator"]
 
@@ -151,12 +151,6 @@ class Host:
             validation=validation,
             test=test,
         )
-
-    def requester_role(self, task: Any) -> Requester:
-        """The task's requester if hosted here, else any hosted participant (to read stored manifests)."""
-        if task.requester() in self.requester:
-            return self.requester[task.requester()]
-        return next(iter(self.requester.values()))
 
     def events_of(self, contract: ContractWrapper) -> list[Event]:
         """Every event `contract` emitted so far, in chain order, from the host's index of the chain's logs.

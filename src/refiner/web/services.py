@@ -16,15 +16,16 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from refiner.chain import ChainError, ContractRevert, Task, TxResult, public_key_bytes
-from refiner.chain.connection import EMBEDDED_GAS_LIMIT
+from refiner.chain.backends import EMBEDDED_GAS_LIMIT
 from refiner.fl.evaluation import evaluate
 from refiner.fl.inference import classify_digit
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.protocol import Role, Step, has_deadline, why_not
-from refiner.roles.participant import ProtocolError, consensus_details, description_of
 from refiner.storage import StorageError
 from refiner.units import ether, from_fixed
 from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
+from refiner.wire.details import ProtocolError
+from refiner.wire.reads import consensus_details, description_of
 
 
 def act_as(host: Host, address: str, role: str) -> HostedAccount:

@@ -16,11 +16,12 @@ from refiner.chain import Event, Manifest, Task
 from refiner.chain.types import NO_EPSILON, PHASE_EVENT, ROUND_EVENTS
 from refiner.fl.round_evaluation import epsilon_ppm
 from refiner.reasons import result_reason
-from refiner.roles.participant import ProtocolError, consensus_details, description_of
-from refiner.roles.spec import DescriptionError
 from refiner.storage import StorageError
 from refiner.units import from_fixed
 from refiner.web.host import Host
+from refiner.wire.details import ProtocolError
+from refiner.wire.reads import consensus_details, description_of
+from refiner.wire.spec import DescriptionError
 
 
 def task_summary(task: Task) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def round_view(
         key = (task.address, round_)
         try:
             if key not in host.details:  # settled: its consensus details cannot change any more
-                host.details[key] = consensus_details(host.requester_role(task), task, round_)[1]
+                host.details[key] = consensus_details(host.store, task, round_)[1]
             for r in host.details[key].results:
                 view["accepted" if r["accepted"] else "rejected"].append(r["worker"])
                 view["contributions"][r["worker"]] = r["contribution"]

@@ -24,8 +24,8 @@ from refiner.fl.models import State, initial_state, logistic, small_cnn
 from refiner.fl.plain import run_fedavg
 from refiner.fl.round_evaluation import evaluate_round
 from refiner.fl.training import TrainingConfig, free_ride, train_local
-from refiner.roles.spec import DescriptionError, TaskDescription
 from refiner.units import quantize
+from refiner.wire.spec import DescriptionError, TaskDescription
 from tests.fl.tiny import LABELS, VALIDATION, Bias2, loss, state
 
 SEED = b"\x01" * 32

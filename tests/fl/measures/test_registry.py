@@ -2,7 +2,7 @@ import pytest
 
 from refiner.fl.measures import MEASURE_NAMES, MEASURES, GtgShapley, LeaveOneOut, TrustedData, measure_for
 from refiner.fl.training import TrainingConfig
-from refiner.roles.spec import CONTRIBUTIONS
+from refiner.wire.spec import CONTRIBUTIONS
 
 
 def test_every_name_a_description_may_use_has_a_measure() -> None:

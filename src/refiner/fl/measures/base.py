@@ -18,7 +18,7 @@ from refiner.fl.data import Dataset
 from refiner.fl.models import ModelFn
 
 StateLike = Mapping[str, torch.Tensor]
-#: The names a task description may give in ``contribution`` (its wire format: :mod:`refiner.roles.spec`).
+#: The names a task description may give in ``contribution`` (its wire format: :mod:`refiner.wire.spec`).
 MeasureName = Literal["leave-one-out", "gtg-shapley", "trusted-data"]
 MEASURE_NAMES: tuple[str, ...] = get_args(MeasureName)
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from refiner.roles.spec import MAX_TEXT, DescriptionError, TaskDescription
+from refiner.wire.spec import MAX_TEXT, DescriptionError, TaskDescription
 
 KEY = "ab" * 64
 
