@@ -11,7 +11,9 @@ SLITHER_STAMP := $(SLITHER_VENV)/.installed
 
 .PHONY: setup contracts demo test lint typecheck clean bench wheel
 
-setup: $(PY_STAMP) $(NPM_STAMP) contracts $(VENDOR)/chart.umd.min.js
+ASSETS := $(VENDOR)/chart.umd.min.js $(VENDOR)/swagger-ui-bundle.js $(VENDOR)/swagger-ui.css
+
+setup: $(PY_STAMP) $(NPM_STAMP) contracts $(ASSETS)
 
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +34,11 @@ contracts: $(PY_STAMP) $(NPM_STAMP)
 $(VENDOR)/chart.umd.min.js: $(NPM_STAMP)
 	mkdir -p $(VENDOR)
 	cp node_modules/chart.js/dist/chart.umd.min.js $@
+
+# The API page (/docs): Swagger UI's own files, not the CDN copies FastAPI links by default.
+$(VENDOR)/swagger-ui-bundle.js $(VENDOR)/swagger-ui.css: $(NPM_STAMP)
+	mkdir -p $(VENDOR)
+	cp node_modules/swagger-ui-dist/$(notdir $@) $@
 
 # Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 $(CHROMIUM):

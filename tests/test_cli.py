@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -30,3 +32,12 @@ def test_committee_command_explains_an_unreachable_node() -> None:
     result = CliRunner().invoke(app, ["committee", "0x" + "11" * 20, "--chain", "http://127.0.0.1:9"])
     assert result.exit_code != 0
     assert "no Ethereum JSON-RPC node answers" in result.output
+
+
+def test_committee_takes_its_chain_from_refiner_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "refiner.toml").write_text('chain = "http://127.0.0.1:9"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REFINER_CONFIG", raising=False)
+    result = CliRunner().invoke(app, ["committee", "0x" + "11" * 20])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: no Ethereum JSON-RPC node answers at http://127.0.0.1:9"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from refiner.cli import app
@@ -67,6 +68,45 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
     assert s["requester_spent_wei"] == paid + s["contract_balance_wei"]
     assert (tmp_path / "out" / "learning_curve.png").stat().st_size > 0
     assert (tmp_path / "out" / "final_model.safetensors").stat().st_size > 0
+    # the embedded chain ended with the run: its own store went with it
+    assert not list((tmp_path / "out").glob("store-*"))
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--chain", "http://127.0.0.1:1"], "no Ethereum JSON-RPC node answers at http://127.0.0.1:1"),
+        (["--chain", "localhost:8545"], "did you mean http://localhost:8545?"),
+        (["--storage", "/etc/passwd/store"], "cannot create store directory /etc/passwd/store"),
+        (["--storage", "ipfs:///etc/passwd/repo"], "cannot create IPFS repo directory /etc/passwd/repo"),
+    ],
+)
+def test_a_bad_chain_or_store_is_one_error_line_and_leaves_nothing_behind(
+    tmp_path: Path, option: list[str], says: str
+) -> None:
+    out = tmp_path / "new" / "demo-output"
+    result = CliRunner().invoke(app, ["demo", "--rounds", "1", *option, "--out", str(out)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.output
+    assert list(tmp_path.iterdir()) == []  # neither the output folder nor a store was left
+
+
+def test_a_failed_run_removes_its_own_store_and_only_what_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "broken_model.py").write_text("def net():\n    raise OSError('this model cannot be built')\n")
+    monkeypatch.syspath_prepend(str(code))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    result = CliRunner().invoke(
+        app, ["demo", "--model", "broken_model:net", "--rounds", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 1 and "error: this model cannot be built" in result.output, result.output
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]  # its store went, the folder it found stayed
 
 
 def test_demo_cli_refuses_bad_options(tmp_path: Path) -> None:

@@ -42,7 +42,13 @@ def test_the_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
         names = set(z.namelist())
         packaged = z.read("refiner/chain/artifacts/fingerprint").decode().strip()
     assert {f"refiner/chain/artifacts/{n}.json" for n in build.DEPLOYABLE} <= names
-    assert {"refiner/web/static/index.html", "refiner/web/vendor/chart.umd.min.js"} <= names
+    web = (
+        "static/index.html",
+        "static/favicon.svg",
+        "vendor/chart.umd.min.js",
+        "vendor/swagger-ui-bundle.js",
+    )
+    assert {f"refiner/web/{n}" for n in (*web, "vendor/swagger-ui.css")} <= names
     assert packaged == build.fingerprint()  # the packaged contracts are those of the sources
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, timeout=300)
 

@@ -4,8 +4,11 @@ participant with its own key."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, su
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.simulation import RoundReport, Simulation, default_durations
-from refiner.storage import open_store
+from refiner.storage import Store, open_store
 from refiner.units import ETH, from_fixed
 from refiner.wire.spec import CONTRIBUTIONS, DEFAULT_CONTRIBUTION, MODEL_NAME, Contribution
 
@@ -45,6 +48,8 @@ class DemoOptions:
     out: Path = Path("demo-output")
     json_path: Path | None = None
     seed: int = 0
+    #: Keep the run's own store on the embedded chain too (on a node it is always kept).
+    keep_store: bool = False
     worker_reward: int = ETH
     validator_reward: int = 4 * ETH // 10
     sign_up_deposit: int = ETH // 100  # each worker's, back with its round-1 submission
@@ -109,7 +114,38 @@ def run(options: DemoOptions) -> dict[str, Any]:
     # one thread per process: on a shared 2-core machine, 2 threads were measured 10-20x slower under load
     torch.set_num_threads(1)
     torch.manual_seed(options.seed)
+    chain = Chain.connect(options.chain)  # an unreachable node is refused before anything is written
+    with _workspace(options, keep=options.keep_store or not chain.manual_clock) as storage:
+        store = open_store(storage)
+        try:
+            return _run(options, chain, store, storage)
+        finally:
+            store.close()
+
+
+@contextlib.contextmanager
+def _workspace(options: DemoOptions, keep: bool) -> Iterator[str]:
+    """The output folder and the run's store (a fresh folder in it unless `--storage` names one). A run
+    that fails leaves nothing behind; a finished one removes its own store unless `keep` (on a node the
+    store outlives the run: `refiner audit` reads it; the embedded chain ends with the process)."""
+    created = [p for p in (options.out, *options.out.parents) if not p.exists()]
     options.out.mkdir(parents=True, exist_ok=True)
+    own = None if options.storage else Path(tempfile.mkdtemp(prefix="store-", dir=options.out))
+    try:
+        yield options.storage or str(own)
+    except BaseException:
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
+        for folder in created:  # innermost first; only what this run created, and only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    if own is not None and not keep:
+        shutil.rmtree(own, ignore_errors=True)
+        console.print(f"store {own} removed (the embedded chain ended with the run; --keep-store keeps it)")
+
+
+def _run(options: DemoOptions, chain: Chain, store: Store, storage: str) -> dict[str, Any]:
     console.rule("[bold]Refiner demo: MNIST, incentive-driven federated learning on Ethereum")
     with console.status("loading MNIST (cached after the first run)…"):
         train, test = load_mnist()
@@ -121,10 +157,7 @@ def run(options: DemoOptions) -> dict[str, Any]:
         shuffle_labels(s, options.seed + i) if b is WorkerBehaviour.SHUFFLED_LABELS else s
         for i, (s, b) in enumerate(zip(shards, behaviours, strict=True))
     ]
-    storage = options.storage or str(Path(tempfile.mkdtemp(prefix="store-", dir=options.out)))
     model, models = demo_model(options.model)
-    chain = Chain.connect(options.chain)
-    store = open_store(storage)
     config = TaskConfig(
         description="",
         worker_reward=options.worker_reward,

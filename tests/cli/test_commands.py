@@ -178,8 +178,10 @@ def test_account_show_prints_address_public_key_and_balance(
     assert shown.splitlines() == [
         f"address     {account.address}",
         f"public key  {public_key_bytes(account).hex()}",
-        f"balance     {3 * ETH + 7} wei",
+        "balance     3 ETH",  # for people, to 6 decimals
     ]
+    exact = ok("account", "show", "--keystore", tmp_path / "me.json", "--chain", node.url, "--wei")
+    assert exact.splitlines()[-1] == f"balance     {3 * ETH + 7} wei"
 
 
 def test_a_wrong_password_is_one_line_with_exit_code_1(
@@ -211,7 +213,9 @@ def test_chain_fund_gives_exactly_the_amount(node: Anvil, chain: Chain) -> None:
     address = Account.create().address
     printed = ok("chain", "fund", address, "--amount", "5 ether", "--chain", node.url)
     assert balance(chain, address) == 5 * ETH
-    assert printed.strip() == f"{address} now holds {5 * ETH} wei"
+    assert printed.strip() == f"{address} now holds 5 ETH"
+    printed = ok("chain", "fund", address, "--amount", "1.5 ether", "--chain", node.url, "--wei")
+    assert printed.strip() == f"{address} now holds {65 * ETH // 10} wei"
 
 
 @anvil_test
@@ -274,9 +278,13 @@ def test_tasks_and_task_show_follow_recruitment(
     url = node.url
     listed = ok("tasks", "--chain", url, "--registry", registry)
     row = next(line for line in listed.splitlines() if task in line)  # the whole address, not cut short
-    assert "PENDING" in row and str(26 * ETH // 10) in row
+    assert "PENDING" in row and "2.6 ETH" in row
+    exact = ok("tasks", "--chain", url, "--registry", registry, "--wei")
+    assert str(26 * ETH // 10) in next(line for line in exact.splitlines() if task in line)
 
-    assert f"status {Status.PENDING.name}, round 0 of 2" in ok("task", "show", task, "--chain", url)
+    shown = ok("task", "show", task, "--chain", url)
+    assert f"status {Status.PENDING.name}, round 0 of 2" in shown and "budget 2.6 ETH" in shown
+    assert f"budget {26 * ETH // 10} wei" in ok("task", "show", task, "--chain", url, "--wei")
     opened = ok("requester", "open-recruitment", task, *key_args)
     assert opened.startswith("open-recruitment: ") and "StatusChanged" in opened
     assert f"status {Status.RECRUITING.name}" in ok("task", "show", task, "--chain", url)
@@ -298,13 +306,13 @@ def test_fund_and_withdraw_move_exact_wei(
     budget = 26 * ETH // 10
     before = balance(chain, requester.address)
 
-    printed = ok("requester", "fund", task, "0.5 ether", *signer_args)
+    printed = ok("requester", "fund", task, "0.5 ether", *signer_args, "--wei")
     assert printed.strip() == f"budget: {budget + ETH // 2} wei"
     assert Task(chain, task).budget() == balance(chain, task) == budget + ETH // 2
     after_fund = balance(chain, requester.address)
     assert before - after_fund == ETH // 2 + fee_of_last_transaction(chain)
 
-    assert ok("requester", "withdraw", task, *signer_args).strip() == f"withdrew {budget + ETH // 2} wei"
+    assert ok("requester", "withdraw", task, *signer_args).strip() == "withdrew 3.1 ETH"
     assert Task(chain, task).budget() == balance(chain, task) == 0
     gained = balance(chain, requester.address) - after_fund
     assert gained == budget + ETH // 2 - fee_of_last_transaction(chain)

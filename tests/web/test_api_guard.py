@@ -4,12 +4,17 @@ post, a fetch from another origin) is refused with a 403 and changes nothing on 
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from refiner.cli import app
 from refiner.cli.serve_cmd import served_names
 from refiner.web import services
 from refiner.web.api import create_app
@@ -166,3 +171,30 @@ def test_serve_answers_to_loopback_and_the_bound_address_only() -> None:
         "192.168.1.5",
     ]
     assert served_names("fe80::1", []) == ["127.0.0.1", "localhost", "[::1]", "[fe80::1]"]
+
+
+def test_the_api_page_loads_nothing_from_another_site(env: Env) -> None:
+    page = env.client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    external = re.findall(r"""(?:src|href)=["']?(https?://[^"' >]+)""", page.text)
+    assert external == [], external  # FastAPI's default page takes Swagger UI from a CDN
+    for asset in re.findall(r"""["'](/(?:vendor|static)/[^"']+)["']""", page.text):
+        assert env.client.get(asset).status_code == 200, asset
+    assert env.client.get("/redoc").status_code == 404
+    assert env.client.get("/openapi.json").json()["info"]["title"] == "Refiner"
+    index = env.client.get("/").text
+    assert not re.findall(r"""(?:src|href)=["']?https?://""", index)
+
+
+def test_serve_on_a_busy_port_says_so_before_setting_anything_up(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = tmp_path / "serve"
+        result = CliRunner().invoke(app, ["serve", "--demo", "--port", str(port), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use (another server?): pass --port with a free one"
+    )
+    assert not out.exists()  # nothing was set up

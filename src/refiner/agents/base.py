@@ -25,6 +25,7 @@ from refiner.chain import ChainError, ContractRevert, Registry, Status, Task
 from refiner.chain.build import load_artifact
 from refiner.protocol import Due, Role, chain_now, due
 from refiner.storage import NotFound
+from refiner.units import ether
 
 #: Errors after which the agent waits and tries again: the node or a peer is unreachable for a while.
 TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeExhausted, NotFound)
@@ -110,8 +111,11 @@ class Agent(ABC):
                         continue
                     self._admitted.add(address)
                 finished = self.act(task)
-            except (ContractRevert, ChainError) as exc:
-                # somebody else moved the task on between our read and our transaction: look again
+            except ContractRevert as exc:
+                # somebody else moved the task on between our read and our transaction: harmless
+                self.log.debug("task %s: %s; will look again", address[:10], _short(exc))
+                finished = False
+            except ChainError as exc:  # a transaction dropped or not mined in time: worth a line
                 self.log.info("task %s: %s; will look again", address[:10], _short(exc))
                 finished = False
             except TRANSIENT:
@@ -169,6 +173,11 @@ class Agent(ABC):
     def _follow(self, address: str) -> None:
         self.tasks[address] = Task(self.registry.chain, address)
         self.log.info("following task %s", address)
+
+
+def paid(wei: int) -> str:
+    """An amount in a log line: ETH for people, the exact wei beside it."""
+    return f"{ether(wei)} ({wei} wei)" if wei else "0 ETH"
 
 
 def _short(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from refiner.agents.base import Agent
+from refiner.agents.base import Agent, paid
 from refiner.chain import Status, Task
 from refiner.fl.data import Dataset
 from refiner.fl.models import State, initial_state, model_digest, resolve_model, serialize
@@ -77,10 +77,10 @@ class RequesterAgent(Agent):
         if self.min_workers and workers >= self.min_workers and seats >= max(1, self.min_seats):
             self.role.close_recruitment(task)
             self.log.info(
-                "task %s: recruitment closed: %d workers (%d wei of deposits held), %d seats",
+                "task %s: recruitment closed: %d workers (%s of deposits held), %d seats",
                 task.address[:10],
                 workers,
-                task.deposits_held(),
+                paid(task.deposits_held()),
                 seats,
             )
 

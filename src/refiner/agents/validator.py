@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from refiner.agents.base import Agent
+from refiner.agents.base import Agent, paid
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.fl.round_evaluation import epsilon_ppm
@@ -54,7 +54,7 @@ class ValidatorAgent(Agent):
     def prepare(self) -> None:
         if not self.registry.is_validator(self.address):
             self.role.register(self.stake)
-            self.log.info("registered as a validator with a stake of %d wei", self.stake)
+            self.log.info("registered as a validator with a stake of %s", paid(self.stake))
 
     def refusal(self, task: Task) -> str | None:
         joined = self.address in task.committee()
@@ -178,4 +178,4 @@ class ValidatorAgent(Agent):
     def _claim(self, task: Task, round_: int) -> None:
         wei = self.role.claim_reward(task, round_)
         self.settled[task.address].add(round_)
-        self.log.info("task %s: round %d validator reward: %d wei", task.address[:10], round_, wei)
+        self.log.info("task %s: round %d validator reward: %s", task.address[:10], round_, paid(wei))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from refiner.agents.base import Agent
+from refiner.agents.base import Agent, paid
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
 from refiner.protocol import Role, Step
@@ -43,9 +43,9 @@ class WorkerAgent(Agent):
         for step in self.due(task, settled):
             if step.step is Step.SIGN_UP:
                 self.role.sign_up(task)
-                deposit = task.config().sign_up_deposit
+                deposit = paid(task.config().sign_up_deposit)
                 self.log.info(
-                    "task %s: signed up (deposit %d wei, back with round 1)", task.address[:10], deposit
+                    "task %s: signed up (deposit %s, back with round 1)", task.address[:10], deposit
                 )
             elif step.step is Step.SUBMIT_TRAINING_RESULTS:
                 self._train_and_submit(task, step.round)
@@ -74,7 +74,7 @@ class WorkerAgent(Agent):
             return False
         self.settled[task.address].add(round_)
         if wei:
-            self.log.info("task %s: claimed %d wei for round %d", task.address[:10], wei, round_)
+            self.log.info("task %s: claimed %s for round %d", task.address[:10], paid(wei), round_)
         else:
             self.log.info("task %s: nothing to claim for round %d (not paid)", task.address[:10], round_)
         return True

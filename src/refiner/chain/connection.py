@@ -7,6 +7,7 @@ participant's key and sent raw, so the same code runs on any node.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,10 @@ class Chain:
         elif url.startswith("ipc://") or url.endswith(".ipc"):
             w3 = Web3(Web3.IPCProvider(url.removeprefix("ipc://")))
         else:
-            raise ValueError(f"unsupported chain URL {url!r}: use 'embedded', http(s)://… or a .ipc path")
+            hint = f" (did you mean http://{url}?)" if re.fullmatch(r"[\w.-]+:\d+", url) else ""
+            raise ValueError(
+                f"unsupported chain URL {url!r}: use 'embedded', http(s)://… or a .ipc path{hint}"
+            )
         if not w3.is_connected():
             raise ChainError(f"no Ethereum JSON-RPC node answers at {url}")
         version = str(w3.client_version).lower()

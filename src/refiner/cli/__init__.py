@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from refiner.cli.context import ChainOpt, ConfigOpt, WeiOpt
 from refiner.wire.spec import DEFAULT_CONTRIBUTION
 
 app = typer.Typer(
@@ -58,8 +59,13 @@ def demo(
     ),
     json_path: Annotated[Path | None, typer.Option("--json", help="write a JSON summary here")] = None,
     seed: Annotated[int, typer.Option(help="seed for data splits and initial model")] = 0,
+    keep_store: Annotated[
+        bool,
+        typer.Option("--keep-store", help="keep the run's own store (on a node it is always kept)"),
+    ] = False,
 ) -> None:
     """Train MNIST with Refiner: 5 workers (one shuffled), 12 validators drawing τ = 8 seats, 3 rounds."""
+    from refiner.cli.context import user_errors
     from refiner.demo import DemoOptions, run
 
     try:
@@ -79,40 +85,41 @@ def demo(
             out=out,
             json_path=json_path,
             seed=seed,
+            keep_store=keep_store,
         )
         options.check()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run(options)
+    with user_errors():
+        run(options)
 
 
 @app.command()
 def committee(
     task: Annotated[str, typer.Argument(help="the task contract's address")],
-    chain: Annotated[str, typer.Option(help="JSON-RPC URL of the node")] = "http://127.0.0.1:8545",
+    config: ConfigOpt = None,
+    chain: ChainOpt = None,
+    wei: WeiOpt = False,
 ) -> None:
     """Who sits on a task's committee, with what vote weight (seats won by VRF sortition) and stake."""
     from rich.console import Console
     from rich.table import Table
-    from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
-    from refiner.chain import Chain, ChainError, Registry, Task
+    from refiner.chain import Registry
+    from refiner.cli.context import Ctx, funds, user_errors
 
-    try:
-        connection = Chain.connect(chain)
-        t = Task(connection, task)
-        registry = Registry(connection, t.registry())
-        members = t.committee()
-    except (ChainError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    except (BadFunctionCallOutput, ContractLogicError):
-        raise typer.BadParameter(f"no Refiner task at {task} on {chain}") from None
-    cfg = t.config()
-    table = Table(title=f"Committee of {t.address}: τ = {cfg.committee_size}, {sum(members.values())} seats")
-    for col in ("validator", "seats (vote weight)", "stake (wei)"):
-        table.add_column(col)
-    for member, weight in members.items():
-        table.add_row(member, str(weight), str(registry.validator_info(member).stake))
+    ctx = Ctx.load(config, chain)
+    with user_errors():
+        t = ctx.task(task)
+        registry = Registry(ctx.chain, t.registry())
+        members, cfg = t.committee(), t.config()
+        table = Table(
+            title=f"Committee of {t.address}: τ = {cfg.committee_size}, {sum(members.values())} seats"
+        )
+        for col in ("validator", "seats (vote weight)", "stake"):
+            table.add_column(col)
+        for member, weight in members.items():
+            table.add_row(member, str(weight), funds(registry.validator_info(member).stake, wei))
     Console(width=140).print(table)
 
 

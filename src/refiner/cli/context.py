@@ -22,6 +22,7 @@ from refiner.chain import Chain, ChainError, Registry, Task
 from refiner.chain.accounts import KeystoreError, load_keystore
 from refiner.config import ClientSettings, ConfigError, load_settings, parse_address
 from refiner.storage import StorageError, Store, open_store
+from refiner.units import ether
 
 if TYPE_CHECKING:
     from refiner.fl.models import ModelFn
@@ -39,9 +40,15 @@ KeystoreOpt = Annotated[
     typer.Option("--keystore", help="encrypted key file (password from $REFINER_PASSWORD or a prompt)"),
 ]
 RegistryOpt = Annotated[str | None, typer.Option("--registry", help="address of the RefinerRegistry")]
+WeiOpt = Annotated[bool, typer.Option("--wei", help="amounts as exact wei instead of ETH")]
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=140)
+
+
+def funds(wei: int, exact: bool = False) -> str:
+    """An amount for people: ETH to 6 decimals (`refiner.units.ether`), or the exact wei with --wei."""
+    return f"{wei} wei" if exact else ether(wei)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

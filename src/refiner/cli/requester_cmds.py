@@ -21,7 +21,9 @@ from refiner.cli.context import (
     KeystoreOpt,
     RegistryOpt,
     StorageOpt,
+    WeiOpt,
     fail,
+    funds,
     out,
     setup_logging,
     user_errors,
@@ -99,6 +101,7 @@ def fund(
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     keystore: KeystoreOpt = None,
+    wei: WeiOpt = False,
 ) -> None:
     """Add to the task's budget (rewards are escrowed from it when a round starts)."""
     from refiner.config import parse_wei
@@ -107,12 +110,16 @@ def fund(
     with user_errors():
         t = ctx.task(task)
         t.fund(ctx.account, parse_wei(amount))
-        out.print(f"budget: {t.budget()} wei")
+        out.print(f"budget: {funds(t.budget(), wei)}")
 
 
 @app.command("withdraw")
 def withdraw(
-    task: TaskArg, config: ConfigOpt = None, chain: ChainOpt = None, keystore: KeystoreOpt = None
+    task: TaskArg,
+    config: ConfigOpt = None,
+    chain: ChainOpt = None,
+    keystore: KeystoreOpt = None,
+    wei: WeiOpt = False,
 ) -> None:
     """Take back the whole unspent budget (never the escrow of a round in flight)."""
     ctx = Ctx.load(config, chain, keystore=keystore)
@@ -122,7 +129,7 @@ def withdraw(
         if not amount:
             fail("the budget is empty")
         t.withdraw(ctx.account, amount)
-    out.print(f"withdrew {amount} wei")
+    out.print(f"withdrew {funds(amount, wei)}")
 
 
 @app.command("start-round")
@@ -223,8 +230,8 @@ def _run_agent(agent: Agent, exit_when_done: bool) -> None:
 
 
 @app.command("status")
-def status(task: TaskArg, config: ConfigOpt = None, chain: ChainOpt = None) -> None:
+def status(task: TaskArg, config: ConfigOpt = None, chain: ChainOpt = None, wei: WeiOpt = False) -> None:
     """The task's phase, money, members and rounds (the same as `refiner task show`)."""
     from refiner.cli.read_cmds import task_show
 
-    task_show(task, config, chain)
+    task_show(task, config, chain, wei)

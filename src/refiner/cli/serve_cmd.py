@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -43,17 +46,43 @@ def serve(
 
     if not demo:
         fail("only --demo is supported for now: the server hosts the demo's participants")
+    listening = bind(host, port)  # a busy port is said before anything is set up or announced
     directory = out_dir or Path(tempfile.mkdtemp(prefix="refiner-serve-"))
-    out.print(f"setting up the demo: registry, 1 requester, {workers} workers, {validators} validators…")
-    token = new_token()
-    app = create_app(
-        Host.build_demo(directory, workers=workers, validators=validators, shard=shard),
-        token=token,
-        hosts=served_names(host, allow_host or []),
-    )
-    out.print(f"Refiner is at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops it")
-    out.print(f"API calls that change state take the header {TOKEN_HEADER}: {token}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        out.print(f"setting up the demo: registry, 1 requester, {workers} workers, {validators} validators…")
+        token = new_token()
+        app = create_app(
+            Host.build_demo(directory, workers=workers, validators=validators, shard=shard),
+            token=token,
+            hosts=served_names(host, allow_host or []),
+        )
+        out.print(f"Refiner is at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops it")
+        out.print(f"API calls that change state take the header {TOKEN_HEADER}: {token}")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+    finally:
+        listening.close()
+        if out_dir is None:  # the demo's own temporary store goes with the server
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port), or one error line saying why there is none."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}: {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(address)
+        listening.listen(128)
+    except OSError as exc:
+        listening.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is already in use (another server?): pass --port with a free one")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    return listening
 
 
 def served_names(bound: str, extra: list[str]) -> list[str]:

@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from refiner.cli.context import ChainOpt, ConfigOpt, Ctx, KeystoreOpt, fail, out, password, user_errors
+from refiner.cli.context import (
+    ChainOpt,
+    ConfigOpt,
+    Ctx,
+    KeystoreOpt,
+    WeiOpt,
+    fail,
+    funds,
+    out,
+    password,
+    user_errors,
+)
 from refiner.config import parse_address, parse_seconds, parse_wei
 
 chain_app = typer.Typer(help="A local dev chain (anvil) for trying Refiner; any JSON-RPC node works too.")
@@ -52,14 +63,15 @@ def chain_fund(
     amount: Annotated[str, typer.Option(help="e.g. '100 ether'")] = "100 ether",
     config: ConfigOpt = None,
     chain: ChainOpt = None,
+    wei: WeiOpt = False,
 ) -> None:
     """Give an account Ether from a dev chain's unlocked faucet account (anvil or embedded only)."""
     ctx = Ctx.load(config, chain)
     with user_errors():
-        wei, address = parse_wei(amount), parse_address(address)
-        ctx.chain.fund(address, wei)
+        value, address = parse_wei(amount), parse_address(address)
+        ctx.chain.fund(address, value)
         balance = ctx.chain.w3.eth.get_balance(ctx.chain.w3.to_checksum_address(address))
-    out.print(f"{address} now holds {balance} wei")
+    out.print(f"{address} now holds {funds(balance, wei)}")
 
 
 @account_app.command("new")
@@ -83,7 +95,9 @@ def account_new(
 
 
 @account_app.command("show")
-def account_show(config: ConfigOpt = None, keystore: KeystoreOpt = None, chain: ChainOpt = None) -> None:
+def account_show(
+    config: ConfigOpt = None, keystore: KeystoreOpt = None, chain: ChainOpt = None, wei: WeiOpt = False
+) -> None:
     """Address, public key and balance of the keystore's account."""
     from refiner.chain import public_key_bytes
 
@@ -91,7 +105,7 @@ def account_show(config: ConfigOpt = None, keystore: KeystoreOpt = None, chain: 
     account = ctx.account
     out.print(f"address     {account.address}\npublic key  {public_key_bytes(account).hex()}")
     with user_errors():
-        out.print(f"balance     {ctx.chain.w3.eth.get_balance(account.address)} wei")
+        out.print(f"balance     {funds(ctx.chain.w3.eth.get_balance(account.address), wei)}")
 
 
 @admin_app.command("deploy-registry")

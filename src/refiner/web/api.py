@@ -24,6 +24,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -96,6 +97,8 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
         "names are served.",
         version="0.1",
         responses=ERROR_RESPONSES,
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: /docs below serves the pinned copy
+        redoc_url=None,
     )
     pilot = AutoPilot(host)
     app.state.host, app.state.pilot, app.state.token = host, pilot, token
@@ -294,6 +297,18 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
         # the token lives as long as the server: a page cached from an earlier one would be refused
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if not (VENDOR / "swagger-ui-bundle.js").is_file():
+            return HTMLResponse(NO_DOCS, status_code=404)
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title="Refiner API",
+            swagger_js_url="/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/vendor/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if VENDOR.is_dir():
         app.mount("/vendor", StaticFiles(directory=VENDOR), name="vendor")
@@ -301,6 +316,10 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
 
 
 MAX_FIELD_ERRORS = 10
+NO_DOCS = (
+    "<p>The API page needs Swagger UI's files, which `make setup` copies from npm into "
+    "src/refiner/web/vendor; the schema itself is at <a href='/openapi.json'>/openapi.json</a>.</p>"
+)
 
 
 def _json_safe(value: Any) -> Any:
