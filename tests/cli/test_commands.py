@@ -492,3 +492,20 @@ def test_requester_status_is_task_show(node: Anvil, task: str) -> None:
     status = ok("requester", "status", task, "--chain", node.url)
     assert "status PENDING" in status
     assert status == shown
+
+
+@anvil_test
+def test_a_budget_short_of_its_rounds_is_said_when_the_task_is_created(
+    chain: Chain, key_args: list[str], tmp_path: Path
+) -> None:
+    task_file = tmp_path / "task.toml"
+    task_file.write_text(EXAMPLE.read_text().replace('budget = "2.6 ether"', 'budget = "1.5 ether"'))
+    result = invoke("requester", "create-task", task_file, *key_args)
+    assert result.exit_code == 0, result.output
+    address = result.stdout.strip()  # stdout stays the address alone, for scripts
+    assert Task(chain, address).budget() == 15 * ETH // 10
+    assert result.stderr.strip() == (
+        "note: 2 rounds × 1.3 ETH = 2.6 ETH; the budget of 1.5 ETH pays for 1 of them: each later round "
+        "takes what is missing from this account when it starts (`refiner requester fund` adds to the budget)"
+    )
+    assert ok("requester", "create-task", EXAMPLE, *key_args).strip().startswith("0x")  # 2.6 ETH: no note

@@ -228,6 +228,25 @@ def test_another_requesters_task_cannot_be_driven(env: Env) -> None:
 # ---------------------------------------------------------------------------------------------- phases
 
 
+def test_a_round_that_takes_more_than_the_budget_says_so(env: Env) -> None:
+    def recruited(budget: str) -> str:
+        task = env.task(budget=budget)
+        env.ok(f"/api/tasks/{task}/open-recruitment", account=env.requester)
+        env.ok(f"/api/tasks/{task}/sign-up", account=env.workers[0])
+        for v in env.validators[:4]:
+            env.ok(f"/api/tasks/{task}/claim-seat", account=v)
+        env.ok(f"/api/tasks/{task}/close-recruitment", account=env.requester)
+        return task
+
+    short = recruited("0.5 ether")
+    said = env.ok(f"/api/tasks/{short}/start-round", account=env.requester)["message"]
+    assert said.endswith(
+        "the budget held 0.5 ETH of the round's 1.3 ETH, so 0.8 ETH came from the requester's account"
+    ), said
+    full = recruited("1.3 ether")
+    assert "came from" not in env.ok(f"/api/tasks/{full}/start-round", account=env.requester)["message"]
+
+
 def test_a_round_refuses_steps_out_of_turn(env: Env) -> None:
     r, (w1, w2, w3) = env.requester, env.workers
     task = env.task()

@@ -129,10 +129,17 @@ def test_a_manual_round_in_the_browser(server: str, page: Any, tmp_path: Path) -
     expect(page.locator("#panel-config")).to_be_visible()
     expect(page.locator("#panel-board")).to_be_hidden()
     page.select_option("#cfg-model", "small_cnn")
+    hint = page.locator("#budget-hint")  # the defaults add up
+    expect(hint).to_have_text("3 rounds × 1.4 ETH = 4.2 ETH: the budget pays for every round.")
     # τ = 8 expected seats of the 4 validators' 70 stake units: nobody seated has odds e^-8
     form = {"max_workers": "2", "committee_size": "8", "max_rounds": "2", "epsilon": "0"}
     for field, value in form.items():
         page.fill(f"#cfg-{field}", value)
+    page.fill("#cfg-budget", "2 ether")
+    expect(hint).to_contain_text("2 rounds × 1.4 ETH = 2.8 ETH, more than the budget: it pays for 1 round;")
+    expect(hint).to_have_class(re.compile("warn"))
+    page.fill("#cfg-budget", "2.8 ether")
+    expect(hint).to_have_text("2 rounds × 1.4 ETH = 2.8 ETH: the budget pays for every round.")
     page.click("#create-task")
     expect(page.locator("#config-errors")).to_contain_text("epsilon")
     expect(page.locator("#cfg-epsilon")).to_have_class(re.compile("invalid"))

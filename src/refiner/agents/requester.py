@@ -99,6 +99,14 @@ class RequesterAgent(Agent):
         except ProtocolError as exc:
             self.log.warning("task %s: %s; waiting", task.address[:10], exc)
             return
+        cfg = task.config()
+        shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
+        if shortfall:  # never take more than the budget without saying so
+            self.log.warning(
+                "task %s: the budget is %s short of the round's rewards: paying it from this account",
+                task.address[:10],
+                paid(shortfall),
+            )
         result = self.role.start_round(task, state, self.validation)
         self.log.info(
             "task %s: started round %d from the model of round %d (gas %d)",

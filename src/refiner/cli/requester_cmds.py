@@ -22,6 +22,7 @@ from refiner.cli.context import (
     RegistryOpt,
     StorageOpt,
     WeiOpt,
+    err,
     fail,
     funds,
     out,
@@ -69,6 +70,16 @@ def create_task(
         if spec.task.budget:
             task.fund(ctx.account, spec.task.budget)
     out.print(task.address)
+    cfg = task.config()
+    per_round, budget = cfg.worker_reward + cfg.validator_reward, spec.task.budget
+    if budget < per_round * cfg.max_rounds:  # said on stderr: stdout is the address, for scripts
+        covered = budget // per_round if per_round else cfg.max_rounds
+        err.print(
+            f"note: {cfg.max_rounds} rounds × {funds(per_round)} = {funds(per_round * cfg.max_rounds)}; the "
+            f"budget of {funds(budget)} pays for {covered} of them: each later round takes what is missing "
+            "from this account when it starts (`refiner requester fund` adds to the budget)",
+            soft_wrap=True,
+        )
 
 
 def _simple(name: str, method: str, doc: str) -> None:
@@ -152,8 +163,15 @@ def start_round(
     with user_errors():
         t = ctx.task(task)
         round_, state = agent.latest_model(t)
+        cfg, budget = t.config(), t.budget()
+        shortfall = max(0, cfg.worker_reward + cfg.validator_reward - budget)
         result = agent.role.start_round(t, state, _load_dataset(validation))
     out.print(f"round {t.current_round()} started from the model of round {round_} (gas {result.gas_used})")
+    if shortfall:  # never take more than the budget without saying so
+        out.print(
+            f"the budget held {funds(budget)}: {funds(shortfall)} of the round's rewards came from "
+            "your account"
+        )
     ctx.close()
 
 

@@ -161,11 +161,19 @@ def consensus_model(host: Host, task: Task, round_: int) -> tuple[State, float]:
 def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
     requester = requester_of(host, task, account, Step.START_ROUND)
     cfg = task.config()
-    shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
+    budget = task.budget()
+    shortfall = max(0, cfg.worker_reward + cfg.validator_reward - budget)
     ensure_funds(host, host.accounts[requester.address], shortfall, "the round's rewards")
     round_, state = latest_model(host, task)
     tx = requester.start_round(task, state, host.validation)
-    return summary(tx, f"round {task.current_round()} started from the model of round {round_}")
+    message = f"round {task.current_round()} started from the model of round {round_}"
+    if shortfall:  # never take more than the budget without saying so
+        message += (
+            f"; the budget held {ether(budget)} of the round's "
+            f"{ether(cfg.worker_reward + cfg.validator_reward)}, so {ether(shortfall)} came from the "
+            "requester's account"
+        )
+    return summary(tx, message)
 
 
 def stop_training(host: Host, task: Task, account: str) -> dict[str, Any]:

@@ -56,6 +56,36 @@ function eth(wei, digits = 4) {
   return `${sign}${rounded / unit}${frac ? "." + frac : ""} ETH`;
 }
 
+/** Wei in an amount as the forms take it ("1 ether", "0.4 ether", "500 gwei", "7 wei"); null if unreadable. */
+function weiOf(text) {
+  const found = /^\s*(\d+)(?:\.(\d+))?\s*(ether|eth|gwei|wei)?\s*$/i.exec(text ?? "");
+  if (!found) return null;
+  const decimals = { ether: 18, eth: 18, gwei: 9, wei: 0 }[(found[3] ?? "wei").toLowerCase()];
+  const frac = found[2] ?? "";
+  if (frac.length > decimals) return null;
+  return BigInt(found[1]) * 10n ** BigInt(decimals) + BigInt(frac.padEnd(decimals, "0") || "0");
+}
+
+/** Whether the form's budget pays for every round it allows; later rounds take the rest from the account. */
+function budgetHint() {
+  const hint = $("#budget-hint");
+  const rounds = Number.parseInt($("#cfg-max_rounds").value, 10);
+  const [worker, validator, budget] = ["worker_reward", "validator_reward", "budget"].map((f) => weiOf($(`#cfg-${f}`).value));
+  if (!(rounds > 0) || worker == null || validator == null || budget == null) {
+    hint.textContent = "";
+    return;
+  }
+  const perRound = worker + validator;
+  const total = perRound * BigInt(rounds);
+  const covered = perRound > 0n ? budget / perRound : BigInt(rounds);
+  const sum = `${rounds} round${rounds === 1 ? "" : "s"} × ${eth(perRound, 6)} = ${eth(total, 6)}`;
+  hint.classList.toggle("warn", budget < total);
+  hint.textContent =
+    budget < total
+      ? `${sum}, more than the budget: it pays for ${covered} round${covered === 1n ? "" : "s"}; each later round takes what is missing (up to ${eth(perRound, 6)}) from your account when you start it.`
+      : `${sum}: the budget pays for every round${budget > total ? `; ${eth(budget - total, 6)} stays unspent, to withdraw when the task ends` : ""}.`;
+}
+
 /** The API's messages speak wei; show ether next to big amounts. */
 const prettyWei = (text) => text.replace(/\b(\d{7,}) wei\b/g, (_, w) => `${eth(w, 6)}`);
 
@@ -881,6 +911,10 @@ function wire() {
     });
   });
   $("#task-form").addEventListener("submit", createTask);
+  for (const field of ["max_rounds", "worker_reward", "validator_reward", "budget"]) {
+    $(`#cfg-${field}`).addEventListener("input", budgetHint);
+  }
+  budgetHint();
   $("#cfg-aggregation").addEventListener("change", (e) => {
     $("#cfg-mu").value = e.target.value === "fedprox" ? "0.01" : "0";
   });
