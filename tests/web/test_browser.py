@@ -258,3 +258,61 @@ def test_a_manual_round_in_the_browser(server: str, page: Any, tmp_path: Path) -
     expect(page.locator("#prediction-source")).to_contain_text("after round 1")
     shoot(page, "try", "try-the-model", tmp_path)
     print(f"browser round: {time.monotonic() - started:.1f} s")
+
+
+def test_the_next_step_bar_leads_a_round_in_a_few_clicks(server: str, page: Any) -> None:
+    """The bar names who acts next; "Do it" takes the step for every hosted account it is due for. A
+    button that is out of turn is disabled and says why."""
+    who = accounts(server)
+
+    def login(label: str) -> None:
+        page.select_option("#account", who[label])
+        page.wait_for_selector(f"body[data-account='{who[label]}']", state="attached")
+
+    login("requester")
+    form = {"max_workers": "2", "committee_size": "8", "max_rounds": "1", "epsilon": "1.5"}
+    for field, value in {**form, "budget": "1.4 ether"}.items():
+        page.fill(f"#cfg-{field}", value)
+    page.select_option("#cfg-model", "logistic")
+    act(page, "#create-task", "created")
+    bar, do = page.locator("#next-text"), page.locator("#next-do")
+    expect(bar).to_have_text("next: open recruitment")
+    expect(page.locator("#btn-open")).to_have_class(re.compile(r"\bnext\b"))  # the button to press
+    expect(page.locator("#btn-close")).to_be_disabled()
+    expect(page.locator("#btn-close")).to_have_attribute("title", re.compile("while RECRUITING"))
+    act(page, "#next-do", "recruitment opened")
+    expect(bar).to_have_text("next: switch to worker 1 and sign up")
+    expect(do).to_have_text("Do it for 2 workers")  # as many as the task takes
+    login("worker 2")
+    page.check("#dataset-bad")  # worker 2 will train on its shuffled labels
+    login("requester")
+
+    clicks, seen, checked = 1, [], False
+    for _ in range(40):
+        if not page.locator("#next").is_visible():
+            page.wait_for_timeout(500)
+            if not page.locator("#next").is_visible():
+                break
+        text = bar.inner_text()
+        seen.append(text)
+        if "evaluate the updates" in text and not checked:  # committing first is refused, with the reason
+            page.click("#next-switch")
+            page.wait_for_function(
+                "document.body.dataset.account === document.querySelector('#account').value"
+            )
+            expect(page.locator("#btn-commit")).to_be_disabled()
+            expect(page.locator("#btn-commit")).to_have_attribute("title", re.compile("evaluate first"))
+            checked = True
+        expect(do).to_be_enabled(timeout=120_000)  # the jobs under way finish first
+        if bar.inner_text() != text:
+            continue
+        act(page, "#next-do", re.compile("."))
+        clicks += 1
+    assert page.locator("[data-testid=manage-status]").inner_text() == "TERMINATED", seen
+    assert checked and any("reveal" in s for s in seen) and any("claim the reward" in s for s in seen), seen
+    assert clicks <= 12, (clicks, seen)  # by hand: ~46 clicks and 30 account switches
+    print(f"next-step round: {clicks} clicks, no account switch needed: {seen}")
+    login("worker 2")  # the shuffled worker's claim is greyed out, with the reason
+    claim = page.locator("#worker-claims button[data-claim='1']")
+    expect(claim).to_be_disabled()
+    expect(claim).to_have_attribute("title", re.compile("earns nothing"))

@@ -34,7 +34,7 @@ from refiner.fl.inference import grey_levels
 from refiner.fl.models import serialize
 from refiner.sharing import SharingError
 from refiner.storage import StorageError
-from refiner.web import services, views
+from refiner.web import guide, services, views
 from refiner.web.auto import AutoPilot
 from refiner.web.guard import LOOPBACK, TOKEN_HEADER, new_token, protect
 from refiner.web.host import Conflict, Forbidden, Host, Invalid, NotFound
@@ -48,6 +48,7 @@ from refiner.web.schemas import (
     DigitOut,
     ErrorOut,
     FundIn,
+    GuideOut,
     InvalidOut,
     JobOut,
     ModeIn,
@@ -170,6 +171,16 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
     @app.get("/api/tasks/{task}", response_model=TaskDetail)
     def task_detail(task: TaskAddress) -> dict[str, Any]:
         return guarded(lambda: views.task_detail(host, services.task_of(host, task)))  # type: ignore[no-any-return]
+
+    @app.get("/api/tasks/{task}/guide", response_model=GuideOut)
+    def task_guide(
+        task: TaskAddress,
+        account: Annotated[str, Query(pattern=ADDRESS, description="a hosted account")],
+    ) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            return guide.view(host, services.task_of(host, task), services.acting(host, account).address)
+
+        return guarded(read)  # type: ignore[no-any-return]
 
     @app.post("/api/tasks/{task}/open-recruitment", response_model=ActionOut)
     def open_recruitment(task: TaskAddress, body: AsAccount) -> ActionOut:

@@ -107,6 +107,8 @@ class Host:
     test: Dataset
     demo: bool = True
     jobs: dict[str, Job] = field(default_factory=dict)
+    #: (validator, task) pairs whose sortition seated nobody: the page's hint skips them.
+    not_selected: set[tuple[str, str]] = field(default_factory=set)
     #: A validator's evaluated work per (validator, task, round), until revealed.
     work: dict[tuple[str, str, int], Evaluated] = field(default_factory=dict)
     #: Consensus models and their test accuracy per (task, round).

@@ -176,6 +176,26 @@ class TaskDetail(TaskSummary):
     rounds: list[RoundOut]
 
 
+class NextOut(BaseModel):
+    account: str
+    label: str
+    step: str
+    round: int
+    text: str
+    action: str
+    accounts: list[str]
+
+
+class GuideOut(BaseModel):
+    """What an account may do now on a task (each page action: null when allowed, else why not), its
+    claims per settled round, and the demo's next step."""
+
+    account: str
+    actions: dict[str, str | None]
+    claims: dict[str, str | None]
+    next: NextOut | None
+
+
 class ActionOut(BaseModel):
     ok: bool = True
     message: str

@@ -255,6 +255,7 @@ def claim_seat(host: Host, task: Task, account: str) -> dict[str, Any]:
     validator = host.validators[hosted.address]
     ticket = validator.sortition(task)
     if ticket.seats == 0:
+        host.not_selected.add((hosted.address, task.address))
         return {
             "message": f"{hosted.label} was not selected ({ticket.stake_units} of {ticket.total_units} units)"
         }

@@ -18,6 +18,8 @@ const state = {
   evals: {}, // "account|task|round" -> evaluation result
   notSelected: new Set(), // "account|task": sortition drew no seat
   inflight: new Set(), // keys of the actions under way (their buttons stay disabled)
+  guide: null, // GET /api/tasks/{task}/guide: what the account may do now, and the demo's next step
+  statusBy: {}, // account -> its last status line (the line is per account)
   loaded: null, // MNIST pixels shown on the canvas, untouched since picked
   charts: {},
 };
@@ -134,8 +136,16 @@ function detailText(detail) {
 const fieldOf = (d) => (d.loc || []).filter((p) => p !== "body" && p !== "settings").join(".");
 
 let statusSeq = 0;
-function setStatus(text, kind) {
+/** The status line is per account (`account`; null: for every account, e.g. the connection's state). */
+function setStatus(text, kind, account = state.account) {
+  if (account == null) state.statusBy = {};
+  state.statusBy[account ?? "*"] = { text, kind };
+  if (account == null || account === state.account) showStatus();
+}
+
+function showStatus() {
   const el = $("#status");
+  const { text, kind } = state.statusBy[state.account] ?? state.statusBy["*"] ?? { text: "", kind: "ok" };
   el.textContent = prettyWei(text);
   el.dataset.state = kind;
   el.className = `status ${kind}`;
@@ -154,19 +164,20 @@ async function act(key, pending, run) {
   let outcome = "ok";
   let message = "done";
   state.inflight.add(key);
+  const account = state.account; // the line of the account that acted, even if the user switches
   const button = document.getElementById(key);
   if (button) button.disabled = true;
   render();
-  setStatus(`${pending}…`, "busy");
+  setStatus(`${pending}…`, "busy", account);
   try {
     const out = await run();
     message = out?.message ?? "done";
     if (out?.gas_used) message += ` (gas ${out.gas_used.toLocaleString("en")})`;
-    setStatus(message, "ok");
+    setStatus(message, "ok", account);
     return out;
   } catch (error) {
     [outcome, message] = ["error", error.message];
-    setStatus(message, outcome);
+    setStatus(message, outcome, account);
     return null;
   } finally {
     state.inflight.delete(key);
@@ -221,6 +232,9 @@ async function load(full) {
       task ? api("GET", `/api/tasks/${task}`) : null,
       needsMe ? api("GET", `/api/accounts/${account}`) : state.me,
     ]);
+    // after the detail: its read of a settled round's details tells the guide who was paid
+    const guide = task ? await api("GET", `/api/tasks/${task}/guide?account=${account}`) : null;
+    if (task === state.task && account === state.account) state.guide = guide;
     if (task === state.task) state.detail = detail;
     const i = state.tasks.findIndex((t) => same(t.address, detail?.address));
     if (i >= 0) state.tasks[i] = { ...state.tasks[i], ...summaryOf(detail) }; // fresher than the list
@@ -229,7 +243,7 @@ async function load(full) {
       state.loadedFor = account;
     }
   } catch (error) {
-    setStatus(`cannot reach the server: ${error.message}`, "error");
+    setStatus(`cannot reach the server: ${error.message}`, "error", null);
   }
   render();
 }
@@ -256,7 +270,7 @@ async function pollJobs() {
       }
       if (now.state !== "running") {
         const what = now.state === "done" ? now.message || "done" : `failed: ${now.message}`;
-        setStatus(`${labelOf(account)}: ${now.kind} ${what}`, now.state === "done" ? "ok" : "error");
+        setStatus(`${labelOf(account)}: ${now.kind} ${what}`, now.state === "done" ? "ok" : "error", account);
         refresh();
       }
     } catch (error) {
@@ -275,9 +289,31 @@ const manual = () => state.session?.mode !== "auto";
 const status = () => state.detail?.status;
 const currentRound = () => state.detail?.rounds.at(-1);
 
-/** Enable a control when `ok` and its action is not under way. */
-function enable(el, ok, key = el.id) {
+/** Enable a control when `ok` and its action is not under way; a disabled one says why (its title). */
+function enable(el, ok, key = el.id, reason = "") {
   el.disabled = !ok || state.inflight.has(key);
+  el.title = el.disabled ? reason : "";
+}
+
+/** Whether the protocol lets this account take a page action now, and why not (the server's guide). */
+function allowed(action) {
+  if (!manual()) return [false, "auto mode is on: the agents act"];
+  const reasons = state.guide?.actions ?? {};
+  if (!(action in reasons)) return [false, ""];
+  return reasons[action] == null ? [true, ""] : [false, reasons[action]];
+}
+
+/** Enable the button of a page action from the guide. */
+function enableFor(el, action, extra = true) {
+  const [ok, why] = allowed(action);
+  enable(el, ok && extra, el.id, why);
+}
+
+/** A claim button's state for `round`: [ok, why not]. */
+function claimable(round) {
+  if (!manual()) return [false, "auto mode is on: the agents act"];
+  const why = state.guide?.claims?.[String(round)];
+  return why == null ? [true, ""] : [false, why];
 }
 
 function render() {
@@ -292,6 +328,8 @@ function render() {
   renderEvaluation();
   renderResults();
   renderJobs();
+  renderNext();
+  showStatus();
   enable($("#create-task"), manual());
   if (state.loadedFor === state.account) document.body.dataset.account = state.account; // for scripts
 }
@@ -390,14 +428,12 @@ function renderManage() {
     ["Committee seats", `${d.seats} (τ = ${d.committee_size})`],
   ]);
   const can = mine && manual();
-  const timed = ["RECRUITING", "TRAINING", "EVALUATING", "REVEALING"].includes(s);
-  const fresh = d.round === 0 && d.workers === 0 && d.seats === 0; // recruitment opens once
-  enable($("#btn-open"), can && s === "PENDING" && fresh);
-  enable($("#btn-close"), can && s === "RECRUITING");
-  enable($("#btn-start"), can && s === "PENDING" && d.workers > 0 && d.seats > 0);
-  enable($("#btn-finalize"), manual() && s === "REWARDING");
-  enable($("#btn-advance"), manual() && timed);
-  enable($("#btn-stop"), can && s === "PENDING");
+  enableFor($("#btn-open"), "open_recruitment");
+  enableFor($("#btn-close"), "close_recruitment");
+  enableFor($("#btn-start"), "start_round", d.workers > 0 && d.seats > 0);
+  enableFor($("#btn-finalize"), "finalize_round");
+  enableFor($("#btn-advance"), "advance");
+  enableFor($("#btn-stop"), "stop_training");
   enable($("#btn-withdraw"), can && BigInt(d.budget_wei) > 0n);
   enable($("#btn-fund"), can && s !== "TERMINATED");
   for (const download of [$("#btn-download"), $("#results-download")]) {
@@ -432,10 +468,12 @@ function renderBoard() {
   const myTasks = state.me?.tasks ?? [];
   const row = (t) => {
     const free = t.max_workers - t.workers;
-    const ok = manual() && t.status === "RECRUITING" && free > 0 && !state.inflight.has(`sign-up|${t.address}`);
+    const selected = same(t.address, state.task);
+    const [may, why] = selected ? allowed("sign_up") : [manual() && t.status === "RECRUITING" && free > 0, ""];
+    const ok = may && !state.inflight.has(`sign-up|${t.address}`);
     const action = includes(myTasks, t.address)
       ? `<span class="good">signed up ✓</span>`
-      : button("data-signup", t.address, "Sign up", ok);
+      : button("data-signup", t.address, "Sign up", ok, why ? `title="${escapeHtml(why)}"` : "");
     return `<tr data-task="${t.address}"><td>${who(t.address)}</td><td>${badge(t.status)}</td>
       <td class="n">${t.round} / ${t.max_rounds}</td><td class="n">${free} of ${t.max_workers}</td>
       <td class="n">${t.seats} / τ ${t.committee_size}</td><td>${action}</td></tr>`;
@@ -471,10 +509,11 @@ function renderTraining() {
     else if (accepted) verdict = `<span class="good">accepted ✓</span>`;
     else if (rejected) verdict = `<span class="bad">rejected ✗</span>`;
     verdict += reasonOf(r, me);
-    const ok = due > 0n && manual() && !state.inflight.has(`claim|${d.address}|${r.round}`);
+    const [may, why] = claimable(r.round);
+    const ok = may && !state.inflight.has(`claim|${d.address}|${r.round}`);
     const cell = paid
       ? `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`
-      : button("data-claim", r.round, "Claim reward", ok);
+      : button("data-claim", r.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
     return `<tr><td class="n">${r.round}</td><td>${verdict}</td><td class="n">${c == null ? "–" : num(c)}</td>
       <td class="n">${eth(paid || due)}</td><td>${cell}</td></tr>`;
   };
@@ -518,10 +557,10 @@ function renderEvaluation() {
     ["This round", r ? `${r.submissions} submissions, ${r.commits} commits, ${r.reveals} reveals` : "–"],
   ]);
   const busy = state.jobs[me]?.state === "running";
-  enable($("#btn-claim-seat"), manual() && status() === "RECRUITING" && !seat && !drawn);
-  enable($("#btn-evaluate"), manual() && status() === "EVALUATING" && !!seat && !busy);
-  enable($("#btn-commit"), manual() && status() === "EVALUATING" && !!seat && !busy);
-  enable($("#btn-reveal"), manual() && status() === "REVEALING" && !!seat);
+  enableFor($("#btn-claim-seat"), "claim_seat", !drawn);
+  enableFor($("#btn-evaluate"), "evaluate", !busy);
+  enableFor($("#btn-commit"), "commit_manifest", !busy);
+  enableFor($("#btn-reveal"), "reveal_manifest");
 
   const result = d && latestEvaluation(d.address);
   $("#eval-result").hidden = !result;
@@ -548,10 +587,11 @@ function renderEvaluation() {
     else if (includes(x.disagreeing, me)) vote = `<span class="bad">disagreed ✗</span>`;
     const paid = paidTo(x.validator_payouts_wei, me);
     const due = agreed ? (BigInt(d.config.validator_reward_wei) * BigInt(seat.weight)) / BigInt(d.seats) : 0n;
-    const ok = agreed && manual() && !state.inflight.has(`claim|${d.address}|${x.round}`);
+    const [may, why] = claimable(x.round);
+    const ok = may && !state.inflight.has(`claim|${d.address}|${x.round}`);
     const cell = paid
       ? `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`
-      : button("data-claim", x.round, "Claim reward", ok);
+      : button("data-claim", x.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
     return `<tr><td class="n">${x.round}</td><td>${vote}</td><td class="n">${eth(paid || due)}</td><td>${cell}</td></tr>`;
   };
   const finalized = seat ? d.rounds.filter((x) => x.finalized) : [];
@@ -891,14 +931,90 @@ async function startJob(key, pending, name, body) {
   });
 }
 
-function wire() {
-  $("#account").addEventListener("change", (e) => {
-    state.account = e.target.value;
-    localStorage.setItem("refiner.account", state.account);
-    [state.me, state.loadedFor] = [null, null];
-    render();
-    refresh();
+function switchTo(account) {
+  if (!account || account === state.account) return;
+  state.account = account;
+  $("#account").value = account;
+  localStorage.setItem("refiner.account", state.account);
+  [state.me, state.loadedFor, state.guide] = [null, null, null];
+  render();
+  refresh();
+}
+
+/** The page actions a step's button performs, to highlight the one that is next. */
+const NEXT_BUTTON = {
+  "open-recruitment": "#btn-open",
+  "close-recruitment": "#btn-close",
+  "start-round": "#btn-start",
+  "finalize-round": "#btn-finalize",
+  advance: "#btn-advance",
+  "claim-seat": "#btn-claim-seat",
+  evaluate: "#btn-evaluate",
+  "commit-manifest": "#btn-commit",
+  "reveal-manifest": "#btn-reveal",
+};
+
+/** The demo's next step: named, its button highlighted for the account that takes it, and one click to
+ * take it for every hosted account it is due for. */
+function renderNext() {
+  const next = manual() ? state.guide?.next : null;
+  const bar = $("#next");
+  bar.hidden = !next;
+  for (const el of document.querySelectorAll(".next")) el.classList.remove("next");
+  if (!next) return;
+  $("#next-text").textContent = next.text;
+  const mine = same(next.account, state.account);
+  $("#next-switch").hidden = mine;
+  $("#next-switch").textContent = `Switch to ${next.label}`;
+  const many = next.accounts.length > 1;
+  const role = state.session.accounts.find((a) => same(a.address, next.account))?.role ?? "";
+  $("#next-do").textContent = many ? `Do it for ${next.accounts.length} ${role}s` : mine ? "Do it" : `Do it as ${next.label}`;
+  const busy = [next.account, ...next.accounts].some((a) => state.jobs[keyIn(state.jobs, a) ?? a]?.state === "running");
+  if (busy) $("#next-text").textContent += " (once the jobs under way have finished)";
+  enable($("#next-do"), !busy, "next-do", busy ? "waiting for the jobs under way" : "");
+  if (!mine) return;
+  let target = NEXT_BUTTON[next.action] && $(NEXT_BUTTON[next.action]);
+  if (next.action === "sign-up") target = $(`[data-signup="${state.task}"]`);
+  if (next.action === "train") target = $(`[data-train="${state.task}"]`);
+  if (next.action === "claim-reward") target = $(`#panel-${role === "worker" ? "training" : "evaluation"} [data-claim="${next.round}"]`);
+  target?.classList.add("next");
+}
+
+const NEXT_LABELS = {
+  train: "training and submitting (a job per worker)",
+  evaluate: "evaluating (a job per validator)",
+  "claim-reward": "claiming",
+};
+
+/** Take the next step for every hosted account it is due for (the server checks each one). */
+async function doNext() {
+  const next = state.guide?.next;
+  if (!next) return;
+  const task = state.task;
+  const accounts = next.accounts.length ? next.accounts : [next.account];
+  const label = NEXT_LABELS[next.action] ?? manageLabels[next.action] ?? validatorLabels[next.action] ?? next.action;
+  await act("next-do", `${label} for ${accounts.length} account${accounts.length === 1 ? "" : "s"}`, async () => {
+    const said = [];
+    for (const account of accounts) {
+      const body = { account };
+      if (next.action === "train") body.dataset = state.dataset[account] ?? "good";
+      if (next.action === "claim-reward") body.round = next.round;
+      const out = await api("POST", `/api/tasks/${task}/${next.action}`, body);
+      if (out.job) {
+        const kind = next.action === "train" ? "train" : "evaluate";
+        state.jobs[account] = { id: out.job, kind, task, state: "running", progress: 0, message: out.message };
+      }
+      if (next.action === "claim-seat" && out.message.includes("not selected")) state.notSelected.add(`${account}|${task}`);
+      said.push(`${labelOf(account)}: ${out.message}`);
+    }
+    return { message: said.join("; ") };
   });
+}
+
+function wire() {
+  $("#account").addEventListener("change", (e) => switchTo(e.target.value));
+  $("#next-switch").addEventListener("click", () => switchTo(state.guide?.next?.account));
+  $("#next-do").addEventListener("click", doNext);
   $("#task").addEventListener("change", (e) => {
     state.task = e.target.value || null;
     refresh();
@@ -987,9 +1103,9 @@ async function main() {
   const saved = localStorage.getItem("refiner.account");
   state.account = session.accounts.some((a) => a.address === saved) ? saved : session.accounts[0].address;
   await refresh();
-  setStatus(`connected: registry ${short(session.registry)}, ${session.accounts.length} hosted accounts, ${session.mode} mode`, "ok");
+  setStatus(`connected: registry ${short(session.registry)}, ${session.accounts.length} hosted accounts, ${session.mode} mode`, "ok", null);
   setInterval(poll, POLL_MS);
   setInterval(pollJobs, JOB_POLL_MS);
 }
 
-main().catch((error) => setStatus(`cannot start: ${error.message}`, "error"));
+main().catch((error) => setStatus(`cannot start: ${error.message}`, "error", null));
