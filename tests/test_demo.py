@@ -45,7 +45,12 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
         "requester_spent_wei",
         "contract_balance_wei",
     }
-    assert s["final_accuracy"] > 0.85
+    assert s["final_accuracy"] > 0.85 and s["initial_accuracy"] < 0.5  # round 0 is the initial model
+    paid_lines = [line for line in result.output.splitlines() if "validators paid (ETH):" in line]
+    assert len(paid_lines) == 2  # every validator's pay, one by one (not only the distinct amounts)
+    for v in s["validators"]:
+        if v["weight"]:
+            assert all(v["address"][:8] in line for line in paid_lines), paid_lines
     bad = [w for w in s["workers"] if w["behaviour"] == "shuffled-labels"]
     assert len(bad) == 1 and bad[0]["earned_wei"] == 0
     for r in s["rounds"]:

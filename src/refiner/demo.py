@@ -21,6 +21,7 @@ from rich.table import Table
 from refiner.chain import Chain, TaskConfig
 from refiner.config import default_epsilon
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
+from refiner.fl.evaluation import evaluate
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.simulation import RoundReport, Simulation, default_durations
@@ -195,23 +196,24 @@ def _run(options: DemoOptions, chain: Chain, store: Store, storage: str) -> dict
     console.print(_committee_table(sim))
     if not sim.committee:
         raise SystemExit("sortition seated nobody: run again (a new seed) or raise --committee")
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    initial = evaluate(sim.model_fn, sim.global_state, test).accuracy
+    for _ in range(options.rounds):
+        report = _round_with_a_bar(sim, validation, test)
+        console.print(_round_table(sim, report))
+    return _finish(sim, options, test, initial)
+
+
+def _round_with_a_bar(sim: Simulation, validation: Dataset, test: Dataset) -> RoundReport:
+    """One round under its own progress bar, gone before the round's table is printed (none is left
+    behind the tables)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
         progress_task = bar.add_task("starting", total=1)
 
         def progress(step: str, done: int, total: int) -> None:
             bar.update(progress_task, description=step, completed=done, total=total)
 
-        for _ in range(options.rounds):
-            report = sim.run_round(validation, test, progress)
-            console.print(_round_table(sim, report))
-    return _finish(sim, options, test)
+        return sim.run_round(validation, test, progress)
 
 
 def _committee_table(sim: Simulation) -> Table:
@@ -248,17 +250,19 @@ def _round_table(sim: Simulation, report: RoundReport) -> Table:
             _eth(report.worker_rewards_wei[w.address]),
             report.reasons.get(w.address, "no submission in the consensus manifest"),
         )
-    paid = sorted({v for v in report.validator_rewards_wei.values()})
-    table.caption = f"validators paid (ETH): {', '.join(_eth(p) for p in paid)}"
+    paid = report.validator_rewards_wei
+    table.caption = "validators paid (ETH): " + ", ".join(
+        f"{_short(v)} {_eth(wei)}" for v, wei in paid.items()
+    )
     return table
 
 
-def _finish(sim: Simulation, options: DemoOptions, test: Dataset) -> dict[str, Any]:
+def _finish(sim: Simulation, options: DemoOptions, test: Dataset, initial: float) -> dict[str, Any]:
     task, chain = sim.task, sim.chain
     model_path = options.out / "final_model.safetensors"
     model_path.write_bytes(serialize(sim.global_state))
     curve = options.out / "learning_curve.png"
-    _plot(sim.reports, curve)
+    _plot(sim.reports, initial, curve)
     model = sim.model_fn()
     model.load_state_dict(sim.global_state)
     model.eval()
@@ -275,6 +279,7 @@ def _finish(sim: Simulation, options: DemoOptions, test: Dataset) -> dict[str, A
     paid_out = sum(sim.earned.values())
     summary: dict[str, Any] = {
         "task": task.address,
+        "initial_accuracy": initial,
         "final_accuracy": sim.reports[-1].accuracy,
         "rounds": [
             {
@@ -333,15 +338,20 @@ def _finish(sim: Simulation, options: DemoOptions, test: Dataset) -> dict[str, A
     return summary
 
 
-def _plot(reports: list[RoundReport], path: Path) -> None:
+def _plot(reports: list[RoundReport], initial: float, path: Path) -> None:
+    """Test accuracy per round, the initial model at round 0, one tick per round."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    ax.plot([r.round for r in reports], [100 * r.accuracy for r in reports], marker="o")
-    ax.set_xlabel("round")
+    rounds = [0, *(r.round for r in reports)]
+    ax.plot(rounds, [100 * initial, *(100 * r.accuracy for r in reports)], marker="o")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.25, rounds[-1] + 0.25)
+    ax.set_xlabel("round (0: the initial model)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Refiner on MNIST: global model")
     ax.grid(alpha=0.3)

@@ -79,7 +79,10 @@ def test_the_guide_walks_a_manual_round(client: TestClient) -> None:
     assert guide(r)["next"]["text"] == "next: close recruitment"  # nobody else has anything left to do
     post("close-recruitment", account=r)
     assert guide(r)["next"]["text"] == "next: start round 1"
+    assert client.get(f"/api/tasks/{task}").json()["initial_test_accuracy"] is None
     post("start-round", account=r)
+    initial = client.get(f"/api/tasks/{task}").json()["initial_test_accuracy"]
+    assert 0 <= initial < 0.5  # round 0 of the learning curve: the untrained model, scored as round 1 started
 
     g = guide(workers[0])
     assert g["next"]["action"] == "train" and g["actions"]["submit_training_results"] is None

@@ -316,3 +316,19 @@ def test_the_next_step_bar_leads_a_round_in_a_few_clicks(server: str, page: Any)
     claim = page.locator("#worker-claims button[data-claim='1']")
     expect(claim).to_be_disabled()
     expect(claim).to_have_attribute("title", re.compile("earns nothing"))
+
+
+def test_every_panel_fits_a_phone_s_width(server: str, page: Any) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    who = accounts(server)
+    for label in ("requester", "worker 1", "validator 1"):
+        page.select_option("#account", who[label])
+        page.wait_for_selector(f"body[data-account='{who[label]}']", state="attached")
+        try:  # charts drawn at the old width follow the new one after a moment
+            page.wait_for_function("document.documentElement.scrollWidth <= 390", timeout=5_000)
+        except sync_api.TimeoutError:
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            raise AssertionError(f"{label}: the page is {wide} px wide at 390 px") from None
+    # the learning curve starts at round 0, the initial model, with one tick per round
+    labels = page.evaluate("Chart.getChart(document.querySelector('#curve-chart'))?.data.labels ?? []")
+    assert not labels or labels[0] == "0", labels

@@ -75,7 +75,10 @@ class AutoPilot:
                 log.warning("closing recruitment: %s: %s", type(exc).__name__, exc)
             try:
                 for address in self.host.registered_tasks():
-                    services.score_latest_consensus(self.host, self.host.known_task(address))
+                    task = self.host.known_task(address)
+                    if task.current_round():
+                        services.score_initial_model(self.host, task)
+                    services.score_latest_consensus(self.host, task)
             except Exception as exc:
                 log.warning("scoring a consensus model: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.interval)

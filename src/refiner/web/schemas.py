@@ -170,6 +170,8 @@ class TaskDetail(TaskSummary):
     deposits_held_wei: str
     owed_wei: str
     balance_wei: str
+    #: The initial model's test accuracy (round 0 of the learning curve), once round 1 has started.
+    initial_test_accuracy: float | None = None
     config: dict[str, Any]
     members: list[Address]
     committee: list[MemberOut]

@@ -164,6 +164,7 @@ def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
     budget = task.budget()
     shortfall = max(0, cfg.worker_reward + cfg.validator_reward - budget)
     ensure_funds(host, host.accounts[requester.address], shortfall, "the round's rewards")
+    score_initial_model(host, task)
     round_, state = latest_model(host, task)
     tx = requester.start_round(task, state, host.validation)
     message = f"round {task.current_round()} started from the model of round {round_}"
@@ -334,6 +335,15 @@ def finalize(host: Host, task: Task, account: str) -> dict[str, Any]:
     tx = task.finalize_round(hosted.account)
     score_latest_consensus(host, task)
     return summary(tx, "round settled" if "RoundFinalized" in tx.names() else "no consensus: escrow refunded")
+
+
+def score_initial_model(host: Host, task: Task) -> None:
+    """Score the task's initial model once (round 0 of the learning curve), as its first round starts
+    (here and in auto mode), never while a page renders."""
+    if (task.address, 0) not in host.models:
+        factory = resolve_model(description_of(task).model)
+        state = initial_state(factory, 0)
+        host.models[(task.address, 0)] = (state, evaluate(factory, state, host.test).accuracy)
 
 
 def score_latest_consensus(host: Host, task: Task) -> None:

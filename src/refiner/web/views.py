@@ -54,6 +54,8 @@ def task_detail(host: Host, task: Task) -> dict[str, Any]:
         "deposits_held_wei": str(held),
         "owed_wei": str(owed),
         "balance_wei": str(task.balance()),
+        # the initial model's test accuracy (round 0 of the learning curve), scored when round 1 started
+        "initial_test_accuracy": (host.models.get((task.address, 0)) or (None, None))[1],
         "config": {
             "worker_reward_wei": str(cfg.worker_reward),
             "validator_reward_wei": str(cfg.validator_reward),

@@ -349,7 +349,7 @@ function renderHeader() {
   }
   for (const option of select.options) {
     const a = state.session.accounts.find((x) => x.address === option.value);
-    option.textContent = `${a.label} · ${short(a.address)} · ${eth(a.balance_wei, 2)}`;
+    option.textContent = `${a.label} · ${short(a.address)}`; // the balance is shown once, beside it
   }
   const me = state.session.accounts.find((a) => same(a.address, state.account));
   $("#balance").textContent = me ? `${me.role} · ${eth(me.balance_wei, 4)}` : "";
@@ -446,19 +446,24 @@ function renderManage() {
   html($("#manage-committee tbody"), rowsOr(d.committee, member, "no seat claimed yet", 2));
 
   const done = d.rounds.filter((r) => r.finalized);
+  const start = d.initial_test_accuracy == null ? [] : [{ round: 0, test_accuracy: d.initial_test_accuracy }];
+  const points = [...start, ...done];
   chart("curve-chart", {
     type: "line",
     data: {
-      labels: done.map((r) => `round ${r.round}`),
+      labels: points.map((r) => String(r.round)), // one tick per round; round 0 is the initial model
       datasets: [
-        { label: "test accuracy (%)", data: done.map((r) => r.test_accuracy && 100 * r.test_accuracy) },
-        { label: "validation accuracy (%)", data: done.map((r) => r.validation_accuracy && 100 * r.validation_accuracy) },
+        { label: "test accuracy (%)", data: points.map((r) => r.test_accuracy && 100 * r.test_accuracy) },
+        { label: "validation accuracy (%)", data: points.map((r) => r.validation_accuracy && 100 * r.validation_accuracy) },
       ],
     },
     options: {
       elements: { point: { radius: 5 }, line: { tension: 0.2 } },
       plugins: { legend: { labels: { usePointStyle: true, boxWidth: 8, boxHeight: 8 } } },
-      scales: { y: { suggestedMin: 50, suggestedMax: 100, title: { display: true, text: "accuracy (%)" } } },
+      scales: {
+        x: { title: { display: true, text: "round (0: the initial model)" } },
+        y: { suggestedMin: 0, suggestedMax: 100, title: { display: true, text: "accuracy (%)" } },
+      },
     },
   });
 }
@@ -654,6 +659,11 @@ function renderResults() {
   };
   html($("#results-workers tbody"), workers.map(workerRow).join(""));
   const toEth = (wei) => Number(BigInt(wei ?? 0)) / 1e18;
+  // both axes put their zero on the same line (a contribution below zero shows below it)
+  const cs = workers.map((w) => contributionOf(r, w) ?? 0);
+  const ethMax = Math.max(1e-9, ...workers.map((w) => Math.max(toEth(entitlement(r, w)), toEth(paidTo(r.worker_payouts_wei, w)))));
+  const cMax = Math.max(1e-9, ...cs);
+  const below = Math.min(0, ...cs) / cMax; // ≤ 0: how far below zero, as a share of the top
   chart("payout-chart", {
     type: "bar",
     data: {
@@ -666,8 +676,8 @@ function renderResults() {
     },
     options: {
       scales: {
-        c: { position: "left", title: { display: true, text: `${d.config.contribution ?? ""} contribution`.trim() } },
-        eth: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "ETH" } },
+        c: { position: "left", min: below * cMax * 1.05, max: cMax * 1.05, title: { display: true, text: `${d.config.contribution ?? ""} contribution`.trim() } },
+        eth: { position: "right", min: below * ethMax * 1.05, max: ethMax * 1.05, grid: { drawOnChartArea: false }, title: { display: true, text: "ETH" } },
       },
     },
   });
@@ -693,11 +703,12 @@ function renderJobs() {
 /** Create a chart once, then only swap its data when the data changed (no flicker while polling). */
 function chart(id, config) {
   if (!window.Chart) return;
-  const fresh = JSON.stringify(config.data);
+  const fresh = JSON.stringify([config.data, config.options?.scales ?? null]);
   const existing = state.charts[id];
   if (existing) {
     if (existing.shown === fresh) return;
     existing.chart.data = config.data;
+    if (config.options?.scales) existing.chart.options.scales = config.options.scales; // e.g. the shared zero
     existing.chart.update();
     existing.shown = fresh;
     return;
