@@ -317,7 +317,9 @@ def test_fund_and_withdraw_move_exact_wei(
     gained = balance(chain, requester.address) - after_fund
     assert gained == budget + ETH // 2 - fee_of_last_transaction(chain)
 
-    one_line_error(invoke("requester", "withdraw", task, *signer_args), "the budget is empty")
+    assert (
+        ok("requester", "withdraw", task, *signer_args).strip() == "nothing to withdraw: the budget is empty"
+    )
 
 
 # ------------------------------------------------------------------------------------ refiner.toml defaults
@@ -509,3 +511,13 @@ def test_a_budget_short_of_its_rounds_is_said_when_the_task_is_created(
         "takes what is missing from this account when it starts (`refiner requester fund` adds to the budget)"
     )
     assert ok("requester", "create-task", EXAMPLE, *key_args).strip().startswith("0x")  # 2.6 ETH: no note
+
+
+def test_chain_wait_gives_up_after_its_timeout_with_one_line() -> None:
+    result = invoke("chain", "wait", "--chain", UNREACHABLE, "--timeout", "0.5")
+    one_line_error(result, "no Ethereum JSON-RPC node answers", "after 0.5 s")
+
+
+@anvil_test
+def test_chain_wait_returns_once_the_node_answers(node: Anvil) -> None:
+    assert ok("chain", "wait", "--chain", node.url).strip() == f"{node.url} answers"

@@ -15,6 +15,8 @@ from refiner.cli.context import (
     RegistryOpt,
     StorageOpt,
     fail,
+    funds,
+    out,
     setup_logging,
     user_errors,
 )
@@ -137,6 +139,27 @@ def worker_run(
     )
     _run_agent(agent, exit_when_done)
     ctx.close()
+
+
+@validator_app.command("register")
+def validator_register(
+    stake: Annotated[str, typer.Option(help="stake to bond, e.g. '1.5 ether'")] = "1 ether",
+    config: ConfigOpt = None,
+    chain: ChainOpt = None,
+    keystore: KeystoreOpt = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Register as a validator and bond the stake, then exit (`validator run` registers too, but a task
+    opened before the stake is bonded draws its committee without it: register first)."""
+    from refiner.config import parse_wei
+
+    ctx = Ctx.load(config, chain, keystore=keystore, registry=registry)
+    with user_errors():
+        if ctx.registry.is_validator(ctx.account.address):
+            out.print(f"{ctx.account.address} is a validator already")
+            return
+        ctx.registry.register_validator(ctx.account, parse_wei(stake))
+    out.print(f"{ctx.account.address} registered as a validator with a stake of {funds(parse_wei(stake))}")
 
 
 @validator_app.command("run")

@@ -137,10 +137,9 @@ def withdraw(
     with user_errors():
         t = ctx.task(task)
         amount = t.budget()
-        if not amount:
-            fail("the budget is empty")
-        t.withdraw(ctx.account, amount)
-    out.print(f"withdrew {funds(amount, wei)}")
+        if amount:
+            t.withdraw(ctx.account, amount)
+    out.print(f"withdrew {funds(amount, wei)}" if amount else "nothing to withdraw: the budget is empty")
 
 
 @app.command("start-round")

@@ -57,6 +57,30 @@ def chain_up(
         out.print("anvil stopped" + (f"; state saved to {state}" if state else ""))
 
 
+@chain_app.command("wait")
+def chain_wait(
+    timeout: Annotated[float, typer.Option(help="seconds to wait at most")] = 60.0,
+    config: ConfigOpt = None,
+    chain: ChainOpt = None,
+) -> None:
+    """Wait until the chain's node answers (after `refiner chain up &`, before the first command)."""
+    import time
+
+    from refiner.chain import Chain, ChainError
+
+    ctx = Ctx.load(config, chain)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Chain.connect(ctx.settings.chain)
+            break
+        except (ChainError, OSError) as exc:
+            if time.monotonic() > deadline:
+                fail(f"{exc} after {timeout:g} s")
+            time.sleep(0.2)
+    out.print(f"{ctx.settings.chain} answers")
+
+
 @chain_app.command("fund")
 def chain_fund(
     address: Annotated[str, typer.Argument(help="account to fund")],
