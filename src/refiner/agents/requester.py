@@ -18,7 +18,7 @@ from refiner.chain import Status, Task
 from refiner.fl.data import Dataset
 from refiner.fl.models import State, initial_state, model_digest, resolve_model, serialize
 from refiner.protocol import Role, Step
-from refiner.roles.requester import Requester
+from refiner.roles.requester import Requester, shortfall
 from refiner.wire.details import ProtocolError
 from refiner.wire.reads import description_of
 
@@ -99,13 +99,12 @@ class RequesterAgent(Agent):
         except ProtocolError as exc:
             self.log.warning("task %s: %s; waiting", task.address[:10], exc)
             return
-        cfg = task.config()
-        shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
-        if shortfall:  # never take more than the budget without saying so
+        missing = shortfall(task)
+        if missing:  # never take more than the budget without saying so
             self.log.warning(
                 "task %s: the budget is %s short of the round's rewards: paying it from this account",
                 task.address[:10],
-                paid(shortfall),
+                paid(missing),
             )
         result = self.role.start_round(task, state, self.validation)
         self.log.info(

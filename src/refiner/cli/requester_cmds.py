@@ -156,20 +156,19 @@ def start_round(
     """Start the next round from the latest consensus model (the initial model in round 1), escrowing
     the round's rewards (topping the budget up from the account if needed)."""
     from refiner.agents import RequesterAgent
+    from refiner.roles.requester import shortfall
 
     ctx = Ctx.load(config, chain, storage, keystore, registry)
     agent = RequesterAgent(ctx.account, ctx.registry, requester=_requester(ctx), seed=seed)
     with user_errors():
         t = ctx.task(task)
         round_, state = agent.latest_model(t)
-        cfg, budget = t.config(), t.budget()
-        shortfall = max(0, cfg.worker_reward + cfg.validator_reward - budget)
+        budget, missing = t.budget(), shortfall(t)
         result = agent.role.start_round(t, state, _load_dataset(validation))
     out.print(f"round {t.current_round()} started from the model of round {round_} (gas {result.gas_used})")
-    if shortfall:  # never take more than the budget without saying so
+    if missing:  # never take more than the budget without saying so
         out.print(
-            f"the budget held {funds(budget)}: {funds(shortfall)} of the round's rewards came from "
-            "your account"
+            f"the budget held {funds(budget)}: {funds(missing)} of the round's rewards came from your account"
         )
     ctx.close()
 

@@ -51,10 +51,8 @@ class Requester(Participant):
             Context(task.address, round_, self.address, "validation"),
             {**committee, **me},
         )
-        cfg = task.config()
-        shortfall = max(0, cfg.worker_reward + cfg.validator_reward - task.budget())
         return task.start_round(
-            self.account, bytes(model_h), bytes(model_k), bytes(val_h), bytes(val_k), value=shortfall
+            self.account, bytes(model_h), bytes(model_k), bytes(val_h), bytes(val_k), value=shortfall(task)
         )
 
     def finalize_round(self, task: Task) -> TxResult:
@@ -94,3 +92,10 @@ class Requester(Participant):
     def withdraw_budget(self, task: Task) -> TxResult | None:
         amount = task.budget()
         return task.withdraw(self.account, amount) if amount else None
+
+
+def shortfall(task: Task) -> int:
+    """What the next round's rewards take from the requester's account beyond the task's budget (wei;
+    `start_round` pays it with the call)."""
+    cfg = task.config()
+    return max(0, cfg.worker_reward + cfg.validator_reward - task.budget())

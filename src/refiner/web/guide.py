@@ -8,12 +8,12 @@ until nobody else has anything to do).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from refiner.chain import Status, Task
 from refiner.protocol import Due, Role, Step, due, has_deadline, why_not
 from refiner.web.host import Host, HostedAccount
+from refiner.web.schemas import NextOut
 
 #: The page's actions per role: the protocol step each one takes (evaluating comes before committing).
 ACTIONS: dict[str, dict[str, Step]] = {
@@ -45,19 +45,6 @@ ACTIONS: dict[str, dict[str, Step]] = {
 ORDER = ("worker", "validator", "requester")
 
 
-@dataclass(frozen=True)
-class Next:
-    account: str
-    label: str
-    step: str
-    round: int
-    text: str
-    #: The API action that takes it (`POST /api/tasks/{task}/<action>`), and every hosted account for
-    #: which the same action is due now (the page's "for all" button).
-    action: str
-    accounts: list[str]
-
-
 def actions(host: Host, task: Task, hosted: HostedAccount) -> dict[str, str | None]:
     """Each of the page's actions for `hosted`: None when it may take it now, else why not."""
     role = Role(hosted.role)
@@ -71,8 +58,7 @@ def actions(host: Host, task: Task, hosted: HostedAccount) -> dict[str, str | No
     if hosted.role == "validator":
         if refused["claim_seat"] is None and (hosted.address, task.address) in host.not_selected:
             refused["claim_seat"] = "the sortition did not select it for this task"
-        evaluated = (hosted.address, task.address, task.current_round()) in host.work
-        if refused["commit_manifest"] is None and not evaluated:
+        if refused["commit_manifest"] is None and not _evaluated(host, task, hosted):
             refused["commit_manifest"] = "it has not evaluated this round's updates yet: evaluate first"
     return refused
 
@@ -92,7 +78,7 @@ def claims(host: Host, task: Task, hosted: HostedAccount) -> dict[int, str | Non
     return out
 
 
-def next_step(host: Host, task: Task, current: str) -> Next | None:
+def next_step(host: Host, task: Task, current: str) -> NextOut | None:
     """Who acts next and how (None: nobody has anything left to do on this task)."""
     hosted = sorted(host.accounts.values(), key=lambda h: ORDER.index(h.role))
     candidates: list[tuple[HostedAccount, Due]] = []
@@ -115,7 +101,15 @@ def next_step(host: Host, task: Task, current: str) -> Next | None:
             me = host.accounts[current]
             verb = f"advance past the {status.name} deadline (nobody has anything left to do before it)"
             text = _text(current, me, verb)
-            return Next(me.address, me.label, Step.ADVANCE.value, task.current_round(), text, "advance", [])
+            return NextOut(
+                account=me.address,
+                label=me.label,
+                step=Step.ADVANCE.value,
+                round=task.current_round(),
+                text=text,
+                action="advance",
+                accounts=[],
+            )
         return None
     who, step = chosen
     action = _action(host, task, who, step)
@@ -123,7 +117,15 @@ def next_step(host: Host, task: Task, current: str) -> Next | None:
     if step.step is Step.SIGN_UP:  # as many as the task has room for
         same = same[: max(1, task.config().max_workers - len(task.workers()))]
     text = _text(current, who, _verb(host, task, who, step))
-    return Next(who.address, who.label, step.step.value, step.round, text, action, same)
+    return NextOut(
+        account=who.address,
+        label=who.label,
+        step=step.step.value,
+        round=step.round,
+        text=text,
+        action=action,
+        accounts=same,
+    )
 
 
 def view(host: Host, task: Task, account: str) -> dict[str, Any]:
@@ -134,8 +136,13 @@ def view(host: Host, task: Task, account: str) -> dict[str, Any]:
         "account": hosted.address,
         "actions": actions(host, task, hosted),
         "claims": {str(r): reason for r, reason in claims(host, task, hosted).items()},
-        "next": None if hint is None else hint.__dict__,
+        "next": None if hint is None else hint.model_dump(),
     }
+
+
+def _evaluated(host: Host, task: Task, who: HostedAccount) -> bool:
+    """Whether `who` has evaluated the current round here (its work waits to be committed)."""
+    return (who.address, task.address, task.current_round()) in host.work
 
 
 def _paid(host: Host, task: Task, round_: int, worker: str) -> bool:
@@ -149,8 +156,7 @@ def _paid(host: Host, task: Task, round_: int, worker: str) -> bool:
 
 def _action(host: Host, task: Task, who: HostedAccount, step: Due) -> str:
     if step.step is Step.COMMIT_MANIFEST:
-        evaluated = (who.address, task.address, task.current_round()) in host.work
-        return "commit-manifest" if evaluated else "evaluate"
+        return "commit-manifest" if _evaluated(host, task, who) else "evaluate"
     if step.step is Step.SUBMIT_TRAINING_RESULTS:
         return "train"
     return step.step.value.replace("_", "-")
@@ -158,8 +164,7 @@ def _action(host: Host, task: Task, who: HostedAccount, step: Due) -> str:
 
 def _verb(host: Host, task: Task, who: HostedAccount, step: Due) -> str:
     if step.step is Step.COMMIT_MANIFEST:
-        evaluated = (who.address, task.address, task.current_round()) in host.work
-        return "commit its manifest" if evaluated else "evaluate the updates, then commit"
+        return "commit its manifest" if _evaluated(host, task, who) else "evaluate the updates, then commit"
     return {
         Step.OPEN_RECRUITMENT: "open recruitment",
         Step.SIGN_UP: "sign up",

@@ -179,6 +179,9 @@ class TaskDetail(TaskSummary):
 
 
 class NextOut(BaseModel):
+    """The demo's next step: who takes it, how (`POST /api/tasks/{task}/<action>`), and every hosted
+    account the same action is due for now (the page's "for all" button)."""
+
     account: str
     label: str
     step: str

@@ -21,6 +21,7 @@ from refiner.fl.evaluation import evaluate
 from refiner.fl.inference import classify_digit
 from refiner.fl.models import State, initial_state, resolve_model
 from refiner.protocol import Role, Step, has_deadline, why_not
+from refiner.roles.requester import shortfall
 from refiner.storage import StorageError
 from refiner.units import ether, from_fixed
 from refiner.web.host import Conflict, Forbidden, Host, HostedAccount, Invalid, Job, NotFound
@@ -160,18 +161,16 @@ def consensus_model(host: Host, task: Task, round_: int) -> tuple[State, float]:
 
 def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
     requester = requester_of(host, task, account, Step.START_ROUND)
-    cfg = task.config()
-    budget = task.budget()
-    shortfall = max(0, cfg.worker_reward + cfg.validator_reward - budget)
-    ensure_funds(host, host.accounts[requester.address], shortfall, "the round's rewards")
+    cfg, budget, missing = task.config(), task.budget(), shortfall(task)
+    ensure_funds(host, host.accounts[requester.address], missing, "the round's rewards")
     score_initial_model(host, task)
     round_, state = latest_model(host, task)
     tx = requester.start_round(task, state, host.validation)
     message = f"round {task.current_round()} started from the model of round {round_}"
-    if shortfall:  # never take more than the budget without saying so
+    if missing:  # never take more than the budget without saying so
         message += (
             f"; the budget held {ether(budget)} of the round's "
-            f"{ether(cfg.worker_reward + cfg.validator_reward)}, so {ether(shortfall)} came from the "
+            f"{ether(cfg.worker_reward + cfg.validator_reward)}, so {ether(missing)} came from the "
             "requester's account"
         )
     return summary(tx, message)
