@@ -201,7 +201,7 @@ def steer(case: Case[Any], data: st.DataObject, cast: Cast) -> None:
 
 
 LAST = ("/stop-training", "/advance", "/withdraw")
-OPERATIONS = 26  # the API's operations: every one must be fuzzed
+OPERATIONS = 27  # the API's operations: every one must be fuzzed
 MAX_EXAMPLES = 25  # per operation and mode (valid, invalid)
 
 

@@ -13,6 +13,7 @@ from refiner.protocol.due import (
     why_not,
 )
 from refiner.protocol.phases import TIMED, advance_is_due, has_deadline
+from refiner.protocol.waiting import waiting_for
 
 __all__ = [
     "OPTIONAL",
@@ -26,5 +27,6 @@ __all__ = [
     "chain_now",
     "due",
     "has_deadline",
+    "waiting_for",
     "why_not",
 ]

@@ -42,6 +42,7 @@ from refiner.web.schemas import (
     ADDRESS,
     AccountDetail,
     ActionOut,
+    ActivityOut,
     AsAccount,
     ClaimIn,
     CreateTaskIn,
@@ -142,6 +143,13 @@ def create_app(host: Host, token: str | None = None, hosts: Sequence[str] = LOOP
             "registry": host.registry.address,
             "accounts": accounts,
         }
+
+    @app.get("/api/activity", response_model=ActivityOut)
+    def activity(
+        after: Annotated[int, Query(ge=0, description="only entries numbered above this")] = 0,
+    ) -> dict[str, Any]:
+        entries = [e.__dict__ for e in host.activity.since(after)]
+        return {"mode": "auto" if pilot.running else "manual", "entries": entries}
 
     @app.post("/api/mode", response_model=SessionOut)
     def set_mode(body: ModeIn) -> dict[str, Any]:

@@ -11,7 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from refiner.chain import Status, Task
-from refiner.protocol import Due, Role, Step, due, has_deadline, why_not
+from refiner.protocol import (
+    Due,
+    Role,
+    Step,
+    advance_is_due,
+    chain_now,
+    due,
+    has_deadline,
+    waiting_for,
+    why_not,
+)
 from refiner.web.host import Host, HostedAccount
 from refiner.web.schemas import NextOut
 
@@ -97,9 +107,14 @@ def next_step(host: Host, task: Task, current: str) -> NextOut | None:
     chosen = chosen or next((c for c in candidates if c[1].step is Step.CLOSE_RECRUITMENT), None)
     if chosen is None:
         status = task.status()
-        if has_deadline(task, status) and status is not Status.PENDING:
+        # in the demo nobody else is left to act before the deadline; on a participant's own server
+        # others may still act, so only a passed deadline is its to move on
+        movable = advance_is_due(task, status, chain_now(task)) if not host.demo else True
+        if movable and has_deadline(task, status) and status is not Status.PENDING:
             me = host.accounts[current]
-            verb = f"advance past the {status.name} deadline (nobody has anything left to do before it)"
+            verb = f"advance past the {status.name} deadline"
+            if host.demo:
+                verb += " (nobody has anything left to do before it)"
             text = _text(current, me, verb)
             return NextOut(
                 account=me.address,
@@ -137,6 +152,7 @@ def view(host: Host, task: Task, account: str) -> dict[str, Any]:
         "actions": actions(host, task, hosted),
         "claims": {str(r): reason for r, reason in claims(host, task, hosted).items()},
         "next": None if hint is None else hint.model_dump(),
+        "waiting": waiting_for(task) if hint is None else None,
     }
 
 

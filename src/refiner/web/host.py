@@ -5,29 +5,34 @@ With ``--demo`` everything is built in-process as in the paper's demo: an embedd
 store, a registry, one requester, five workers (each with a good dataset and a shuffled-label copy of
 it) and a pool of validators with different stakes. The embedded EVM is not thread-safe, so every
 JSON-RPC request goes through one lock (training and evaluation run outside it, in parallel).
+
+Without it (`Host.for_account`) the server is one participant's own: one account, in one role, on
+whatever chain and store it uses, with its own data.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
 
+from refiner.agents import Terms
 from refiner.cast import build_cast
 from refiner.chain import Chain, Event, Registry, Task, TaskConfig
 from refiner.chain.contract import ContractWrapper
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.fl.inference import use_one_thread
-from refiner.fl.models import State
+from refiner.fl.models import ModelFn, State
 from refiner.roles import Requester, Validator, Worker
 from refiner.roles.validator import Evaluated
 from refiner.storage import DirectoryStore, Store
-from refiner.units import ETH
+from refiner.units import ETH, ether
+from refiner.web.activity import Activity
 from refiner.wire.details import ManifestDetails
 
 Role = Literal["requester", "worker", "validator"]
@@ -93,6 +98,20 @@ class Job:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AgentOptions:
+    """How auto mode's agents behave (`refiner worker run` and the like take the same options)."""
+
+    #: Follow only this task (default: every task the registry lists).
+    only_task: str | None = None
+    terms: Terms = field(default_factory=Terms)
+    #: The requester closes recruitment early once this many workers and seats are in (0: the deadline).
+    min_workers: int = 0
+    min_seats: int = 0
+    #: A validator bonds this stake when it registers (wei).
+    stake: int = ETH
+
+
 @dataclass
 class Host:
     chain: Chain
@@ -103,9 +122,13 @@ class Host:
     workers: dict[str, Worker]
     bad_data: dict[str, Dataset]
     validators: dict[str, Validator]
-    validation: Dataset
+    #: The requester's validation data (shared with the committee each round); None without a requester.
+    validation: Dataset | None
     test: Dataset
     demo: bool = True
+    options: AgentOptions = field(default_factory=AgentOptions)
+    #: What auto mode's agents did and wait for (the page's activity feed).
+    activity: Activity = field(default_factory=Activity)
     jobs: dict[str, Job] = field(default_factory=dict)
     #: (validator, task) pairs whose sortition seated nobody: the page's hint skips them.
     not_selected: set[tuple[str, str]] = field(default_factory=set)
@@ -153,6 +176,66 @@ class Host:
             validation=validation,
             test=test,
         )
+
+    @classmethod
+    def for_account(
+        cls,
+        registry: Registry,
+        store: Store,
+        account: LocalAccount,
+        role: Role,
+        *,
+        data: Dataset | None = None,
+        validation: Dataset | None = None,
+        test: Dataset | None = None,
+        options: AgentOptions | None = None,
+        models: Mapping[str, ModelFn] | None = None,
+        seed: int = 0,
+    ) -> Host:
+        """One participant's server on any chain: `account` playing `role` — a worker training on its
+        private `data`, a validator, or a requester sharing `validation` with each round's committee.
+        A worker or validator not registered yet is registered now (a validator bonds the options'
+        stake), as `refiner worker run` / `validator run` do. `test` (default: MNIST's test split, which
+        is installed) scores the consensus models the requester retrieves."""
+        options = options or AgentOptions()
+        models = dict(models or {})
+        chain = registry.chain
+        if chain.kind == "embedded":
+            _serialise_requests(chain)
+        host = cls(
+            chain=chain,
+            store=store,
+            registry=registry,
+            accounts={str(account.address): HostedAccount(role, role, account)},
+            requester={},
+            workers={},
+            bad_data={},
+            validators={},
+            validation=validation,
+            test=test if test is not None else load_mnist()[1],
+            demo=False,
+            options=options,
+        )
+        log = host.activity.logger("refiner.web.account")
+        if role == "worker":
+            if data is None:
+                raise ValueError("a worker's server needs its private data")
+            worker = Worker(account, chain, store, registry, data=data, seed=seed, models=models)
+            if not registry.is_worker(worker.address):
+                worker.register()
+                log.info("registered as a worker")
+            host.workers[worker.address] = worker
+        elif role == "validator":
+            validator = Validator(account, chain, store, registry, models=models)
+            if not registry.is_validator(validator.address):
+                validator.register(options.stake)
+                log.info("registered as a validator with a stake of %s", ether(options.stake))
+            host.validators[validator.address] = validator
+        else:
+            if validation is None:
+                raise ValueError("a requester's server needs the validation data it shares each round")
+            host.requester[str(account.address)] = Requester(account, chain, store, registry, models=models)
+        return host
 
     def events_of(self, contract: ContractWrapper) -> list[Event]:
         """Every event `contract` emitted so far, in chain order, from the host's index of the chain's logs.
@@ -218,6 +301,9 @@ class Host:
 def _serialise_requests(chain: Chain) -> None:
     """Let one request at a time into the (not thread-safe) embedded EVM."""
     provider: Any = chain.w3.provider
+    if getattr(provider, "refiner_serialised", False):
+        return
+    provider.refiner_serialised = True
     lock = chain.lock  # the one Chain.transact holds from a snapshot to a possible revert
     inner = provider.make_request
 

@@ -199,6 +199,22 @@ class GuideOut(BaseModel):
     actions: dict[str, str | None]
     claims: dict[str, str | None]
     next: NextOut | None
+    #: When nobody hosted here has a step to take: what the task waits for (whose move, the deadline).
+    waiting: str | None = None
+
+
+class ActivityEntry(BaseModel):
+    seq: int
+    at: float = Field(description="seconds since the epoch")
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    text: str
+
+
+class ActivityOut(BaseModel):
+    """Auto mode's feed: what the hosted agents did and what they wait for, oldest first."""
+
+    mode: Literal["manual", "auto"]
+    entries: list[ActivityEntry]
 
 
 class ActionOut(BaseModel):

@@ -164,6 +164,8 @@ def start_round(host: Host, task: Task, account: str) -> dict[str, Any]:
     cfg, budget, missing = task.config(), task.budget(), shortfall(task)
     ensure_funds(host, host.accounts[requester.address], missing, "the round's rewards")
     score_initial_model(host, task)
+    if host.validation is None:
+        raise Conflict("this server holds no validation data to share with the committee")
     round_, state = latest_model(host, task)
     tx = requester.start_round(task, state, host.validation)
     message = f"round {task.current_round()} started from the model of round {round_}"
@@ -211,6 +213,8 @@ def train(host: Host, task: Task, account: str, dataset: str) -> Job:
     round_ = task.current_round()
     worker = host.workers[hosted.address]
     if dataset == "bad":
+        if hosted.address not in host.bad_data:
+            raise Invalid("this server holds only the worker's own data: train on the good dataset")
         worker = replace(worker, data=host.bad_data[hosted.address])
 
     def work(job: Job) -> dict[str, Any]:

@@ -20,6 +20,8 @@ const state = {
   inflight: new Set(), // keys of the actions under way (their buttons stay disabled)
   guide: null, // GET /api/tasks/{task}/guide: what the account may do now, and the demo's next step
   statusBy: {}, // account -> its last status line (the line is per account)
+  activity: [], // GET /api/activity: auto mode's feed, oldest first
+  activitySeq: 0, // the last entry read
   loaded: null, // MNIST pixels shown on the canvas, untouched since picked
   charts: {},
 };
@@ -253,7 +255,34 @@ const summaryOf = (detail) => Object.fromEntries(SUMMARY.map((k) => [k, detail[k
 
 let ticks = 0;
 function poll() {
-  if (!document.hidden) refresh(++ticks % 3 === 0);
+  if (document.hidden) return;
+  refresh(++ticks % 3 === 0);
+  pollActivity();
+}
+
+async function pollActivity() {
+  try {
+    const feed = await api("GET", `/api/activity?after=${state.activitySeq}`);
+    if (!feed.entries.length) return;
+    state.activity = [...state.activity, ...feed.entries].slice(-ACTIVITY_KEPT);
+    state.activitySeq = feed.entries.at(-1).seq;
+    renderActivity();
+  } catch {
+    // the next poll tries again; the status line already says when the server is unreachable
+  }
+}
+
+const ACTIVITY_KEPT = 200;
+
+/** Auto mode's feed, newest first: what the agents did and what they wait for. */
+function renderActivity() {
+  $("#activity-empty").hidden = state.activity.length > 0;
+  const clock = (at) => new Date(at * 1000).toLocaleTimeString([], { hour12: false });
+  const items = state.activity
+    .slice()
+    .reverse()
+    .map((e) => `<li class="${e.level}" data-seq="${e.seq}"><time>${clock(e.at)}</time>${escapeHtml(e.text)}</li>`);
+  html($("#activity-list"), items.join(""));
 }
 
 let pollingJobs = false;
@@ -329,6 +358,7 @@ function render() {
   renderResults();
   renderJobs();
   renderNext();
+  renderActivity();
   showStatus();
   enable($("#create-task"), manual());
   if (state.loadedFor === state.account) document.body.dataset.account = state.account; // for scripts
@@ -970,9 +1000,16 @@ const NEXT_BUTTON = {
 function renderNext() {
   const next = manual() ? state.guide?.next : null;
   const bar = $("#next");
-  bar.hidden = !next;
+  // on a participant's own server, what it waits for when it has nothing to do (others act)
+  const waiting = !state.session.demo && !next ? state.guide?.waiting : null;
+  bar.hidden = !next && !waiting;
   for (const el of document.querySelectorAll(".next")) el.classList.remove("next");
-  if (!next) return;
+  $("#next-do").hidden = !next;
+  if (!next) {
+    $("#next-switch").hidden = true;
+    if (waiting) $("#next-text").textContent = waiting;
+    return;
+  }
   $("#next-text").textContent = next.text;
   const mine = same(next.account, state.account);
   $("#next-switch").hidden = mine;
@@ -1113,8 +1150,13 @@ async function main() {
   state.session = session;
   const saved = localStorage.getItem("refiner.account");
   state.account = session.accounts.some((a) => a.address === saved) ? saved : session.accounts[0].address;
+  $("#dataset-choice").hidden = !session.demo; // a participant's own server has its own data only
   await refresh();
-  setStatus(`connected: registry ${short(session.registry)}, ${session.accounts.length} hosted accounts, ${session.mode} mode`, "ok", null);
+  pollActivity();
+  const hosted = session.demo
+    ? `${session.accounts.length} hosted accounts`
+    : `your ${session.accounts[0].role} account ${short(session.accounts[0].address)}`;
+  setStatus(`connected: registry ${short(session.registry)}, ${hosted}, ${session.mode} mode`, "ok", null);
   setInterval(poll, POLL_MS);
   setInterval(pollJobs, JOB_POLL_MS);
 }
