@@ -33,6 +33,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "agents": {"chain", "fl", "protocol", "reasons", "roles", "storage", "wire"},
     "config": {"chain", "fl", "wire"},
     "scripted_round": {"chain", "protocol"},
+    "cost": {"chain"},
     "demo": {"chain", "config", "fl", "roles", "simulation", "storage", "wire"},
     "web": {
         "agents",
@@ -53,6 +54,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "audit",
         "chain",
         "config",
+        "cost",
         "demo",
         "fl",
         "roles",

@@ -27,6 +27,7 @@ from refiner.roles.validator import Evaluated, UpdatesPending
 from refiner.storage import Store
 from refiner.units import ETH, from_fixed
 from refiner.wire.details import ProtocolError
+from refiner.wire.reads import consensus_details
 from refiner.wire.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 
 #: Called with (step, done, total) while a round runs, for progress bars.
@@ -206,8 +207,6 @@ class Simulation:
         reasons: dict[str, str] = {}
         val_loss = val_acc = float("nan")
         if consensus:
-            from refiner.wire.reads import consensus_details
-
             _, details = consensus_details(self.store, task, round_)
             eps = epsilon_ppm(task.config().epsilon)
             for r in details.results:

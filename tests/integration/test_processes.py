@@ -2,7 +2,7 @@
 
 One scenario, two rounds of the small CNN, covering the failures the agents must survive:
 - worker 2 is killed (SIGKILL) while round 1 trains and restarted: it submits once and is paid;
-- validator 3 never reveals: the reveal deadline passes, `advance` moves on, it earns nothing;
+- the last validator never reveals: the reveal deadline passes, `advance` moves on, it earns nothing;
 - the node is stopped and restarted (state persisted) between rounds: every agent backs off and carries on;
 - the requester is killed for good right after starting round 2 (once the storage hub holds its files):
   round 2 still completes and pays everybody;
@@ -28,7 +28,7 @@ from tests.integration.processes import Proc, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-WORKERS, VALIDATORS = 5, 4
+WORKERS, VALIDATORS = 3, 3
 PASSWORD = "integration-test-password"
 
 
@@ -56,7 +56,7 @@ budget = "2.6 ether"
 recruitment = "5m"
 training = "5m"
 evaluation = "5m"
-reveal = "25s"   # validator 3 never reveals: everyone waits this long
+reveal = "25s"   # the last validator never reveals: everyone waits this long
 idle = "10m"
 claim = "1d"
 """

@@ -140,7 +140,7 @@ def build_contracts() -> None:
 
 
 def _register() -> None:
-    from refiner.cli import agent_cmds, read_cmds, requester_cmds, serve_cmd, setup_cmds
+    from refiner.cli import agent_cmds, cost_cmd, read_cmds, requester_cmds, serve_cmd, setup_cmds
 
     app.add_typer(setup_cmds.chain_app, name="chain")
     app.add_typer(setup_cmds.account_app, name="account")
@@ -154,6 +154,7 @@ def _register() -> None:
     app.command("tasks")(read_cmds.tasks)
     app.command("audit")(read_cmds.audit)
     app.command("serve")(serve_cmd.serve)
+    app.command("cost")(cost_cmd.cost)
 
 
 _register()
