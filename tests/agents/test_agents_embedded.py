@@ -12,7 +12,7 @@ import pytest
 from refiner.adversary import make_validator
 from refiner.agents import Agent, RequesterAgent, ValidatorAgent, WorkerAgent
 from refiner.chain import Chain, Durations, Status, TaskConfig, demo_account, public_key_bytes
-from refiner.fl.data import Dataset, load_mnist, split_mnist
+from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist
 from refiner.roles import Administrator, Requester, ValidatorBehaviour, Worker
 from refiner.storage import DirectoryStore
 from refiner.units import ETH
@@ -52,7 +52,9 @@ def test_agents_run_a_task_to_the_end_through_restarts(
     description = TaskDescription(public_key_bytes(accounts["req"]).hex(), model="logistic", lr=0.05)
 
     def worker_agent(i: int) -> WorkerAgent:
-        role = Worker(accounts[f"w{i}"], chain, store, registry, data=shards[i], seed=i)
+        # worker 2 trains on shuffled labels: rejected, and its log says why it is not paid
+        own = shuffle_labels(shards[i], seed=i) if i == 2 else shards[i]
+        role = Worker(accounts[f"w{i}"], chain, store, registry, data=own, seed=i)
         return WorkerAgent(accounts[f"w{i}"], registry, worker=role)
 
     def validator_agent(i: int) -> ValidatorAgent:
@@ -105,3 +107,5 @@ def test_agents_run_a_task_to_the_end_through_restarts(
     assert task.balance() == task.owed()
     assert (tmp_path / "model.safetensors").stat().st_size > 0
     assert "revealed round" in caplog.text and "claimed" in caplog.text
+    unpaid = [r.getMessage() for r in caplog.records if "nothing to claim for round" in r.getMessage()]
+    assert unpaid and all(": rejected: " in m for m in unpaid), unpaid

@@ -8,9 +8,12 @@ from typing import ClassVar
 from refiner.agents.base import Agent, paid
 from refiner.agents.terms import Terms, refusal
 from refiner.chain import Status, Task
+from refiner.fl.round_evaluation import epsilon_ppm
 from refiner.protocol import Role, Step
+from refiner.reasons import result_reason
 from refiner.roles.worker import Worker
 from refiner.wire.details import ProtocolError
+from refiner.wire.reads import consensus_details
 
 
 @dataclass
@@ -76,5 +79,15 @@ class WorkerAgent(Agent):
         if wei:
             self.log.info("task %s: claimed %s for round %d", task.address[:10], paid(wei), round_)
         else:
-            self.log.info("task %s: nothing to claim for round %d (not paid)", task.address[:10], round_)
+            why = self._unpaid(task, round_)
+            self.log.info("task %s: nothing to claim for round %d: %s", task.address[:10], round_, why)
         return True
+
+    def _unpaid(self, task: Task, round_: int) -> str:
+        """Why the consensus manifest of `round_` pays this worker nothing, in words."""
+        _, details = consensus_details(self.role.store, task, round_)
+        mine = [r for r in details.results if str(r["worker"]).lower() == self.address.lower()]
+        if not mine:
+            return "its update is not in the consensus manifest (not submitted in time?)"
+        reason = result_reason(mine[0], epsilon_ppm(task.config().epsilon))
+        return "claimed already" if reason.startswith("paid") else reason
