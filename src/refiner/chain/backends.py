@@ -129,7 +129,11 @@ class Embedded(Backend):
 
     def increase_time(self, w3: Web3, seconds: int) -> None:
         testing = _testing(w3)
-        testing.timeTravel(int(w3.eth.get_block("latest")["timestamp"]) + seconds)
+        # the pending block carries the wall clock once the latest one is older: a jump that would land
+        # before it is refused ("traveling backwards in time"), so the clock moves at least `seconds`
+        latest = int(w3.eth.get_block("latest")["timestamp"])
+        pending = int(w3.eth.get_block("pending")["timestamp"])
+        testing.timeTravel(max(latest + seconds, pending))
         testing.mine()
 
     def mine(self, w3: Web3, blocks: int) -> None:
