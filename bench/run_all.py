@@ -204,7 +204,9 @@ def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], find
         "",
         "A round's **latency on a deployment** (participants in parallel on their own devices, phases bounded "
         "by 12 s and 2 s blocks, IPFS transfers measured) beside the simulation's sequential time: "
-        "[docs/latency.md](latency.md) (`bench/latency.py`).",
+        "[docs/latency.md](latency.md) (`bench/latency.py`). A simulated round with the workers' training and "
+        "the validators' evaluations in parallel (worker processes or a Ray cluster) beside the sequential "
+        "one, same results bit for bit: [docs/parallel.md](parallel.md) (`bench/parallel.py`).",
         "",
     ]
     ov = res.get("overhead")

@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py                     # N = 10, 100, 1000 (each in its own process)
     .venv/bin/python bench/scale.py --sizes 10,50       # other sizes
     .venv/bin/python bench/scale.py --quick             # N = 4, 8 with a committee of 4
+    .venv/bin/python bench/scale.py --parallel 2        # training and evaluations on 2 worker processes
 
 Simplified: the model is ``logistic`` and each worker holds 20 MNIST images (one SGD step of batch 20),
 the validation set has 200 images. Everything else is the real protocol path: every worker fetches and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -41,8 +43,11 @@ def _overhead() -> Any:
     return module
 
 
-def run_one(workers: int, committee: int, shard: int = 20, validation: int = 200) -> dict[str, Any]:
-    """Deploy and run one round in this process; returns times, split and peak memory."""
+def run_one(
+    workers: int, committee: int, shard: int = 20, validation: int = 200, parallel: int = 1
+) -> dict[str, Any]:
+    """Deploy and run one round in this process (training and evaluations on `parallel` worker processes
+    when it is above 1); returns times, split and peak memory (this process's; the workers' at the end)."""
     torch.set_num_threads(1)
     ov = _overhead()
     from refiner.fl.data import load_mnist, split_mnist, subset
@@ -56,10 +61,17 @@ def run_one(workers: int, committee: int, shard: int = 20, validation: int = 200
         sim = ov.deploy(Path(tmp), shards, committee, 1, "logistic", 0.1, f"scale-{workers}")
         deploy_seconds = time.perf_counter() - t
         ov._warm_up(sim, shards[0], test)
+        from refiner.parallel import executor_for
+
+        sim.executor = executor_for(parallel)
         timers.reset()
         t = time.perf_counter()
-        report = sim.run_round(val, test)
-        round_seconds = time.perf_counter() - t
+        try:
+            report = sim.run_round(val, test)
+            round_seconds = time.perf_counter() - t
+            workers_rss = _children_rss_mb()
+        finally:
+            sim.executor.close()
         split = timers.split(round_seconds)
         calls = dict(timers.calls)
     return {
@@ -74,15 +86,33 @@ def run_one(workers: int, committee: int, shard: int = 20, validation: int = 200
         "accuracy": report.accuracy,
         "gas_used": report.gas_used,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parallel": parallel,
+        "workers_rss_mb": workers_rss,
     }
 
 
-def run_sizes(sizes: Sequence[int], committee: int, log: Any = print) -> list[dict[str, Any]]:
+def _children_rss_mb() -> float:
+    """Summed resident set of this process's children (the worker processes), in MB."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                status = (d / "status").read_text()
+                total += int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1024
+
+
+def run_sizes(
+    sizes: Sequence[int], committee: int, log: Any = print, parallel: int = 1
+) -> list[dict[str, Any]]:
     out = []
     for n in sizes:
-        log(f"scale: {n} workers, committee {committee} ...")
+        log(f"scale: {n} workers, committee {committee}, {parallel} worker process(es) ...")
+        child = ["--child", str(n), "--committee", str(committee), "--parallel", str(parallel)]
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(n), "--committee", str(committee)],
+            [sys.executable, __file__, *child],
             capture_output=True,
             text=True,
             check=False,
@@ -130,16 +160,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--committee", type=int, default=32)
+    ap.add_argument("--parallel", type=int, default=1, help="worker processes for training and evaluations")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(run_one(args.child, args.committee)))
+        print(json.dumps(run_one(args.child, args.committee, parallel=args.parallel)))
         return {}
     sizes, committee = (
         ([4, 8], 4) if args.quick else ([int(s) for s in args.sizes.split(",")], args.committee)
     )
-    rows = run_sizes(sizes, committee)
+    rows = run_sizes(sizes, committee, parallel=args.parallel)
     print(table(rows))
     out = {"rows": rows}
     if args.json:

@@ -121,3 +121,12 @@ def test_the_latency_bench_puts_a_deployment_beside_the_simulation(tmp_path: Pat
     assert row["deployment_2s"] == pytest.approx(10 + worker + validator)
     assert row["simulation_s"] == pytest.approx(3 * worker + 2 * validator)
     assert "| 3 | 2 |" in page.read_text()
+
+
+def test_the_parallel_bench_plays_the_same_round_in_parallel(tmp_path: Path) -> None:
+    bench = _load("parallel")
+    page = tmp_path / "parallel.md"
+    (row,) = bench.main(["--quick", "--cpus", "2", "--markdown", str(page)])["parallel"]
+    assert row["same_results"] and row["consensus"] and row["engine"] == "processes"
+    assert row["sequential_seconds"] > 0 and row["parallel_seconds"] > 0 and row["workers_rss_mb"] > 0
+    assert "| 4 × 2 | 40 | processes | 2 |" in page.read_text()

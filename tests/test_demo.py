@@ -33,9 +33,12 @@ def test_demo_cli_writes_a_consistent_summary(tmp_path: Path) -> None:
             str(tmp_path / "out"),
             "--json",
             str(summary_path),
+            "--parallel",
+            "2",  # training and evaluations on two worker processes (tests/test_parallel.py: same results)
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "training and evaluations run on 2 processes on this machine" in result.output
     s = json.loads(summary_path.read_text())
     assert set(s) >= {
         "final_accuracy",
@@ -118,6 +121,8 @@ def test_demo_cli_refuses_bad_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--malicious", "9", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "--malicious must be between 0 and --workers" in result.output
+    result = CliRunner().invoke(app, ["demo", "--parallel", "lots", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--parallel takes a number of cores or a Ray address" in result.output
 
 
 def test_demo_model_is_a_name_and_the_operator_s_own_code_a_local_model(tmp_path: Path) -> None:

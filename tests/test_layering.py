@@ -20,6 +20,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "sortition": set(),
     "storage": set(),
     "fl": set(),  # pure learning: no chain, storage or roles
+    "parallel": {"fl"},  # where the pure learning jobs run (Ray)
     "chain": {"sortition"},
     "reasons": {"chain"},
     "protocol": {"chain"},
@@ -29,12 +30,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "adversary": {"chain", "fl", "roles", "storage", "wire"},
     "cast": {"adversary", "chain", "fl", "roles", "storage"},
     "audit": {"chain", "fl", "sharing", "storage", "wire"},  # reads: never a role's code
-    "simulation": {"cast", "chain", "fl", "protocol", "reasons", "roles", "storage", "wire"},
+    "simulation": {"cast", "chain", "fl", "parallel", "protocol", "reasons", "roles", "storage", "wire"},
     "agents": {"chain", "fl", "protocol", "reasons", "roles", "storage", "wire"},
     "config": {"chain", "fl", "wire"},
     "scripted_round": {"chain", "protocol"},
     "cost": {"chain"},
-    "demo": {"chain", "config", "fl", "roles", "simulation", "storage", "wire"},
+    "demo": {"chain", "config", "fl", "parallel", "roles", "simulation", "storage", "wire"},
     "web": {
         "agents",
         "cast",

@@ -23,6 +23,7 @@ from refiner.config import default_epsilon
 from refiner.fl.data import Dataset, load_mnist, shuffle_labels, split_mnist, subset
 from refiner.fl.evaluation import evaluate
 from refiner.fl.models import BUILTIN_MODELS, ModelFn, load_factory, serialize
+from refiner.parallel import check_parallel, executor_for
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.simulation import RoundReport, Simulation, default_durations
 from refiner.storage import Store, open_store
@@ -54,6 +55,8 @@ class DemoOptions:
     worker_reward: int = ETH
     validator_reward: int = 4 * ETH // 10
     sign_up_deposit: int = ETH // 100  # each worker's, back with its round-1 submission
+    #: Where training and evaluations run: None (in this process), N local cores or a Ray address
+    parallel: str | None = None
 
     def check(self) -> None:
         if min(self.rounds, self.workers, self.validators, self.epochs, self.committee) < 1:
@@ -67,6 +70,8 @@ class DemoOptions:
             raise ValueError(
                 f"--model {name!r}: use one of {sorted(BUILTIN_MODELS)} or package.module:function"
             )
+        if self.parallel is not None:
+            check_parallel(self.parallel)
 
 
 def demo_model(model: str) -> tuple[str, dict[str, ModelFn]]:
@@ -197,9 +202,16 @@ def _run(options: DemoOptions, chain: Chain, store: Store, storage: str) -> dict
     if not sim.committee:
         raise SystemExit("sortition seated nobody: run again (a new seed) or raise --committee")
     initial = evaluate(sim.model_fn, sim.global_state, test).accuracy
-    for _ in range(options.rounds):
-        report = _round_with_a_bar(sim, validation, test)
-        console.print(_round_table(sim, report))
+    with console.status("starting Ray…" if options.parallel else ""):
+        sim.executor = executor_for(options.parallel)
+    try:
+        if options.parallel:
+            console.print(f"training and evaluations run on {sim.executor.describe()}")
+        for _ in range(options.rounds):
+            report = _round_with_a_bar(sim, validation, test)
+            console.print(_round_table(sim, report))
+    finally:
+        sim.executor.close()
     return _finish(sim, options, test, initial)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from refiner.cast import build_cast
 from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, TxResult, public_key_bytes
 from refiner.fl.data import Dataset
 from refiner.fl.evaluation import evaluate
-from refiner.fl.models import ModelFn, State, initial_state, resolve_model
+from refiner.fl.models import ModelFn, State, initial_state, model_digest, resolve_model
 from refiner.fl.round_evaluation import epsilon_ppm
+from refiner.fl.training import TrainingConfig, train_local
+from refiner.parallel import Executor, Sequential
 from refiner.protocol import Role, Step, due, has_deadline, why_not
 from refiner.reasons import result_reason
 from refiner.roles import (
@@ -23,11 +25,11 @@ from refiner.roles import (
     Worker,
     WorkerBehaviour,
 )
-from refiner.roles.validator import Evaluated, UpdatesPending
+from refiner.roles.validator import Evaluated, EvaluationJob, UpdatesPending, run_evaluation
 from refiner.storage import Store
 from refiner.units import ETH, from_fixed
 from refiner.wire.details import ProtocolError
-from refiner.wire.reads import consensus_details
+from refiner.wire.reads import consensus_details, description_of
 from refiner.wire.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
 
 #: Called with (step, done, total) while a round runs, for progress bars.
@@ -71,6 +73,10 @@ class Simulation:
     global_state: State
     reports: list[RoundReport] = field(default_factory=list)
     earned: dict[str, int] = field(default_factory=dict)
+    #: Where workers' training and validators' evaluations run (`refiner.parallel`); the chain, the
+    #: store and every transaction stay in this process, in the same order as with the default.
+    executor: Executor = field(default_factory=Sequential)
+    _ahead: set[tuple[int, Step]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def deploy(
@@ -244,6 +250,13 @@ class Simulation:
     ) -> Any:
         """Take `step` as `participant`; returns what the step returns (a claim: the wei received)."""
         task = self.task
+        if self.executor.parallelism > 1 and (round_, step) not in self._ahead:
+            if step is Step.SUBMIT_TRAINING_RESULTS:
+                self._ahead.add((round_, step))
+                self._train_ahead()
+            elif step is Step.COMMIT_MANIFEST:
+                self._ahead.add((round_, step))
+                self._evaluate_ahead()
         if isinstance(participant, Requester):
             if step is Step.START_ROUND:
                 return participant.start_round(task, self.global_state, validation)
@@ -268,6 +281,72 @@ class Simulation:
         if step is Step.ADVANCE:
             return task.advance(participant.account)
         raise ProtocolError(f"the simulation cannot take step {step.value} as a {type(participant).__name__}")
+
+    def _train_ahead(self) -> None:
+        """Train every worker that is yet to submit this round at once, on the executor; each keeps its
+        model for its own `train` (which still fetches the global model and applies its behaviour)."""
+        task = self.task
+        submitted = {e["worker"] for e in task.round_events("TrainingResultsSubmitted", task.current_round())}
+        jobs: list[tuple[Any, ...]] = []
+        owners: list[tuple[Worker, TrainingConfig]] = []
+        global_state: Any = None
+        model = description_of(task).model
+        for w in self.workers:
+            data = None if w.address in submitted else w.training_data(task)
+            if data is None:
+                continue
+            if global_state is None:
+                global_state = self.executor.share(w.global_model(task))
+            config = w.training_config(task)
+            jobs.append((resolve_model(model, w.models), global_state, data, config))
+            owners.append((w, config))
+        for (w, config), state in zip(owners, self.executor.map(train_local, jobs), strict=True):
+            w.pretrained(task, config, state)
+
+    def _evaluate_ahead(self) -> None:
+        """Evaluate the round for every committee member that evaluates, at once, on the executor. Each
+        member fetches and opens its own copies in this process; copies with equal weights (the same
+        update, as every honest member sees it) travel once."""
+        task = self.task
+        members = [v for v in self.committee if v.evaluates and v.evaluates_updates]
+        if not members:
+            return
+        owned = [(v, self._evaluation_job(v)) for v in members]
+        shared: dict[bytes, Any] = {}
+
+        def by_reference(state: State) -> Any:
+            digest = model_digest(state)
+            if digest not in shared:
+                shared[digest] = self.executor.share(state)
+            return shared[digest]
+
+        validation: dict[bytes, Any] = {}
+        jobs = []
+        for _, job in owned:
+            key = model_digest({"x": job.validation.x, "y": job.validation.y})
+            if key not in validation:
+                validation[key] = self.executor.share(job.validation)
+            jobs.append(
+                (
+                    job.model_fn,
+                    by_reference(job.global_state),
+                    [(w, by_reference(state), n) for w, state, n in job.updates],
+                    validation[key],
+                    job.epsilon,
+                    job.measure,
+                    None if job.previous_state is None else by_reference(job.previous_state),
+                )
+            )
+        results = self.executor.map(run_evaluation, jobs)
+        for (v, job), evaluation in zip(owned, results, strict=True):
+            v.evaluated_ahead(task, replace(job, updates=[], previous_state=None), evaluation)
+
+    def _evaluation_job(self, validator: Validator) -> EvaluationJob:
+        try:
+            return validator.evaluation_job(self.task)
+        except UpdatesPending as pending:
+            self.chain.increase_time(pending.cutoff - self.chain.now())
+            return validator.evaluation_job(self.task)
 
     def evaluate(self, validator: Validator) -> Evaluated:
         """Evaluate as `validator`. Updates it cannot fetch are waited for until the committee's fetch

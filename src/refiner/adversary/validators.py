@@ -90,6 +90,7 @@ class NonRevealer(Validator):
 
 class RandomManifest(Validator):
     behaviour: ClassVar[ValidatorBehaviour] = ValidatorBehaviour.RANDOM
+    evaluates_updates: ClassVar[bool] = False
 
     def evaluate(self, task: Task) -> Evaluated:
         """A random validator's manifest: random verdicts and contributions for the round's submissions,
@@ -175,6 +176,7 @@ class Thief(Validator):
 
 class Lazy(Validator):
     behaviour: ClassVar[ValidatorBehaviour] = ValidatorBehaviour.LAZY
+    evaluates_updates: ClassVar[bool] = False
 
     def evaluate(self, task: Task) -> Evaluated:
         """A lazy member's manifest: the first other member's details of this round that it can read in

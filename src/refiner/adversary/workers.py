@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from refiner.adversary import transforms
 from refiner.adversary.transforms import AttackParameters
 from refiner.chain import Task, TxResult
+from refiner.fl.data import Dataset
 from refiner.fl.models import State, clone_state
 from refiner.fl.training import free_ride
 from refiner.roles.worker import Worker, WorkerBehaviour
@@ -31,16 +32,25 @@ class ShuffledLabels(Worker):
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.SHUFFLED_LABELS
 
 
+@dataclass
 class TargetedLabelFlip(AttackingWorker):
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.TARGETED_LABEL_FLIP
 
-    def train(self, task: Task, progress: Progress = None) -> State:
-        flipped = transforms.flip_labels(self.data, self.attack.flip_source, self.attack.flip_target)
-        return self.train_on(task, self.global_model(task), flipped, progress)
+    _flipped: Dataset | None = field(default=None, init=False, repr=False, compare=False)
+
+    def training_data(self, task: Task) -> Dataset:
+        if self._flipped is None:
+            self._flipped = transforms.flip_labels(
+                self.data, self.attack.flip_source, self.attack.flip_target
+            )
+        return self._flipped
 
 
 class FreeRider(AttackingWorker):
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.FREE_RIDER
+
+    def training_data(self, task: Task) -> None:
+        return None
 
     def train(self, task: Task, progress: Progress = None) -> State:
         return free_ride(self.global_model(task))
@@ -48,6 +58,9 @@ class FreeRider(AttackingWorker):
 
 class RandomWeights(AttackingWorker):
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.RANDOM_WEIGHTS
+
+    def training_data(self, task: Task) -> None:
+        return None
 
     def train(self, task: Task, progress: Progress = None) -> State:
         global_state = self.global_model(task)
@@ -86,13 +99,21 @@ class ReplayOwnUpdate(AttackingWorker):
     #: (task, round, update) of the last update it trained
     _trained: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
 
+    def training_data(self, task: Task) -> Dataset | None:
+        return None if self._replays(task) else self.data
+
+    def _replays(self, task: Task) -> bool:
+        return (
+            self._trained is not None
+            and self._trained[0] == task.address
+            and self._trained[1] < task.current_round()
+        )
+
     def train(self, task: Task, progress: Progress = None) -> State:
         round_ = task.current_round()
         global_state = self.global_model(task)
-        if self._trained is not None:
-            trained_task, trained_round, update = self._trained
-            if trained_task == task.address and trained_round < round_:
-                return clone_state(update)
+        if self._trained is not None and self._replays(task):
+            return clone_state(self._trained[2])
         local = self.train_on(task, global_state, self.data, progress)
         self._trained = (task.address, round_, clone_state(local))
         return local
@@ -122,6 +143,9 @@ class Extrapolator(AttackingWorker):
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.EXTRAPOLATOR
     #: (task, round, global model) of the last global model it received
     _received: tuple[str, int, State] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def training_data(self, task: Task) -> None:
+        return None
 
     def train(self, task: Task, progress: Progress = None) -> State:
         round_, global_state = task.current_round(), self.global_model(task)

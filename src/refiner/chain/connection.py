@@ -22,6 +22,7 @@ from refiner.chain.backends import Anvil, Backend, Embedded
 from refiner.chain.build import Artifact
 from refiner.chain.embedded import embedded_provider
 from refiner.chain.errors import REVERTS, ChainError, refusal
+from refiner.chain.view_cache import ViewCache, WatchState
 
 EMBEDDED = "embedded"
 
@@ -39,6 +40,8 @@ class Chain:
     #: Held while a transaction is sent on the embedded chain; share it to serialise other requests.
     lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     _chain_id: int = field(init=False, default=0)
+    #: Views' answers kept while the state stands still (the embedded chain only: see `view_cache`).
+    views: ViewCache | None = field(default=None, kw_only=True)
 
     @classmethod
     def connect(cls, url: str = EMBEDDED) -> Chain:
@@ -46,7 +49,9 @@ class Chain:
             w3 = Web3(embedded_provider())
             # calls without a sender would each ask eth_accounts twice (web3's eth-tester middleware)
             w3.eth.default_account = w3.eth.accounts[0]
-            return cls(w3, EMBEDDED, Embedded())
+            views = ViewCache()
+            w3.middleware_onion.add(WatchState.build(views), "watch_state")
+            return cls(w3, EMBEDDED, Embedded(), views=views)
         if url.startswith(("http://", "https://")):
             w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         elif url.startswith("ipc://") or url.endswith(".ipc"):

@@ -63,6 +63,12 @@ def demo(
         bool,
         typer.Option("--keep-store", help="keep the run's own store (on a node it is always kept)"),
     ] = False,
+    parallel: Annotated[
+        str | None,
+        typer.Option(
+            help="run training and evaluations on N worker processes, or on the Ray cluster at ray://HOST:PORT"
+        ),
+    ] = None,
 ) -> None:
     """Train MNIST with Refiner: 5 workers (one shuffled), 12 validators drawing τ = 8 seats, 3 rounds."""
     from refiner.cli.context import user_errors
@@ -86,6 +92,7 @@ def demo(
             json_path=json_path,
             seed=seed,
             keep_store=keep_store,
+            parallel=parallel,
         )
         options.check()
     except ValueError as exc:

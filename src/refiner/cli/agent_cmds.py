@@ -65,7 +65,6 @@ def _own_settings(
 ) -> Terms:
     """Merge the command line's models and terms into the settings (refiner.toml's [models] and [agent]);
     the agent's terms."""
-    from refiner.agents import Terms
     from refiner.agents.terms import PHASES
 
     agent = ctx.settings.agent.model_dump()
@@ -83,6 +82,13 @@ def _own_settings(
     agent.update({k: v for k, v in changes.items() if v is not None})
     ctx.merge(models={**ctx.settings.models, **pairs}, agent=agent)
     ctx.models  # noqa: B018 -- imported now: a bad one is reported before anything connects
+    return terms_of(ctx)
+
+
+def terms_of(ctx: Ctx) -> Terms:
+    """The agent's terms as the settings (refiner.toml's [agent], merged with the command line) give them."""
+    from refiner.agents import Terms
+
     a = ctx.settings.agent
     durations = {str(phase): seconds for phase, seconds in a.max_durations.items()}
     return Terms(a.min_reward, durations, a.max_epochs, a.max_lock)

@@ -143,7 +143,7 @@ def own_host(
     seed: int,
 ) -> Host:
     """The server's one participant: the keystore's account (its password asked now) in `role`."""
-    from refiner.agents import Terms
+    from refiner.cli.agent_cmds import terms_of
     from refiner.cli.requester_cmds import _load_dataset
     from refiner.config import parse_address, parse_wei
     from refiner.web.host import AgentOptions, Host
@@ -153,10 +153,7 @@ def own_host(
         wei = parse_wei(stake)
         only = parse_address(task) if task else None
     account, registry, store = ctx.account, ctx.registry, ctx.store  # the password prompt comes first
-    a = ctx.settings.agent
-    durations = {str(phase): seconds for phase, seconds in a.max_durations.items()}
-    terms = Terms(a.min_reward, durations, a.max_epochs, a.max_lock)
-    options = AgentOptions(only, terms, min_workers, min_seats, wei)
+    options = AgentOptions(only, terms_of(ctx), min_workers, min_seats, wei)
     with user_errors():
         return Host.for_account(
             registry,

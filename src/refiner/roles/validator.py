@@ -13,16 +13,17 @@ and not others (or too late for some) cannot split the committee's verdicts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
+from refiner.fl.data import Dataset
 from refiner.fl.measures import ContributionMeasure, measure_for
-from refiner.fl.models import ModelSpec, ModelValidationError, State, serialize
+from refiner.fl.models import ModelFn, ModelSpec, ModelValidationError, State, serialize
 from refiner.fl.round_evaluation import RoundEvaluation, WorkerEvaluation, evaluate_round
 from refiner.roles.participant import Participant
 from refiner.sharing import (
@@ -110,6 +111,51 @@ def latest_block_time(task: Task) -> int:
 
 
 @dataclass(frozen=True)
+class EvaluationJob:
+    """What `evaluate_round` takes in one validator's round, read from the chain and the store."""
+
+    round: int
+    model_fn: ModelFn
+    global_state: State
+    updates: list[tuple[str, State, int]]
+    validation: Dataset
+    epsilon: float
+    measure: ContributionMeasure
+    previous_state: State | None
+    rejected: dict[str, str]  # worker → why its update could not even be evaluated
+
+    def arguments(self) -> tuple[Any, ...]:
+        """`run_evaluation`'s arguments."""
+        return (
+            self.model_fn,
+            self.global_state,
+            self.updates,
+            self.validation,
+            self.epsilon,
+            self.measure,
+            self.previous_state,
+        )
+
+    def run(self) -> RoundEvaluation:
+        return run_evaluation(*self.arguments())
+
+
+def run_evaluation(
+    model_fn: ModelFn,
+    global_state: State,
+    updates: Sequence[tuple[str, State, int]],
+    validation: Dataset,
+    epsilon: float,
+    measure: ContributionMeasure,
+    previous_state: State | None,
+) -> RoundEvaluation:
+    """`evaluate_round` with positional arguments only (what an executor's job is)."""
+    return evaluate_round(
+        model_fn, global_state, updates, validation, epsilon, measure=measure, previous_state=previous_state
+    )
+
+
+@dataclass(frozen=True)
 class Evaluated:
     """A validator's work for one round: what it will commit to and reveal."""
 
@@ -124,6 +170,8 @@ class Evaluated:
 class Validator(Participant):
     #: What this validator does (honest here; the attacks are subclasses in refiner.adversary).
     behaviour: ClassVar[ValidatorBehaviour] = ValidatorBehaviour.HONEST
+    #: Whether `evaluate` scores the round's updates (`evaluation_job`), so that it can be done ahead
+    evaluates_updates: ClassVar[bool] = True
     #: How contributions are measured; by default what the task's description asks for.
     measure: ContributionMeasure | None = None
     #: The VRF key registered for sortition (default: derived from the account key).
@@ -133,6 +181,10 @@ class Validator(Participant):
     #: Updates fetched (or found invalid) in an evaluation that is waiting for others, by (task, round).
     _fetched: dict[tuple[str, int], dict[str, tuple[State, int] | str]] = field(
         default_factory=dict, init=False, repr=False
+    )
+    #: An evaluation computed ahead (in parallel with other members'), by (task, round)
+    _evaluated_ahead: dict[tuple[str, int], tuple[EvaluationJob, RoundEvaluation]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     @property
@@ -167,6 +219,15 @@ class Validator(Participant):
     def evaluate(self, task: Task) -> Evaluated:
         """Fetch the validation set and every submitted update; score, aggregate, measure contributions
         and share the aggregate with the requester (paper 2.3.6)."""
+        ahead = self._evaluated_ahead.pop((task.address, task.current_round()), None)
+        if ahead is not None:
+            return self._conclude(task, *ahead)
+        job = self.evaluation_job(task)
+        return self._conclude(task, job, job.run())
+
+    def evaluation_job(self, task: Task) -> EvaluationJob:
+        """What this round's evaluation takes, fetched and opened: the global model, the validation set
+        and every update (`UpdatesPending` while some cannot be fetched yet, as `evaluate`)."""
         round_ = task.current_round()
         description = description_of(task)
         factory, spec = model_of(description, self.models)
@@ -192,19 +253,34 @@ class Validator(Participant):
         )
         updates, rejected = self._fetch_updates(task, round_, spec)
         measure = self.measure or measure_for(description)
-        evaluation = evaluate_round(
+        previous = (
+            previous_model(self.store, task, round_, requester, self.account, spec)
+            if measure.uses_previous_state
+            else None
+        )
+        return EvaluationJob(
+            round_,
             factory,
             global_state,
             updates,
             validation,
             task.config().epsilon,
-            measure=measure,
-            previous_state=(
-                previous_model(self.store, task, round_, requester, self.account, spec)
-                if measure.uses_previous_state
-                else None
-            ),
+            measure,
+            previous,
+            rejected,
         )
+
+    def evaluated_ahead(self, task: Task, job: EvaluationJob, evaluation: RoundEvaluation) -> None:
+        """Keep `job`'s evaluation, computed ahead (in parallel with other members'), for `evaluate`."""
+        round_ = task.current_round()
+        kept = {k: v for k, v in self._evaluated_ahead.items() if k[0] != task.address}
+        self._evaluated_ahead = {**kept, (task.address, round_): (job, evaluation)}
+
+    def _conclude(self, task: Task, job: EvaluationJob, evaluation: RoundEvaluation) -> Evaluated:
+        """The manifest and details of an evaluated round; the aggregate shared with the requester."""
+        round_, rejected = job.round, job.rejected
+        requester = task.requester()
+        description = description_of(task)
         results = [WorkerResult(w, accepted, n, c) for w, accepted, n, c in evaluation.fixed_results()]
         results += [WorkerResult(w, False, self._samples(task, round_, w), 0) for w in rejected]
         tree = ResultsTree(results)

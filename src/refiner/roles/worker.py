@@ -8,7 +8,7 @@ are subclasses in :mod:`refiner.adversary.workers`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
@@ -18,6 +18,7 @@ from refiner.fl.models import State, deserialize, resolve_model, serialize
 from refiner.fl.training import TrainingConfig, train_local
 from refiner.roles.participant import Participant
 from refiner.sharing import Context, retrieve, share
+from refiner.wire.details import ProtocolError
 from refiner.wire.reads import consensus_details, description_of, model_of, round_inputs
 
 
@@ -67,6 +68,10 @@ class Worker(Participant):
     seed: int = 0
     #: What this worker does (honest here; the attacks are subclasses in refiner.adversary).
     behaviour: ClassVar[WorkerBehaviour] = WorkerBehaviour.HONEST
+    #: A local model trained ahead (in parallel with others'), by (task, round, training settings)
+    _pretrained: dict[tuple[str, int, TrainingConfig], State] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def register(self) -> TxResult:
         return self.registry.register_worker(self.account)
@@ -76,7 +81,31 @@ class Worker(Participant):
 
     def train(self, task: Task, progress: Callable[[int, int], None] | None = None) -> State:
         """Fetch and decrypt this round's global model and update it on the local data (paper 2.3.5)."""
-        return self.train_on(task, self.global_model(task), self.data, progress)
+        data = self.training_data(task)
+        if data is None:
+            raise ProtocolError(f"a {self.behaviour.value} worker does not train on data")
+        return self.train_on(task, self.global_model(task), data, progress)
+
+    def training_data(self, task: Task) -> Dataset | None:
+        """What `train` trains the global model on this round (None: it trains nothing)."""
+        return self.data
+
+    def training_config(self, task: Task) -> TrainingConfig:
+        """The task's local-training settings for this worker in the current round."""
+        description = description_of(task)
+        return TrainingConfig(
+            epochs=description.epochs,
+            batch_size=description.batch_size,
+            lr=description.lr,
+            mu=task.config().mu,
+            seed=self.seed + task.current_round(),
+        )
+
+    def pretrained(self, task: Task, config: TrainingConfig, state: State) -> None:
+        """Keep `state`, trained ahead on `training_data` with `config`, for this round's `train_on`."""
+        round_ = task.current_round()
+        kept = {k: v for k, v in self._pretrained.items() if k[0] != task.address or k[1] == round_}
+        self._pretrained = {**kept, (task.address, round_, config): state}
 
     def global_model(self, task: Task) -> State:
         """This round's global model, fetched and decrypted."""
@@ -101,15 +130,11 @@ class Worker(Participant):
         progress: Callable[[int, int], None] | None = None,
     ) -> State:
         """`global_state` trained on `data` with the task's local-training settings."""
-        description = description_of(task)
-        factory = resolve_model(description.model, self.models)  # the spec was checked on receipt
-        config = TrainingConfig(
-            epochs=description.epochs,
-            batch_size=description.batch_size,
-            lr=description.lr,
-            mu=task.config().mu,
-            seed=self.seed + task.current_round(),
-        )
+        config = self.training_config(task)
+        ahead = self._pretrained.pop((task.address, task.current_round(), config), None)
+        if ahead is not None and data is self.training_data(task):
+            return ahead
+        factory = resolve_model(description_of(task).model, self.models)  # the spec was checked on receipt
         return train_local(factory, global_state, data, config, progress)
 
     def claimed_samples(self) -> int:
