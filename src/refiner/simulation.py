@@ -306,40 +306,39 @@ class Simulation:
     def _evaluate_ahead(self) -> None:
         """Evaluate the round for every committee member that evaluates, at once, on the executor. Each
         member fetches and opens its own copies in this process; copies with equal weights (the same
-        update, as every honest member sees it) travel once."""
+        update, as every honest member sees it) are kept and travel once: the others are dropped as soon
+        as they are read, so that memory does not grow with the committee."""
         task = self.task
         members = [v for v in self.committee if v.evaluates and v.evaluates_updates]
-        if not members:
-            return
-        owned = [(v, self._evaluation_job(v)) for v in members]
         shared: dict[bytes, Any] = {}
 
-        def by_reference(state: State) -> Any:
-            digest = model_digest(state)
-            if digest not in shared:
-                shared[digest] = self.executor.share(state)
-            return shared[digest]
+        def once(key: bytes, value: Any) -> Any:
+            if key not in shared:
+                shared[key] = self.executor.share(value)
+            return shared[key]
 
-        validation: dict[bytes, Any] = {}
-        jobs = []
-        for _, job in owned:
-            key = model_digest({"x": job.validation.x, "y": job.validation.y})
-            if key not in validation:
-                validation[key] = self.executor.share(job.validation)
+        def by_reference(state: State) -> Any:
+            return once(model_digest(state), state)
+
+        owned: list[tuple[Validator, EvaluationJob]] = []
+        jobs: list[tuple[Any, ...]] = []
+        for v in members:
+            job = self._evaluation_job(v)
             jobs.append(
                 (
                     job.model_fn,
                     by_reference(job.global_state),
                     [(w, by_reference(state), n) for w, state, n in job.updates],
-                    validation[key],
+                    once(model_digest({"x": job.validation.x, "y": job.validation.y}), job.validation),
                     job.epsilon,
                     job.measure,
                     None if job.previous_state is None else by_reference(job.previous_state),
                 )
             )
-        results = self.executor.map(run_evaluation, jobs)
+            owned.append((v, replace(job, updates=[], previous_state=None)))
+        results = self.executor.map(run_evaluation, jobs) if jobs else []
         for (v, job), evaluation in zip(owned, results, strict=True):
-            v.evaluated_ahead(task, replace(job, updates=[], previous_state=None), evaluation)
+            v.evaluated_ahead(task, job, evaluation)
 
     def _evaluation_job(self, validator: Validator) -> EvaluationJob:
         try:
