@@ -43,7 +43,7 @@ class Executor(ABC):
         also inside a list or tuple argument."""
 
     def close(self) -> None:  # noqa: B027 - nothing to release by default
-        """Release what the executor holds (a Ray connection)."""
+        """Release what the executor holds (a process pool, a Ray connection)."""
 
     def describe(self) -> str:
         return "sequential"
@@ -175,8 +175,8 @@ def check_parallel(parallel: str) -> None:
 
 
 def executor_for(parallel: str | int | None) -> Executor:
-    """The executor `--parallel` names: nothing, 0 or 1 → sequential; a number N → Ray on N local cores;
-    ``ray://host:port``, ``host:port`` or ``auto`` → that Ray cluster."""
+    """The executor `--parallel` names: nothing, 0 or 1 → sequential; a number N → N worker processes of
+    this machine; ``ray://host:port``, ``host:port`` or ``auto`` → that Ray cluster."""
     if parallel is None:
         return Sequential()
     text = str(parallel).strip()

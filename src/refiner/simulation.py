@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from refiner.cast import build_cast
 from refiner.chain import Chain, Durations, Registry, Task, TaskConfig, TxResult, public_key_bytes
@@ -31,6 +32,8 @@ from refiner.units import ETH, from_fixed
 from refiner.wire.details import ProtocolError
 from refiner.wire.reads import consensus_details, description_of
 from refiner.wire.spec import DEFAULT_CONTRIBUTION, Contribution, TaskDescription
+
+T = TypeVar("T")
 
 #: Called with (step, done, total) while a round runs, for progress bars.
 Progress = Callable[[str, int, int], None]
@@ -323,38 +326,32 @@ class Simulation:
         owned: list[tuple[Validator, EvaluationJob]] = []
         jobs: list[tuple[Any, ...]] = []
         for v in members:
-            job = self._evaluation_job(v)
-            jobs.append(
-                (
-                    job.model_fn,
-                    by_reference(job.global_state),
-                    [(w, by_reference(state), n) for w, state, n in job.updates],
-                    once(model_digest({"x": job.validation.x, "y": job.validation.y}), job.validation),
-                    job.epsilon,
-                    job.measure,
-                    None if job.previous_state is None else by_reference(job.previous_state),
-                )
+            job = self._past_pending_updates(partial(v.evaluation_job, task))
+            shared_job = replace(
+                job,
+                global_state=by_reference(job.global_state),
+                updates=[(w, by_reference(state), n) for w, state, n in job.updates],
+                validation=once(model_digest({"x": job.validation.x, "y": job.validation.y}), job.validation),
+                previous_state=None if job.previous_state is None else by_reference(job.previous_state),
             )
+            jobs.append(shared_job.arguments())
             owned.append((v, replace(job, updates=[], previous_state=None)))
         results = self.executor.map(run_evaluation, jobs) if jobs else []
         for (v, job), evaluation in zip(owned, results, strict=True):
             v.evaluated_ahead(task, job, evaluation)
 
-    def _evaluation_job(self, validator: Validator) -> EvaluationJob:
-        try:
-            return validator.evaluation_job(self.task)
-        except UpdatesPending as pending:
-            self.chain.increase_time(pending.cutoff - self.chain.now())
-            return validator.evaluation_job(self.task)
-
     def evaluate(self, validator: Validator) -> Evaluated:
-        """Evaluate as `validator`. Updates it cannot fetch are waited for until the committee's fetch
-        cut-off; in one process nobody uploads anything meanwhile, so the chain's clock jumps there."""
+        """Evaluate as `validator` (see `_past_pending_updates`)."""
+        return self._past_pending_updates(lambda: validator.evaluate(self.task))
+
+    def _past_pending_updates(self, fetch: Callable[[], T]) -> T:
+        """`fetch()`; updates it cannot fetch are waited for until the committee's fetch cut-off: in one
+        process nobody uploads anything meanwhile, so the chain's clock jumps there."""
         try:
-            return validator.evaluate(self.task)
+            return fetch()
         except UpdatesPending as pending:
             self.chain.increase_time(pending.cutoff - self.chain.now())
-            return validator.evaluate(self.task)
+            return fetch()
 
 
 #: What the progress bar says while a participant takes a long step.
