@@ -10,6 +10,11 @@ storage handles, so no training: gas does not depend on the model). Every worker
 with N > 100 only the first ``--claimers`` workers claim (a claim's gas depends on N only through the
 Merkle proof, log2 N siblings), and the round's claim total is the median claim × N. Per-worker gas =
 submit + claim, per-validator = commit + reveal + claim (the one-off seat claim excluded), both medians.
+
+Then whole tasks of ``--rounds`` rounds (default 10) at N = 5 and 100, committee 8: rewards accrue and
+every worker and validator claims once, after the last round; per worker and round = its submissions
+and its one claim over the rounds, per validator and round = its commits, reveals and one claim over the
+rounds (means over the participants).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ if str(ROOT) not in sys.path:
 
 WORKER_GOAL = 120_000
 VALIDATOR_GOAL = 180_000
+#: Per round of a 10-round task whose rewards are claimed once (issue 17).
+WORKER_ROUND_GOAL = 60_000
+VALIDATOR_ROUND_GOAL = 130_000
+TASK_CELLS = [(5, 8), (100, 8)]
 CALLS = [
     "signUp",
     "claimSeat",
@@ -42,18 +51,25 @@ CALLS = [
 ]
 
 
-def measure(
-    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int, deposit: int = 10**16
-) -> dict[str, list[int]]:
-    from tests.helpers import handle, new_task, results_tree, salt_for, seat, start_round
+def recruited(
+    world: Any,
+    workers: Sequence[Any],
+    validators: Sequence[Any],
+    deposit: int,
+    rounds: int,
+    gas: dict[str, list[int]],
+) -> Any:
+    """A fresh task of `rounds` rounds with `workers` signed up and `validators` seated, recruitment
+    closed; the sign-ups' and seat claims' gas in `gas`."""
+    from tests.helpers import new_task, seat
 
-    from refiner.chain import Durations, Status
+    from refiner.chain import Durations
 
-    gas: dict[str, list[int]] = defaultdict(list)
     # each embedded block moves the clock on by ≥ 1 s: a thousand sign-ups need a long recruitment
     task = new_task(
         world,
         max_workers=len(workers),
+        max_rounds=rounds,
         durations=Durations(recruitment=20_000, training=20_000, evaluation=20_000, reveal=20_000),
         sign_up_deposit=deposit,
     )
@@ -63,6 +79,18 @@ def measure(
     for v in validators:
         gas["claimSeat"].append(seat(world, task, v).gas_used)
     task.close_recruitment(world.requester)
+    return task
+
+
+def measure(
+    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int, deposit: int = 10**16
+) -> dict[str, list[int]]:
+    from tests.helpers import handle, results_tree, salt_for, start_round
+
+    from refiner.chain import Status
+
+    gas: dict[str, list[int]] = defaultdict(list)
+    task = recruited(world, workers, validators, deposit, 3, gas)  # the round played does not end it
     gas["startRound"].append(start_round(world, task).gas_used)
     r = task.current_round()
     samples = [1000 * (i + 1) for i in range(len(workers))]
@@ -85,8 +113,109 @@ def measure(
         res = task.claim_reward(w, r, tree.result_of(w.address), tree.proof(w.address))
         gas["claimReward"].append(res.gas_used)
     for v in validators:
-        gas["claimValidatorReward"].append(task.claim_validator_reward(v, r).gas_used)
+        gas["claimValidatorReward"].append(task.claim_validator_reward(v).gas_used)
     return dict(gas)
+
+
+def measure_task(
+    world: Any, workers: Sequence[Any], validators: Sequence[Any], rounds: int, deposit: int = 10**16
+) -> dict[str, list[int]]:
+    """One task of `rounds` rounds, every worker submitting each round; every worker claims once with
+    its leaf of the last round, every validator once through the last round."""
+    from tests.helpers import handle, results_tree, salt_for, start_round
+
+    from refiner.chain import Status
+    from refiner.chain.earnings import carried
+
+    gas: dict[str, list[int]] = defaultdict(list)
+    task = recruited(world, workers, validators, deposit, rounds, defaultdict(list))
+    samples = [1000 * (i + 1) for i in range(len(workers))]
+    earned: dict[str, int] = {}
+    for r in range(1, rounds + 1):
+        start_round(world, task)
+        for w, n in zip(workers, samples, strict=True):
+            res = task.submit_training_results(
+                w, handle(f"update-{r}-{w.address}"), handle(f"keys-{w.address}"), n
+            )
+            gas["submitTrainingResults"].append(res.gas_used)
+        assert task.status() == Status.EVALUATING
+        # contributions that differ from round to round, so that every round's shares leave dust
+        contributions = [100 * (i + 1) + r for i in range(len(workers))]
+        tree = results_tree(workers, samples, contributions, before=earned)
+        earned = carried(earned, tree.results)
+        manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), handle("agg"), handle("det"))
+        for v in validators:
+            commitment = task.commitment_for(v.address, r, manifest, salt_for(v, r))
+            gas["commitManifest"].append(task.commit_manifest(v, commitment).gas_used)
+        for v in validators:
+            gas["revealManifest"].append(task.reveal_manifest(v, manifest, salt_for(v, r)).gas_used)
+        gas["finalizeRound"].append(task.finalize_round(world.requester, manifest).gas_used)
+    for w in workers:
+        res = task.claim_reward(w, rounds, tree.result_of(w.address), tree.proof(w.address))
+        gas["claimReward"].append(res.gas_used)
+    for v in validators:
+        gas["claimValidatorReward"].append(task.claim_validator_reward(v).gas_used)
+    assert task.balance() == task.owed()
+    return dict(gas)
+
+
+def summarise_task(n: int, c: int, rounds: int, gas: dict[str, list[int]]) -> dict[str, Any]:
+    def mean(call: str) -> float:
+        return sum(gas[call]) / len(gas[call])
+
+    return {
+        "workers": n,
+        "committee": c,
+        "rounds": rounds,
+        "claimReward": int(statistics.median(gas["claimReward"])),
+        "claimValidatorReward": int(statistics.median(gas["claimValidatorReward"])),
+        "worker_per_round": round(mean("submitTrainingResults") + mean("claimReward") / rounds),
+        "validator_per_round": round(
+            mean("commitManifest") + mean("revealManifest") + mean("claimValidatorReward") / rounds
+        ),
+    }
+
+
+def run_tasks(
+    cells: Sequence[tuple[int, int]], rounds: int, log: Any = print, deposit: int = 10**16
+) -> list[dict[str, Any]]:
+    from tests.helpers import build_world
+
+    from refiner.chain import Chain, demo_account
+    from refiner.units import ETH
+
+    chain = Chain.connect()
+    world = build_world(chain, n_workers=0, n_validators=max(c for _, c in cells), n_fresh=0)
+    accounts = [demo_account(f"gas-bench-task-worker-{i}") for i in range(max(n for n, _ in cells))]
+    for a in accounts:
+        chain.fund(a.address, ETH)
+        world.registry.register_worker(a)
+    out = []
+    for n, c in cells:
+        row = summarise_task(
+            n, c, rounds, measure_task(world, accounts[:n], world.validators[:c], rounds, deposit)
+        )
+        log(
+            f"gas: a {rounds}-round task, N={n} C={c}, claims once: per worker and round "
+            f"{row['worker_per_round']:,}, per validator and round {row['validator_per_round']:,}"
+        )
+        out.append(row)
+    return out
+
+
+def task_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| task | worker claim (once) | validator claim (once) | per worker and round "
+        "| per validator and round |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['rounds']} rounds, N={r['workers']}, C={r['committee']} | {r['claimReward']:,} | "
+            f"{r['claimValidatorReward']:,} | **{r['worker_per_round']:,}** (goal ≤ {WORKER_ROUND_GOAL:,}) | "
+            f"**{r['validator_per_round']:,}** (goal ≤ {VALIDATOR_ROUND_GOAL:,}) |"
+        )
+    return "\n".join(lines)
 
 
 def summarise(n: int, c: int, gas: dict[str, list[int]], gwei: float) -> dict[str, Any]:
@@ -195,16 +324,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--claimers", type=int, default=30)
     ap.add_argument("--gwei", type=float, default=20.0)
     ap.add_argument("--deposit", type=int, default=10**16, help="sign-up deposit in wei")
+    ap.add_argument("--rounds", type=int, default=10, help="rounds of the whole-task measurement")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.quick:
-        sizes, committees = [3, 6], [2, 3]
+        sizes, committees, cells, rounds = [3, 6], [2, 3], [(3, 2)], 3
     else:
         sizes = [int(x) for x in args.sizes.split(",")]
         committees = [int(x) for x in args.committees.split(",")]
+        cells, rounds = TASK_CELLS, args.rounds
     rows = run_grid(sizes, committees, args.claimers, args.gwei, deposit=args.deposit)
     print(table(rows))
-    out = {"rows": rows}
+    tasks = run_tasks(cells, rounds, deposit=args.deposit)
+    print(task_table(tasks))
+    out = {"rows": rows, "tasks": tasks}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return out

@@ -303,14 +303,41 @@ def render(res: dict[str, Any], made: dict[str, str], meta: dict[str, Any], find
         parts.append(
             "- How the goals were reached (they were missed by ~5–8k per worker and ~2k per validator before): "
             "OpenZeppelin's `ReentrancyGuardTransient` (EIP-1153 transient storage, cancun) instead of the "
-            "storage-based guard (~2k per claim); a worker's submission and claim are two bits in a per-round "
-            "bitmap indexed by sign-up order, 128 workers per slot, so only every 128th submitter pays for a "
+            "storage-based guard (~2k per claim); a worker's submission is one bit in a per-round "
+            "bitmap indexed by sign-up order, 256 workers per slot, so only every 256th submitter pays for a "
             "fresh slot (~17k saved for the others; the contract no longer stores sample counts: they stay in "
             "the event and in the Merkle leaf, see the README); the numbers of workers and committee members "
-            "are cached next to the status when recruitment closes (~2k per submit and commit); a validator "
-            "claim reads its escrow and unit from one packed slot. Each call still pays the 21,000 "
-            "intrinsic cost, and each claim the value transfer."
+            "are cached next to the status when recruitment closes (~2k per submit and commit). Each call "
+            "still pays the 21,000 intrinsic cost, and each claim the value transfer."
         )
+        tasks = ga.get("tasks")
+        if tasks:
+            wr = [t["worker_per_round"] for t in tasks]
+            vr = [t["validator_per_round"] for t in tasks]
+            parts += [
+                "",
+                "### A whole task, rewards claimed once",
+                "",
+                f"Rewards accrue over the rounds (issue 17): one task of {tasks[0]['rounds']} rounds per "
+                "row, every worker submitting each round and every worker and validator claiming once, after the "
+                "last round; per participant and round = its submissions, commits and reveals plus its one "
+                "claim spread over the rounds (means over the participants, the first and last callers of "
+                "each phase included).",
+                "",
+                mod.task_table(tasks),
+                "",
+                f"- Per worker and round: {min(wr):,}–{max(wr):,} (goal ≤ {mod.WORKER_ROUND_GOAL:,}: "
+                f"{'met' if max(wr) <= mod.WORKER_ROUND_GOAL else '**missed**'}); per validator and round: "
+                f"{min(vr):,}–{max(vr):,} (goal ≤ {mod.VALIDATOR_ROUND_GOAL:,}: "
+                f"{'met' if max(vr) <= mod.VALIDATOR_ROUND_GOAL else '**missed**'}).",
+                "- How: a results leaf carries the worker's earnings through its round, so a claim with the "
+                "latest leaf pays every round and the contract keeps just what each worker was paid (packed "
+                "next to its sign-up number); a member's ballot is one storage word rewritten each round "
+                "(2,900 gas instead of a fresh word's 20,000), and the round it belongs to is counted into "
+                "the member's accrued rewards when it commits in a later round or claims, so neither claim "
+                "grows with the rounds; the committee's total weight is copied next to each round's "
+                "counters (a cold read less per reveal).",
+            ]
         if "gas" in made:
             parts += ["", f"![gas per participant]({made['gas']})"]
         parts.append("")

@@ -14,18 +14,35 @@ import {TaskTypes} from "./TaskTypes.sol";
 /// @notice Deployed by the requester, listed with {RefinerRegistry-registerTask}. Statuses follow the paper:
 /// PENDING → RECRUITING → PENDING → TRAINING → EVALUATING → REVEALING → REWARDING → (PENDING | TERMINATED).
 /// Every timed phase ends when everyone has acted or, after its deadline, when anybody calls {advance}.
-/// Ether is held as: `budget` (the requester's refundable balance) plus, per round, the worker and
-/// validator pools escrowed by {startRound}, which only rewards or a failed round can release, plus the
-/// workers' sign-up deposits ({depositsHeld}) until round 1's training ends.
+/// Ether is held as: `budget` (the requester's refundable balance); the running round's worker and
+/// validator rewards, escrowed by {startRound}; the task's reward escrows ({workerEscrow},
+/// {validatorEscrow}), where each round finalized with consensus moves what it pays and from which
+/// workers and validators claim what they earned over all rounds, in one transaction if they like; and
+/// the workers' sign-up deposits ({depositsHeld}) until round 1's training ends.
 /// @dev Keep this contract free of `immutable` variables: the registry approves its runtime codehash.
 contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     using TaskTypes for TaskTypes.Manifest;
 
     /// @notice Most committee members a task can seat (bit sets over members fit in one word).
     uint256 public constant MAX_COMMITTEE = 256;
-    /// @dev a worker's two bits in its round word of `_submissions`: submitted, claimed
+    /// @dev a worker's bit in its round word of `_submissions`
     uint256 private constant SUBMITTED = 1;
-    uint256 private constant CLAIMED = 2;
+    /// @dev `_workerNumber`: sign-up index + 1 in the low 32 bits, the last round claimed in the next 32,
+    /// wei paid in the task above them
+    uint256 private constant NUMBER_BITS = 32;
+    uint256 private constant PAID_SHIFT = 64;
+    /// @dev `_seat`: seat index + 1 in the low 16 bits, vote weight in the next 64, the round of the
+    /// member's ballot (`_ballot`) in the next 32, the seat rewards (wei per seat) accrued and not claimed
+    /// in the next 128, and FOLDED when the ballot's round is counted in them already. A ballot's round is
+    /// counted when the member commits in a later round (every earlier round is finalized by then) or
+    /// claims: the ballot word is one per member, rewritten each round (2_900 gas instead of a fresh
+    /// word's 20_000), and a claim reads no round's storage but the last one's.
+    uint256 private constant WEIGHT_SHIFT = 16;
+    uint256 private constant BALLOT_ROUND_SHIFT = 80;
+    uint256 private constant ACCRUED_SHIFT = 112;
+    uint256 private constant FOLDED = 1 << 240;
+    /// @dev the consensus vote key's weight in `_voteWeight` keeps the round's reward per seat above this
+    uint256 private constant UNIT_SHIFT = 128;
 
     address public requester;
     address public registry;
@@ -57,16 +74,28 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     uint64 public seedEpoch;
     /// @notice The block this task was deployed in: where readers start scanning its events.
     uint64 public createdBlock;
+    /// @notice Until when rewards can be claimed: `claim` seconds after the task terminated (0 before).
+    uint64 public claimDeadline;
+    /// @notice Worker rewards of finalized rounds not claimed yet (the rounding dust of each round's
+    /// shares stays here until {releaseUnclaimed}).
+    uint256 public workerEscrow;
+    /// @notice Validator rewards of finalized rounds not claimed yet.
+    uint256 public validatorEscrow;
     /// @notice The sortition seed (0 until fixed by {fixSeed} or the first {claimSeat}).
     uint256 public seed;
 
     address[] private _workers;
-    /// @dev per worker: its sign-up index + 1 (0 if not signed up)
+    /// @dev per worker: its sign-up index + 1 (0 if not signed up), the last round it claimed in and the
+    /// wei it has been paid (see NUMBER_BITS, PAID_SHIFT)
     mapping(address => uint256) private _workerNumber;
 
     address[] private _committee;
-    /// @dev per member: (seat index + 1) in the low 128 bits, vote weight in the high 128 bits
+    /// @dev per member: (seat index + 1), vote weight, its ballot's round, accrued seat rewards (see
+    /// WEIGHT_SHIFT, BALLOT_ROUND_SHIFT, ACCRUED_SHIFT, FOLDED)
     mapping(address => uint256) private _seat;
+    /// @dev per member, its ballot of the round in `_seat`: its commitment with the top bit set
+    /// (TaskTypes.COMMITTED), replaced by its vote key (top bit clear) when it reveals.
+    mapping(address => bytes32) private _ballot;
     /// @notice Sum of the committee's vote weights.
     uint256 public totalWeight;
 
@@ -76,11 +105,12 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     uint256 private _depositRefunds;
 
     mapping(uint256 round => TaskTypes.Round) private _rounds;
-    /// @dev per round, two bits per worker at 2 × (sign-up index mod 128) of word index / 128: SUBMITTED
-    /// and CLAIMED. One word serves 128 workers, so only the first of them writes a fresh slot each round.
+    /// @dev per round, one bit per worker at sign-up index mod 256 of word index / 256 (SUBMITTED). One
+    /// word serves 256 workers, so only the first of them writes a fresh slot each round.
     mapping(uint256 round => mapping(uint256 word => uint256)) private _submissions;
-    /// @dev a validator's commitment, replaced by its vote key when it reveals.
-    mapping(uint256 round => mapping(address => bytes32)) private _ballots;
+    /// @dev vote weight revealed per key (low 128 bits); once the round is finalized, the consensus key's
+    /// entry also holds the round's validator reward per seat (above UNIT_SHIFT), so that counting a
+    /// member's round reads one word: its ballot's entry.
     mapping(uint256 round => mapping(bytes32 voteKey => uint256)) private _voteWeight;
 
     event StatusChanged(TaskTypes.Status from, TaskTypes.Status to, uint32 round, uint64 deadline);
@@ -115,7 +145,10 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         uint32 indexed round, bytes32 voteKey, uint256 agreeingWeight, uint32 accuracy, bytes32 modelDigest
     );
     event NoConsensus(uint32 indexed round, uint256 refunded);
+    /// @dev `round` is the round whose results leaf (worker) or through which (validator) the claim pays:
+    /// `amount` covers every round not claimed before.
     event RewardClaimed(uint32 indexed round, address indexed account, uint256 amount);
+    /// @dev `round` is 0 when the unclaimed rewards of the whole task are released.
     event EscrowReleased(uint32 indexed round, uint256 amount);
     event TaskTerminated(TaskTypes.TerminationReason reason, uint32 rounds);
     event DepositRefunded(address indexed worker, uint256 amount);
@@ -152,12 +185,12 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     error CommitmentMismatch();
     error NotConsensusManifest(bytes32 voteKey, bytes32 consensusKey);
     error RoundNotFinalized(uint32 round);
-    error NoSubmission(address worker, uint32 round);
     error AlreadyClaimed(address account, uint32 round);
     error NoReward();
     error InvalidProof();
     error RewardExceedsEscrow(uint256 amount, uint256 escrow);
     error ClaimWindowOpen(uint64 closesAt);
+    error ClaimWindowClosed(uint64 closedAt);
     error NothingToRelease();
     error AmountExceedsBudget(uint256 amount, uint256 budget);
     error ZeroAmount();
@@ -241,8 +274,9 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     }
 
     /// @notice Starts a round (paper 2.3.4): escrows this round's worker and validator rewards from the
-    /// budget (topped up by `msg.value`) and publishes the handles of the starting model, the validation
-    /// set and the key envelopes that wrap their keys for the workers and the committee.
+    /// budget, topped up by `msg.value` (held for the round until {finalizeRound}, see {owed}), and
+    /// publishes the handles of the starting model, the validation set and the key envelopes that wrap
+    /// their keys for the workers and the committee.
     /// Requirements: caller is the requester; status PENDING after recruitment; at least one worker and
     /// one committee member; budget + `msg.value` covers both rewards. Emits {RoundStarted}, {StatusChanged}.
     function startRound(
@@ -264,9 +298,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         if (msg.value != 0) emit Funded(msg.sender, msg.value, available);
         budget = available - needed;
         uint32 round = ++currentRound;
-        TaskTypes.Round storage r = _rounds[round];
-        r.workerEscrow = _config.workerReward;
-        r.validatorEscrow = uint128(_config.validatorReward); // < 2^128 ({TaskTypes-validate})
+        _rounds[round].totalWeight = uint64(totalWeight); // seats are won one sortition step (gas) each: ≪ 2^64
         emit RoundStarted(
             round,
             modelHandle,
@@ -334,7 +366,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         if (j == 0) revert NotSelected();
         if (j != seats) revert WrongSeatCount(seats, j);
         _committee.push(msg.sender);
-        _seat[msg.sender] = _committee.length | (j << 128);
+        _seat[msg.sender] = _committee.length | (j << WEIGHT_SHIFT);
         totalWeight += j;
         emit CommitteeMemberAdded(msg.sender, uint64(j), draw.stake);
     }
@@ -374,13 +406,13 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         inStatus(TaskTypes.Status.TRAINING)
         beforeDeadline
     {
-        uint256 number = _workerNumber[msg.sender];
+        uint256 number = uint32(_workerNumber[msg.sender]);
         if (number == 0) revert NotSignedUp(msg.sender);
         if (samples == 0) revert ZeroSamples();
         _checkHandle(modelHandle);
         _checkHandle(keysHandle);
         uint32 round = currentRound;
-        (uint256 index, uint256 shift) = _bitsOf(number);
+        (uint256 index, uint256 shift) = _bitOf(number);
         uint256 word = _submissions[round][index];
         if (word & (SUBMITTED << shift) != 0) revert AlreadySubmitted(msg.sender);
         _submissions[round][index] = word | (SUBMITTED << shift);
@@ -410,43 +442,47 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         Address.sendValue(payable(msg.sender), deposit);
     }
 
-    /// @notice Pays the caller its share of this round's worker reward:
-    /// `workerReward × contribution / totalContribution` of the consensus manifest, proven by a Merkle proof
-    /// of the caller's leaf. Rejected workers and non-positive contributions earn nothing.
+    /// @notice Pays the caller what it has earned in the task and not been paid yet: `earned` (wei, the
+    /// caller's earnings through `round`, see {TaskTypes-leafHash}) minus what earlier claims paid. The leaf
+    /// (caller, accepted, samples, contribution, earned) is proven by a Merkle proof against the results
+    /// root of `round`, a round finalized with consensus; the latest round a worker has a leaf in pays
+    /// every earlier round too, so one claim per task is enough (claiming every round works as well).
+    /// An earlier round's leaf than the last one claimed with, or one that adds nothing, is refused: no
+    /// round is paid twice.
     /// `samples` is only part of the leaf: it is not compared with the submitted count, which is not
     /// stored. The amount does not depend on it, and the leaf is in a root that a committee majority
     /// agreed on, built from the submitted counts; a majority that lied about them could as well lie
-    /// about the contributions, which decide the pay.
-    /// Requirements: the round reached consensus; the caller submitted in it and has not claimed; the
-    /// leaf is in the consensus results root. Emits {RewardClaimed}.
+    /// about the contributions, which decide the pay. Likewise `earned` is only as true as that majority:
+    /// one that lied could credit a worker with any of the task's unclaimed worker rewards (claims are
+    /// capped by {workerEscrow}); workers that claim as they go leave such a majority less to take.
+    /// Requirements: the round was finalized with consensus; the claim window ({claimDeadline}) is not
+    /// over; the caller signed up; `round` is later than the last round it claimed with and `earned`
+    /// exceeds what it was paid; the leaf is in the round's results root; the worker escrow covers the
+    /// amount. Emits {RewardClaimed}.
     function claimReward(
         uint32 round,
         bool accepted,
         uint64 samples,
         int256 contribution,
+        uint256 earned,
         bytes32[] calldata proof
     ) external nonReentrant {
-        TaskTypes.Round storage r = _consensusRound(round);
-        uint256 number = _workerNumber[msg.sender];
-        if (number == 0) revert NoSubmission(msg.sender, round);
-        (uint256 index, uint256 shift) = _bitsOf(number);
-        uint256 word = _submissions[round][index];
-        if (word & (SUBMITTED << shift) == 0) revert NoSubmission(msg.sender, round);
-        if (word & (CLAIMED << shift) != 0) revert AlreadyClaimed(msg.sender, round);
-        if (!accepted || contribution <= 0) revert NoReward();
-        bytes32 leaf = TaskTypes.leafHash(msg.sender, accepted, samples, contribution);
-        if (!MerkleProof.verifyCalldata(proof, r.resultsRoot, leaf)) revert InvalidProof();
-        uint256 amount = (_config.workerReward * uint256(contribution)) / r.totalContribution;
-        if (amount > r.workerEscrow) revert RewardExceedsEscrow(amount, r.workerEscrow);
-        _submissions[round][index] = word | (CLAIMED << shift);
-        r.workerEscrow -= amount;
-        r.workersPaid += 1;
-        if (r.workersPaid == r.payees && r.workerEscrow != 0) {
-            // every payee is paid: what is left is rounding dust, the requester's again
-            budget += r.workerEscrow;
-            emit EscrowReleased(round, r.workerEscrow);
-            r.workerEscrow = 0;
-        }
+        bytes32 root = _rounds[round].resultsRoot; // set by a finalized round with consensus only
+        if (root == bytes32(0)) _refuseClaim(round);
+        uint256 slot = _workerNumber[msg.sender];
+        if (slot == 0) revert NotSignedUp(msg.sender);
+        uint256 paid = slot >> PAID_SHIFT;
+        if (earned == 0) revert NoReward();
+        if (round <= uint32(slot >> NUMBER_BITS) || earned <= paid) revert AlreadyClaimed(msg.sender, round);
+        _checkClaimWindow();
+        bytes32 leaf = TaskTypes.leafHash(msg.sender, accepted, samples, contribution, earned);
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+        uint256 amount = earned - paid;
+        uint256 escrow = workerEscrow;
+        if (amount > escrow) revert RewardExceedsEscrow(amount, escrow);
+        workerEscrow = escrow - amount;
+        // earned ≤ paid + escrow, far below 2^192 wei
+        _workerNumber[msg.sender] = uint32(slot) | (uint256(round) << NUMBER_BITS) | (earned << PAID_SHIFT);
         emit RewardClaimed(round, msg.sender, amount);
         Address.sendValue(payable(msg.sender), amount);
     }
@@ -463,11 +499,17 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     /// own key, so that after a crash it can rebuild and reveal the manifest from the chain and the store
     /// alone (and so can nobody else).
     function commitManifest(bytes32 commitment, bytes32 memo) external inStatus(TaskTypes.Status.EVALUATING) beforeDeadline {
-        _seatOf(msg.sender);
+        uint256 seat = _seat[msg.sender];
+        if (uint16(seat) == 0) revert NotOnCommittee(msg.sender);
         if (commitment == bytes32(0)) revert EmptyCommitment();
         uint32 round = currentRound;
-        if (_ballots[round][msg.sender] != bytes32(0)) revert AlreadyCommitted(msg.sender);
-        _ballots[round][msg.sender] = commitment;
+        uint256 last = uint32(seat >> BALLOT_ROUND_SHIFT);
+        if (last == round) revert AlreadyCommitted(msg.sender);
+        uint256 accrued = seat >> ACCRUED_SHIFT & type(uint128).max;
+        // the last ballot's round was finalized before this one started: count it before rewriting it
+        if (last != 0 && seat & FOLDED == 0) accrued += _voteWeight[last][_ballot[msg.sender]] >> UNIT_SHIFT;
+        _ballot[msg.sender] = commitment | TaskTypes.COMMITTED;
+        _seat[msg.sender] = uint80(seat) | (uint256(round) << BALLOT_ROUND_SHIFT) | (accrued << ACCRUED_SHIFT);
         TaskTypes.Round storage r = _rounds[round];
         r.commits += 1;
         emit ManifestCommitted(round, msg.sender, commitment, memo);
@@ -476,6 +518,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
 
     /// @notice Reveals the committed manifest and its salt; the deterministic part of the manifest is the
     /// caller's vote, weighted by its seat. When every committer has revealed, the task moves to REWARDING.
+    /// The commitment is compared without its top bit (kept to mark the ballot as not revealed yet).
     /// Requirements: status REVEALING before its deadline; caller committed and has not revealed; the
     /// manifest and salt match the caller's commitment. Emits {ManifestRevealed} (with the salt, which
     /// opens the caller's stored details).
@@ -484,43 +527,54 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         inStatus(TaskTypes.Status.REVEALING)
         beforeDeadline
     {
-        uint256 seat = _seatOf(msg.sender);
+        uint256 seat = _seat[msg.sender];
+        if (uint16(seat) == 0) revert NotOnCommittee(msg.sender);
         uint32 round = currentRound;
         TaskTypes.Round storage r = _rounds[round];
-        uint256 bit = 1 << seat;
-        if (r.revealedSeats & bit != 0) revert AlreadyRevealed(msg.sender);
-        bytes32 commitment = _ballots[round][msg.sender];
-        if (commitment == bytes32(0)) revert NotCommitted(msg.sender);
+        if (uint32(seat >> BALLOT_ROUND_SHIFT) != round) revert NotCommitted(msg.sender);
+        bytes32 ballot = _ballot[msg.sender];
+        if (ballot & TaskTypes.COMMITTED == 0) revert AlreadyRevealed(msg.sender);
         _checkHandle(manifest.aggregateHandle);
         _checkHandle(manifest.detailsHandle);
-        if (commitmentOf(round, msg.sender, manifest.hash(), salt) != commitment) revert CommitmentMismatch();
+        if (commitmentOf(round, msg.sender, manifest.hash(), salt) | TaskTypes.COMMITTED != ballot) {
+            revert CommitmentMismatch();
+        }
         bytes32 key = manifest.voteKey();
-        _ballots[round][msg.sender] = key;
-        r.revealedSeats |= bit;
+        _ballot[msg.sender] = key;
         r.reveals += 1;
-        uint256 weight = _voteWeight[round][key] + _weightOf(msg.sender);
+        uint256 weight = _voteWeight[round][key] + uint64(seat >> WEIGHT_SHIFT);
         _voteWeight[round][key] = weight;
-        if (r.consensusKey == bytes32(0) && weight * 2 > totalWeight) r.consensusKey = key;
+        if (weight * 2 > r.totalWeight && r.consensusKey == bytes32(0)) r.consensusKey = key;
         emit ManifestRevealed(round, msg.sender, key, manifest, salt);
         if (r.reveals == r.commits) _enter(TaskTypes.Status.REWARDING, 0);
     }
 
-    /// @notice Pays the caller its share of this round's validator reward: agreeing validators share it in
-    /// proportion to their vote weight (equally with weight 1).
-    /// Requirements: the round reached consensus; the caller revealed the consensus manifest and has not
-    /// claimed. Emits {RewardClaimed}.
-    function claimValidatorReward(uint32 round) external nonReentrant {
-        TaskTypes.Round storage r = _consensusRound(round);
-        uint256 seat = _seatOf(msg.sender);
-        uint256 bit = 1 << seat;
-        if (r.revealedSeats & bit == 0 || _ballots[round][msg.sender] != r.consensusKey) revert NoReward();
-        if (r.claimedSeats & bit != 0) revert AlreadyClaimed(msg.sender, round);
-        uint256 amount = r.validatorUnit * _weightOf(msg.sender);
-        uint256 escrow = r.validatorEscrow;
+    /// @notice Pays the caller its validator rewards of every finalized round not paid yet: in each round
+    /// finalized with consensus whose consensus manifest the caller revealed, the round's reward per seat
+    /// times its vote weight (agreeing validators share a round's reward in proportion to their weight).
+    /// Rewards accrue over the rounds, so one claim per task is enough; its gas does not grow with them.
+    /// Requirements: the caller is on the committee; the claim window ({claimDeadline}) is not over; some
+    /// reward is due. Emits {RewardClaimed} with the last finalized round (the claim pays every round up
+    /// to it).
+    function claimValidatorReward() external nonReentrant {
+        uint256 seat = _seat[msg.sender];
+        if (uint16(seat) == 0) revert NotOnCommittee(msg.sender);
+        _checkClaimWindow();
+        uint32 settled = _lastFinalizedRound();
+        uint256 units = seat >> ACCRUED_SHIFT & type(uint128).max;
+        uint256 last = uint32(seat >> BALLOT_ROUND_SHIFT);
+        uint256 folded = seat & FOLDED;
+        if (last != 0 && folded == 0 && last <= settled) {
+            units += _voteWeight[last][_ballot[msg.sender]] >> UNIT_SHIFT;
+            folded = FOLDED;
+        }
+        if (units == 0) revert NoReward();
+        uint256 amount = units * uint64(seat >> WEIGHT_SHIFT);
+        uint256 escrow = validatorEscrow;
         if (amount > escrow) revert RewardExceedsEscrow(amount, escrow);
-        r.claimedSeats |= bit;
-        r.validatorEscrow = uint128(escrow - amount);
-        emit RewardClaimed(round, msg.sender, amount);
+        validatorEscrow = escrow - amount;
+        _seat[msg.sender] = uint112(seat) | folded;
+        emit RewardClaimed(settled, msg.sender, amount);
         Address.sendValue(payable(msg.sender), amount);
     }
 
@@ -548,21 +602,21 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
 
     /// @notice Settles the round (paper 2.3.7): if a manifest holds more than half of the committee's vote
     /// weight, `manifest` must be it (its reveal is in the {ManifestRevealed} events); its results become
-    /// claimable and the rounding dust of the validator reward returns to the budget. Without consensus
-    /// nobody is paid, the round's escrow returns to the budget and the global model stays as it was
-    /// (`manifest` is then ignored). The task then terminates (max rounds, or consensus accuracy ≥ target)
-    /// or returns to PENDING.
+    /// claimable: the round's worker reward moves to {workerEscrow} (to the budget if the manifest pays
+    /// nobody), its validator reward per agreeing seat to {validatorEscrow} and the rounding dust of that
+    /// to the budget. Without consensus nobody is paid, the round's rewards return to the budget and the
+    /// global model stays as it was (`manifest` is then ignored). The task then terminates (max rounds, or
+    /// consensus accuracy ≥ target) or returns to PENDING.
     /// Requirements: status REWARDING. Emits {RoundFinalized} or {NoConsensus}, {StatusChanged}.
     function finalizeRound(TaskTypes.Manifest calldata manifest) external inStatus(TaskTypes.Status.REWARDING) {
         uint32 round = currentRound;
         TaskTypes.Round storage r = _rounds[round];
         r.finalized = true;
-        r.claimDeadline = uint64(block.timestamp) + _config.durations.claim;
         bool targetReached;
+        uint256 workerReward = _config.workerReward;
+        uint256 validatorReward = _config.validatorReward;
         if (r.consensusKey == bytes32(0)) {
-            uint256 refund = r.workerEscrow + r.validatorEscrow;
-            r.workerEscrow = 0;
-            r.validatorEscrow = 0;
+            uint256 refund = workerReward + validatorReward;
             budget += refund;
             emit NoConsensus(round, refund);
         } else {
@@ -573,14 +627,13 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
             r.payees = manifest.payees;
             r.accuracy = manifest.accuracy;
             r.modelDigest = manifest.modelDigest;
-            uint256 agreeing = _voteWeight[round][key];
-            r.validatorUnit = uint128(r.validatorEscrow / agreeing);
-            uint256 dust = r.validatorEscrow - r.validatorUnit * agreeing;
-            r.validatorEscrow -= uint128(dust);
-            if (manifest.payees == 0 || manifest.totalContribution == 0) {
-                dust += r.workerEscrow;
-                r.workerEscrow = 0;
-            }
+            uint256 agreeing = _voteWeight[round][key]; // no unit above it yet
+            uint256 unit = validatorReward / agreeing; // < 2^96 ({TaskTypes-validate})
+            uint256 dust = validatorReward % agreeing; // what no seat's equal share can take
+            _voteWeight[round][key] = agreeing | (unit << UNIT_SHIFT);
+            validatorEscrow += validatorReward - dust;
+            if (manifest.payees == 0 || manifest.totalContribution == 0) dust += workerReward;
+            else workerEscrow += workerReward;
             if (dust != 0) {
                 budget += dust;
                 emit EscrowReleased(round, dust);
@@ -594,19 +647,18 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         else _enter(TaskTypes.Status.PENDING, _config.durations.idle);
     }
 
-    /// @notice Returns a finalized round's unclaimed rewards to the budget once its claim window is over.
-    /// Requirements: the round is finalized, its claim window has closed, and some escrow remains.
-    /// Emits {EscrowReleased}.
-    function releaseUnclaimed(uint32 round) external {
-        TaskTypes.Round storage r = _rounds[round];
-        if (!r.finalized) revert RoundNotFinalized(round);
-        if (block.timestamp <= r.claimDeadline) revert ClaimWindowOpen(r.claimDeadline);
-        uint256 amount = r.workerEscrow + r.validatorEscrow;
+    /// @notice Returns the task's unclaimed rewards (and the rounding dust of the workers' shares) to the
+    /// budget once the task has terminated and its claim window is over. Anybody may call it.
+    /// Requirements: status TERMINATED; {claimDeadline} has passed; some escrow remains.
+    /// Emits {EscrowReleased} (round 0: the whole task).
+    function releaseUnclaimed() external inStatus(TaskTypes.Status.TERMINATED) {
+        if (block.timestamp <= claimDeadline) revert ClaimWindowOpen(claimDeadline);
+        uint256 amount = workerEscrow + validatorEscrow;
         if (amount == 0) revert NothingToRelease();
-        r.workerEscrow = 0;
-        r.validatorEscrow = 0;
+        workerEscrow = 0;
+        validatorEscrow = 0;
         budget += amount;
-        emit EscrowReleased(round, amount);
+        emit EscrowReleased(0, amount);
     }
 
     /// @dev Handles are only stored and emitted, never read on chain; bounding them keeps events readable.
@@ -645,7 +697,7 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         }
     }
 
-    /// @notice A round's counters, escrow and (once finalized) consensus results.
+    /// @notice A round's counters and (once finalized) consensus results.
     function roundInfo(uint32 round) external view returns (TaskTypes.Round memory) {
         return _rounds[round];
     }
@@ -655,24 +707,50 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         return _workerNumber[account] != 0;
     }
 
-    /// @notice Whether a worker submitted in a round and whether it has claimed its reward. The samples it
-    /// submitted are in its {TrainingResultsSubmitted} event.
-    function submissionOf(uint32 round, address worker) external view returns (bool submitted, bool claimed) {
-        uint256 number = _workerNumber[worker];
-        if (number == 0) return (false, false);
-        (uint256 index, uint256 shift) = _bitsOf(number);
-        uint256 word = _submissions[round][index] >> shift;
-        return (word & SUBMITTED != 0, word & CLAIMED != 0);
+    /// @notice Whether a worker submitted in a round. The samples it submitted are in its
+    /// {TrainingResultsSubmitted} event.
+    function submitted(uint32 round, address worker) external view returns (bool) {
+        uint256 number = uint32(_workerNumber[worker]);
+        if (number == 0) return false;
+        (uint256 index, uint256 shift) = _bitOf(number);
+        return (_submissions[round][index] >> shift) & SUBMITTED != 0;
     }
 
-    /// @notice A validator's commitment in a round, or its vote key once it has revealed.
+    /// @notice What a worker's claims have paid it in the task, and the round of its last claim (0: none).
+    function workerClaims(address worker) external view returns (uint32 lastRound, uint256 paid) {
+        uint256 slot = _workerNumber[worker];
+        return (uint32(slot >> NUMBER_BITS), slot >> PAID_SHIFT);
+    }
+
+    /// @notice The validator rewards a committee member can claim now (wei): every finalized round's not
+    /// paid yet.
+    function validatorRewardOf(address validator) external view returns (uint256) {
+        uint256 seat = _seat[validator];
+        uint256 units = seat >> ACCRUED_SHIFT & type(uint128).max;
+        uint256 last = uint32(seat >> BALLOT_ROUND_SHIFT);
+        if (last != 0 && seat & FOLDED == 0 && last <= _lastFinalizedRound()) {
+            units += _voteWeight[last][_ballot[validator]] >> UNIT_SHIFT;
+        }
+        return units * uint64(seat >> WEIGHT_SHIFT);
+    }
+
+    /// @notice A validator's ballot in its latest round: its commitment with the top bit set
+    /// ({TaskTypes-COMMITTED}), its vote key (top bit clear) once it has revealed; 0 for any other round
+    /// (earlier rounds' ballots are in their {ManifestCommitted} and {ManifestRevealed} events).
     function ballotOf(uint32 round, address validator) external view returns (bytes32) {
-        return _ballots[round][validator];
+        if (round == 0 || uint32(_seat[validator] >> BALLOT_ROUND_SHIFT) != round) return bytes32(0);
+        return _ballot[validator];
     }
 
     /// @notice Total vote weight revealed for `voteKey` in a round.
     function voteWeightOf(uint32 round, bytes32 voteKey) external view returns (uint256) {
-        return _voteWeight[round][voteKey];
+        return uint128(_voteWeight[round][voteKey]);
+    }
+
+    /// @notice A finalized round's validator reward per seat of vote weight (0 without consensus).
+    function validatorUnit(uint32 round) external view returns (uint256) {
+        bytes32 key = _rounds[round].consensusKey;
+        return key == bytes32(0) ? 0 : _voteWeight[round][key] >> UNIT_SHIFT;
     }
 
     /// @notice The commitment a validator must send for a manifest hash and salt in a round.
@@ -695,13 +773,12 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
         return 0;
     }
 
-    /// @notice Ether the contract must hold: the budget, every round's remaining escrow and the deposits.
-    /// @dev O(rounds); for audits and tests, not for other contracts.
+    /// @notice Ether the contract must hold: the budget, the running round's rewards (escrowed from
+    /// {startRound} to {finalizeRound}), the reward escrows and the deposits.
     function owed() external view returns (uint256 total) {
-        total = budget + depositsHeld();
-        for (uint32 i = 1; i <= currentRound; ++i) {
-            total += _rounds[i].workerEscrow + _rounds[i].validatorEscrow;
-        }
+        total = budget + depositsHeld() + workerEscrow + validatorEscrow;
+        uint32 round = currentRound;
+        if (round != 0 && !_rounds[round].finalized) total += _config.workerReward + _config.validatorReward;
     }
 
     // ------------------------------------------------------------------ internal
@@ -742,30 +819,43 @@ contract RefinerTask is IRefinerTask, ReentrancyGuardTransient {
     }
 
     function _terminate(TaskTypes.TerminationReason reason) private {
+        claimDeadline = uint64(block.timestamp) + _config.durations.claim;
         _enter(TaskTypes.Status.TERMINATED, 0);
         emit TaskTerminated(reason, currentRound);
         IRefinerRegistry reg = IRefinerRegistry(registry);
         if (reg.isActiveTask(address(this))) reg.onTaskTerminated();
     }
 
-    function _seatOf(address account) private view returns (uint256) {
-        uint256 plusOne = uint128(_seat[account]);
-        if (plusOne == 0) revert NotOnCommittee(account);
-        return plusOne - 1;
-    }
-
+    /// @dev The caller's vote weight; reverts unless it is on the committee.
     function _weightOf(address account) private view returns (uint256) {
-        return _seat[account] >> 128;
+        uint256 seat = _seat[account];
+        if (uint16(seat) == 0) revert NotOnCommittee(account);
+        return uint64(seat >> WEIGHT_SHIFT);
     }
 
-    /// @dev Where the bits of the worker with sign-up `number` (index + 1) are in a round's submissions.
-    function _bitsOf(uint256 number) private pure returns (uint256 index, uint256 shift) {
-        return ((number - 1) >> 7, ((number - 1) & 127) << 1);
+    /// @dev The last finalized round (0 if none): rounds finalize in order, and the current one is
+    /// finalized once the task is PENDING again or TERMINATED.
+    function _lastFinalizedRound() private view returns (uint32) {
+        uint32 round = currentRound;
+        TaskTypes.Status s = status;
+        if (round == 0 || s == TaskTypes.Status.PENDING || s == TaskTypes.Status.TERMINATED) return round;
+        return round - 1;
     }
 
-    function _consensusRound(uint32 round) private view returns (TaskTypes.Round storage r) {
-        r = _rounds[round];
-        if (!r.finalized) revert RoundNotFinalized(round);
-        if (r.consensusKey == bytes32(0)) revert NoReward();
+    /// @dev Where the bit of the worker with sign-up `number` (index + 1) is in a round's submissions.
+    function _bitOf(uint256 number) private pure returns (uint256 index, uint256 shift) {
+        return ((number - 1) >> 8, (number - 1) & 255);
+    }
+
+    /// @dev Rewards stay claimable until the claim window after the task's termination closes.
+    function _checkClaimWindow() private view {
+        uint64 closes = claimDeadline;
+        if (closes != 0 && block.timestamp > closes) revert ClaimWindowClosed(closes);
+    }
+
+    /// @dev Why a round with no results root pays nothing.
+    function _refuseClaim(uint32 round) private view {
+        if (!_rounds[round].finalized) revert RoundNotFinalized(round);
+        revert NoReward();
     }
 }

@@ -28,7 +28,8 @@ library TaskTypes {
 
     /// @notice Seconds each timed phase may last. `idle` bounds how long the task may wait between rounds
     /// before anybody can terminate it (so committee stakes never stay locked); `claim` is how long
-    /// rewards stay reserved after a round before the requester can take back what was not claimed.
+    /// rewards stay reserved after the task terminates before the requester can take back what was not
+    /// claimed (rewards accrue over the rounds and can be claimed once for the whole task).
     struct Durations {
         uint64 recruitment;
         uint64 training;
@@ -71,22 +72,20 @@ library TaskTypes {
         bytes detailsHandle;
     }
 
-    /// @notice A round's counters, escrow and consensus results.
+    /// @notice A round's counters and consensus results. Its rewards are escrowed while it runs (the task's
+    /// `workerReward` and `validatorReward`, see {RefinerTask-owed}); when it is finalized with consensus
+    /// they move to the task's reward escrows, from which claims of any later round are paid too.
     struct Round {
         uint32 submissions;
         uint32 commits;
         uint32 reveals;
         uint32 payees;
-        uint32 workersPaid;
         uint32 accuracy;
         bool finalized;
-        uint64 claimDeadline;
-        uint256 revealedSeats;
-        uint256 claimedSeats;
+        /// @dev the committee's total vote weight, copied by {RefinerTask-startRound} next to the counters
+        /// that every reveal updates (a cold read of the task's `totalWeight` costs each reveal 2_100 gas)
+        uint64 totalWeight;
         bytes32 consensusKey;
-        uint256 workerEscrow;
-        uint128 validatorEscrow; // with validatorUnit in one slot, read together by each validator claim
-        uint128 validatorUnit;
         bytes32 resultsRoot;
         uint256 totalContribution;
         bytes32 modelDigest;
@@ -127,7 +126,8 @@ library TaskTypes {
                 || d.reveal > MAX_DURATION || d.idle > MAX_DURATION || d.claim > MAX_DURATION
         ) revert InvalidConfig("a duration exceeds 30 days");
         if (c.workerReward > type(uint256).max - c.validatorReward) revert InvalidConfig("rewards overflow");
-        if (c.validatorReward > type(uint128).max) revert InvalidConfig("validatorReward above 2^128 - 1");
+        // a member's accrued seat rewards (≤ maxRounds × validatorReward) stay below 2^128
+        if (c.validatorReward > type(uint96).max) revert InvalidConfig("validatorReward above 2^96 - 1");
         if (c.signUpDeposit > type(uint72).max) revert InvalidConfig("signUpDeposit above 2^72 - 1");
     }
 
@@ -141,18 +141,27 @@ library TaskTypes {
         return keccak256(abi.encode(m));
     }
 
-    /// @notice Hash of a manifest's deterministic part: validators with equal results have equal keys.
+    /// @notice Top bit of a ballot word: set in a commitment as stored, clear in every vote key, so that a
+    /// ballot tells whether its validator revealed (a committer cannot store a word equal to a vote key).
+    bytes32 internal constant COMMITTED = bytes32(uint256(1) << 255);
+
+    /// @notice Hash of a manifest's deterministic part, top bit cleared ({COMMITTED}): validators with
+    /// equal results have equal keys.
     function voteKey(Manifest calldata m) internal pure returns (bytes32) {
-        return keccak256(abi.encode(m.resultsRoot, m.totalContribution, m.payees, m.accuracy, m.modelDigest));
+        return keccak256(abi.encode(m.resultsRoot, m.totalContribution, m.payees, m.accuracy, m.modelDigest))
+            & ~COMMITTED;
     }
 
-    /// @notice A worker's leaf in the results tree, as in OpenZeppelin's standard Merkle tree
-    /// (double-hashed ABI encoding), so leaves cannot be confused with inner nodes.
-    function leafHash(address worker, bool accepted, uint64 samples, int256 contribution)
+    /// @notice A worker's leaf in a round's results tree, as in OpenZeppelin's standard Merkle tree
+    /// (double-hashed ABI encoding), so leaves cannot be confused with inner nodes. `earned` is what the
+    /// worker has earned in the task through this round (wei): its `earned` in the last earlier consensus
+    /// round it has a leaf in, plus `workerReward × contribution / totalContribution` of this round when
+    /// accepted with a positive contribution; so one claim with its latest leaf pays every round.
+    function leafHash(address worker, bool accepted, uint64 samples, int256 contribution, uint256 earned)
         internal
         pure
         returns (bytes32)
     {
-        return keccak256(bytes.concat(keccak256(abi.encode(worker, accepted, samples, contribution))));
+        return keccak256(bytes.concat(keccak256(abi.encode(worker, accepted, samples, contribution, earned))));
     }
 }

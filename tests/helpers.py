@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +26,7 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.chain.earnings import with_earnings
 from refiner.fl.data import Dataset
 from refiner.roles import ValidatorBehaviour, WorkerBehaviour
 from refiner.simulation import Simulation
@@ -162,17 +163,21 @@ def results_tree(
     samples: Sequence[int] | None = None,
     contributions: Sequence[int] | None = None,
     accepted: Sequence[bool] | None = None,
+    *,
+    reward: int = WORKER_REWARD,
+    before: Mapping[str, int] | None = None,
 ) -> ResultsTree:
+    """A round's results tree, each leaf carrying its worker's earnings: `before` the round (by address)
+    plus its share of `reward` (the task's worker reward)."""
     n = len(workers)
     samples = samples or [1000 * (i + 1) for i in range(n)]
     contributions = contributions or [100 * (i + 1) for i in range(n)]
     accepted = accepted or [True] * n
-    return ResultsTree(
-        [
-            WorkerResult(w.address, a, s, c)
-            for w, s, c, a in zip(workers, samples, contributions, accepted, strict=True)
-        ]
-    )
+    results = [
+        WorkerResult(w.address, a, s, c)
+        for w, s, c, a in zip(workers, samples, contributions, accepted, strict=True)
+    ]
+    return ResultsTree(with_earnings(results, reward, before or {}))
 
 
 def salt_for(validator: LocalAccount, round_: int) -> bytes:

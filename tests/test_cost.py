@@ -71,6 +71,37 @@ def test_the_estimate_matches_whole_rounds_measured_at_other_sizes(measured: Mea
             assert abs(value - actual[what]) <= 0.05 * actual[what], (n, c, what, value, actual[what])
 
 
+def test_the_estimate_of_a_task_claimed_once_matches_a_whole_task_measured(measured: Measured) -> None:
+    """bench/gas.py's whole task (4 rounds, every worker and member claiming once at the end): its gas
+    per worker and round and per validator and round are the estimate's within 5 %."""
+    bench = _bench_gas()
+    from refiner.chain import Chain, demo_account
+    from refiner.units import ETH
+    from tests.helpers import build_world
+
+    n, c, rounds = 8, 3, 4
+    chain = Chain.connect()
+    world = build_world(chain, n_workers=0, n_validators=c, n_fresh=0)
+    accounts = [demo_account(f"cost-task-worker-{i}") for i in range(n)]
+    for a in accounts:
+        chain.fund(a.address, ETH)
+        world.registry.register_worker(a)
+    row = bench.summarise_task(n, c, rounds, bench.measure_task(world, accounts, world.validators, rounds))
+    cfg = config(sign_up_deposit=10**16, max_workers=n, committee_size=c, max_rounds=rounds)
+    e = estimate(measured, cfg, n, rounds)
+    p = e.phase_gas
+    predicted = {
+        "worker": (rounds * p["submitTrainingResults"] + p["claimReward"]) / (n * rounds),
+        "validator": (rounds * (p["commitManifest"] + p["revealManifest"]) + p["claimValidatorReward"])
+        / (c * rounds),
+    }
+    actual = {"worker": row["worker_per_round"], "validator": row["validator_per_round"]}
+    for what, value in predicted.items():
+        assert abs(value - actual[what]) <= 0.05 * actual[what], (what, value, actual[what])
+    # claimed once: a 4-round task costs a worker less per round than a 1-round one
+    assert e.worker_gas < estimate(measured, cfg, n, 1).worker_gas * 4
+
+
 def test_only_the_worker_claims_grow_with_the_workers(measured: Measured) -> None:
     assert 300 < measured.per_sibling < 2_000  # a 32-byte sibling in calldata and one keccak
     cfg = config(max_workers=1000)

@@ -1,13 +1,14 @@
 """What a task will cost before it is posted: gas and Ether for the requester, a worker and a validator.
 
 Gas is measured, not tabulated: `measure` deploys the task's own configuration on a fresh embedded chain
-(py-evm, the gas rules of the cancun EVM the contracts target) and plays one round with stand-in storage
-handles (gas does not depend on the files), with a few workers and validators. No call's gas grows with
-the number of workers but a worker's claim, whose Merkle proof has ⌈log2 N⌉ siblings: `measure` plays
-the round twice, with results trees of 4 and 64 leaves, and takes the gas per sibling from the
-difference. `estimate` scales that to N workers and R rounds; bench/gas.py measures the same calls at N
-up to 1000, and tests/test_cost.py checks the estimate against it within 5 %.
-"""
+(py-evm, the gas rules of the cancun EVM the contracts target) and plays rounds with stand-in storage
+handles (gas does not depend on the files), with a few workers and validators. Rewards accrue over the
+rounds and each worker and validator claims once per task. No call's gas grows with the number of workers
+but a worker's claim, whose Merkle proof has ⌈log2 N⌉ siblings, and none with the rounds: `measure`
+plays two tasks, one of two rounds (round 2's calls cost less than round 1's) with a results tree of 4
+leaves, one of one round with 64, and takes the gas per sibling from the difference of their claims.
+`estimate` scales that to N workers and R rounds; bench/gas.py measures the same calls at N up to 1000
+and over a 10-round task, and tests/test_cost.py checks the estimate against it within 5 %."""
 
 from __future__ import annotations
 
@@ -24,16 +25,16 @@ from refiner.chain import Chain, Registry, ResultsTree, Task, TaskConfig, Worker
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.build import Artifact, load_artifact
 from refiner.chain.committee import draw
+from refiner.chain.earnings import carried, with_earnings
 from refiner.units import ETH
 
 #: The requester's calls once per task (startRound and finalizeRound come once per round).
 REQUESTER_CALLS = ("deploy", "registerTask", "fund", "openRecruitment", "closeRecruitment")
-VALIDATOR_CALLS = ("claimSeat", "commitManifest", "revealManifest", "claimValidatorReward")
 
 #: The measured round's size: workers that sign up and submit, validators seated (one seat each). The
 #: first and the last caller of a phase pay more (fresh storage words, the phase change, the reveal that
-#: reaches consensus), so a round's total is the measured callers' total plus a typical call per caller
-#: more (or fewer); five validators put a typical reveal in the middle of the measured ones.
+#: reaches consensus), once a phase whatever the number of callers, so a round's total is the measured
+#: callers' total plus a plain call (the cheapest measured) per caller more (or fewer).
 MEASURED_WORKERS = 4
 MEASURED_VALIDATORS = 5
 #: The results trees' sizes the claim is measured with (stand-in leaves fill them up).
@@ -42,18 +43,26 @@ SHALLOW, DEEP = 4, 64
 
 @dataclass(frozen=True)
 class Measured:
-    """Gas of the measured round: per call its callers' total, their number and the typical (median)
-    call, and a worker claim's gas per Merkle-proof sibling beyond `claim_depth`."""
+    """Gas of the measured rounds: per call its callers' total, their number and the plain (cheapest)
+    call, which each further caller pays, in round 1 and (`later`) in round 2, whose calls differ (a
+    round-1 submission pays the deposit back; a member's ballot word is fresh in round 1 only); and a
+    worker claim's gas per Merkle-proof sibling beyond `claim_depth`."""
 
     total: dict[str, int]
     count: dict[str, int]
     typical: dict[str, int]
     claim_depth: int
     per_sibling: int
+    later: Measured | None = None
 
     def sum_for(self, call: str, callers: int) -> int:
-        """The gas of `callers` calls of `call` in one phase."""
+        """The gas of `callers` calls of `call` in one phase (of round 1)."""
         return self.total[call] + (callers - self.count[call]) * self.typical[call]
+
+    def mean_phase(self, call: str, callers: int, rounds: int) -> int:
+        """The gas of one phase of `call`, averaged over `rounds` rounds."""
+        later = self.later.sum_for(call, callers) if self.later is not None else self.sum_for(call, callers)
+        return round((self.sum_for(call, callers) + (rounds - 1) * later) / rounds)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class Estimate:
     worker_gas: int
     validator_gas: int
     #: One round, every participant: start, N submissions, the committee's commits and reveals, the
-    #: finalization, N worker claims and the committee's claims.
+    #: finalization, and the round's share of the task's claims (each worker and member claims once).
     round_gas: int
     #: Ether the requester escrows over the task (the rewards; unspent rewards come back).
     escrow_wei: int
@@ -83,7 +92,8 @@ class Estimate:
 
 
 def claims_gas(measured: Measured, workers: int) -> int:
-    """The worker claims of a round of `workers` results (each proof has ⌈log2 N⌉ siblings)."""
+    """The worker claims of a task of `workers` results a round (one claim each; each proof has
+    ⌈log2 N⌉ siblings)."""
     deeper = measured.per_sibling * (depth(workers) - measured.claim_depth)
     return measured.sum_for("claimReward", workers) + workers * deeper
 
@@ -98,23 +108,26 @@ def estimate(measured: Measured, config: TaskConfig, workers: int, rounds: int) 
     if workers < 1 or rounds < 1:
         raise ValueError("a task needs at least one worker and one round")
     t, n, c = measured.total, workers, config.committee_size
-    phase = {call: measured.sum_for(call, n) for call in ("signUp", "submitTrainingResults")}
+    phase = {"signUp": measured.sum_for("signUp", n)}
+    phase["submitTrainingResults"] = measured.mean_phase("submitTrainingResults", n, rounds)
     phase["claimReward"] = claims_gas(measured, n)
-    for call in VALIDATOR_CALLS:
+    for call in ("claimSeat", "claimValidatorReward"):
         phase[call] = measured.sum_for(call, c)
-    for call in (*REQUESTER_CALLS, "finalizeRound"):
+    for call in ("commitManifest", "revealManifest"):
+        phase[call] = measured.mean_phase(call, c, rounds)
+    for call in REQUESTER_CALLS:
         phase[call] = t[call]
-    requester = sum(t[call] for call in REQUESTER_CALLS) + rounds * (t["startRound"] + t["finalizeRound"])
-    worker_task = phase["signUp"] + rounds * (phase["submitTrainingResults"] + phase["claimReward"])
-    validator_rounds = phase["commitManifest"] + phase["revealManifest"] + phase["claimValidatorReward"]
-    validator_task = phase["claimSeat"] + rounds * validator_rounds
+    for call in ("startRound", "finalizeRound"):
+        phase[call] = measured.mean_phase(call, 1, rounds)
+    once = sum(t[call] for call in REQUESTER_CALLS)
+    requester = once + rounds * (phase["startRound"] + phase["finalizeRound"])
+    worker_task = phase["signUp"] + rounds * phase["submitTrainingResults"] + phase["claimReward"]
+    validator_rounds = phase["commitManifest"] + phase["revealManifest"]
+    validator_task = phase["claimSeat"] + rounds * validator_rounds + phase["claimValidatorReward"]
+    claims = phase["claimReward"] + phase["claimValidatorReward"]
     per_round = (
-        t["startRound"]
-        + t["finalizeRound"]
-        + phase["submitTrainingResults"]
-        + phase["claimReward"]
-        + validator_rounds
-    )
+        phase["startRound"] + phase["finalizeRound"] + phase["submitTrainingResults"] + validator_rounds
+    ) + round(claims / rounds)
     return Estimate(
         workers=n,
         rounds=rounds,
@@ -131,7 +144,8 @@ def estimate(measured: Measured, config: TaskConfig, workers: int, rounds: int) 
 
 def measure(config: TaskConfig) -> Measured:
     """Play `config`'s task (its description, rewards and deposit; a few members) on a fresh embedded
-    chain: one round with a results tree of 4 leaves, one with 64; the gas of every call."""
+    chain: a task of two rounds with results trees of 4 leaves, one of one round with 64; the gas of
+    every call (of the first round, and the claims after the last)."""
     chain = Chain.connect()
     admin, requester = demo_account("cost-admin"), demo_account("cost-requester")
     workers = [demo_account(f"cost-worker-{i}") for i in range(MEASURED_WORKERS)]
@@ -147,23 +161,31 @@ def measure(config: TaskConfig) -> Measured:
     # τ = the validators' stake units: every validator wins exactly one seat
     cfg = replace(config, max_workers=MEASURED_WORKERS, committee_size=MEASURED_VALIDATORS, max_rounds=2)
     gas: dict[str, list[int]] = defaultdict(list)
-    for leaves in (SHALLOW, DEEP):
-        _play(chain, registry, requester, workers, validators, cfg, leaves, gas)
+    for leaves, rounds in ((SHALLOW, 2), (DEEP, 1)):
+        _play(chain, registry, requester, workers, validators, cfg, leaves, rounds, gas)
     shallow = gas.pop(f"claimReward@{SHALLOW}")
     deep = gas.pop(f"claimReward@{DEEP}")
-    gas["claimReward"] = shallow
     per_sibling = round(
         (statistics.median(deep) - statistics.median(shallow)) / (depth(DEEP) - depth(SHALLOW))
     )
-    # the requester's calls and the seat claims were made twice (two tasks): one task's worth
-    once = {call: values[: len(values) // 2] for call, values in gas.items() if call != "claimReward"}
+    later = {call.removesuffix("@round2"): v for call, v in gas.items() if call.endswith("@round2")}
+    # the requester's calls, the seat claims and round 1's calls were made twice (two tasks): one's worth
+    once = {call: values[: len(values) // 2] for call, values in gas.items() if "@" not in call}
     once["claimReward"] = shallow
+    once["claimValidatorReward"] = gas["claimValidatorReward@claims"][: len(validators)]
     return Measured(
         total={call: sum(v) for call, v in once.items()},
         count={call: len(v) for call, v in once.items()},
-        typical={call: int(statistics.median(v)) for call, v in once.items()},
+        typical={call: min(v) for call, v in once.items()},
         claim_depth=depth(SHALLOW),
         per_sibling=per_sibling,
+        later=Measured(
+            total={call: sum(v) for call, v in later.items()},
+            count={call: len(v) for call, v in later.items()},
+            typical={call: min(v) for call, v in later.items()},
+            claim_depth=depth(SHALLOW),
+            per_sibling=per_sibling,
+        ),
     )
 
 
@@ -175,13 +197,17 @@ def _play(
     validators: Sequence[LocalAccount],
     cfg: TaskConfig,
     leaves: int,
+    rounds: int,
     gas: dict[str, list[int]],
 ) -> None:
+    """A task of `rounds` rounds, every worker submitting; round 1's calls recorded by name, later ones
+    as `call@roundR`, the claims after the last round (once per task) as `claimReward@leaves` and
+    `claimValidatorReward@claims`."""
     address, receipt = chain.deploy(requester, _task_artifact(), registry.address, cfg.as_tuple(), value=0)
     gas["deploy"].append(int(receipt["gasUsed"]))
     task = Task(chain, address, from_block=receipt["blockNumber"])
     gas["registerTask"].append(registry.register_task(requester, task.address).gas_used)
-    gas["fund"].append(task.fund(requester, cfg.worker_reward + cfg.validator_reward).gas_used)
+    gas["fund"].append(task.fund(requester, rounds * (cfg.worker_reward + cfg.validator_reward)).gas_used)
     gas["openRecruitment"].append(task.open_recruitment(requester).gas_used)
     for w in workers:
         gas["signUp"].append(task.sign_up(w).gas_used)
@@ -189,40 +215,46 @@ def _play(
         ticket = draw(task, registry, v.address, vrf_key_for(v), sender=v)
         gas["claimSeat"].append(task.claim_seat(v, ticket.proof, ticket.seats).gas_used)
     gas["closeRecruitment"].append(task.close_recruitment(requester).gas_used)
-    stand_in = [_handle(f"round-{leaves}-{k}") for k in range(4)]
-    gas["startRound"].append(task.start_round(requester, *stand_in).gas_used)
-    samples = [1000 * (i + 1) for i in range(len(workers))]
-    for w, n in zip(workers, samples, strict=True):
-        update = task.submit_training_results(w, _handle(f"u-{w.address}"), _handle(f"k-{w.address}"), n)
-        gas["submitTrainingResults"].append(update.gas_used)
-    # contributions that do not divide the reward: the round leaves dust, which the last payee's claim
-    # releases (about 24k gas more), as almost every real round does
-    results = [
-        WorkerResult(w.address, True, n, 100 * i + 1)
-        for i, (w, n) in enumerate(zip(workers, samples, strict=True))
-    ]
-    # stand-in leaves fill the tree to `leaves`: they are never claimed
-    results += [
-        WorkerResult(demo_account(f"cost-absent-{i}").address, True, 1000, 100)
-        for i in range(leaves - len(results))
-    ]
-    tree = ResultsTree(results)
-    manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), _handle("agg"), _handle("det"))
-    r = task.current_round()
-    salts = {
-        v.address: hashlib.sha256(f"cost-salt-{v.address}-{leaves}".encode()).digest() for v in validators
-    }
-    for v in validators:
-        commitment = task.commitment_for(v.address, r, manifest, salts[v.address])
-        gas["commitManifest"].append(task.commit_manifest(v, commitment).gas_used)
-    for v in validators:
-        gas["revealManifest"].append(task.reveal_manifest(v, manifest, salts[v.address]).gas_used)
-    gas["finalizeRound"].append(task.finalize_round(requester, manifest).gas_used)
+    earned: dict[str, int] = {}
+    tree = ResultsTree([])
+    for r in range(1, rounds + 1):
+        at = "" if r == 1 else f"@round{r}"
+        stand_in = [_handle(f"round-{leaves}-{r}-{k}") for k in range(4)]
+        gas[f"startRound{at}"].append(task.start_round(requester, *stand_in).gas_used)
+        samples = [1000 * (i + 1) for i in range(len(workers))]
+        for w, n in zip(workers, samples, strict=True):
+            update = task.submit_training_results(
+                w, _handle(f"u-{w.address}-{r}"), _handle(f"k-{w.address}"), n
+            )
+            gas[f"submitTrainingResults{at}"].append(update.gas_used)
+        # contributions that do not divide the reward: the round leaves dust, as almost every real one does
+        results = [
+            WorkerResult(w.address, True, n, 100 * i + 1)
+            for i, (w, n) in enumerate(zip(workers, samples, strict=True))
+        ]
+        # stand-in leaves fill the tree to `leaves`: they are never claimed
+        results += [
+            WorkerResult(demo_account(f"cost-absent-{i}").address, True, 1000, 100)
+            for i in range(leaves - len(results))
+        ]
+        tree = ResultsTree(with_earnings(results, cfg.worker_reward, earned))
+        earned = carried(earned, tree.results)
+        manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), _handle("agg"), _handle("det"))
+        salts = {
+            v.address: hashlib.sha256(f"cost-salt-{v.address}-{leaves}-{r}".encode()).digest()
+            for v in validators
+        }
+        for v in validators:
+            commitment = task.commitment_for(v.address, r, manifest, salts[v.address])
+            gas[f"commitManifest{at}"].append(task.commit_manifest(v, commitment).gas_used)
+        for v in validators:
+            gas[f"revealManifest{at}"].append(task.reveal_manifest(v, manifest, salts[v.address]).gas_used)
+        gas[f"finalizeRound{at}"].append(task.finalize_round(requester, manifest).gas_used)
     for w in workers:
-        claimed = task.claim_reward(w, r, tree.result_of(w.address), tree.proof(w.address))
+        claimed = task.claim_reward(w, rounds, tree.result_of(w.address), tree.proof(w.address))
         gas[f"claimReward@{leaves}"].append(claimed.gas_used)
     for v in validators:
-        gas["claimValidatorReward"].append(task.claim_validator_reward(v, r).gas_used)
+        gas["claimValidatorReward@claims"].append(task.claim_validator_reward(v).gas_used)
 
 
 def _handle(label: str) -> bytes:

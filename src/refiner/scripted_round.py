@@ -31,6 +31,7 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.chain.earnings import with_earnings
 from refiner.protocol import Role, Step, why_not
 from refiner.units import ETH
 
@@ -153,12 +154,17 @@ def main() -> int:
     console.print(f"3 workers submitted their updates: status {task.status().name}")
 
     # synthetic evaluation: worker 2 trained on shuffled labels, its loss exceeds ε and it is rejected
+    # each leaf carries what its worker earned in the task so far (here: in round 1)
     tree = ResultsTree(
-        [
-            WorkerResult(workers[0].address, True, samples[0], 1_200),
-            WorkerResult(workers[1].address, True, samples[1], 3_600),
-            WorkerResult(workers[2].address, False, samples[2], -41_000),
-        ]
+        with_earnings(
+            [
+                WorkerResult(workers[0].address, True, samples[0], 1_200),
+                WorkerResult(workers[1].address, True, samples[1], 3_600),
+                WorkerResult(workers[2].address, False, samples[2], -41_000),
+            ],
+            config.worker_reward,
+            {},
+        )
     )
     honest = tree.manifest(952_000, hashlib.sha256(b"aggregate-1").digest(), _handle("agg"), _handle("det"))
     dissent = replace(honest, accuracy=951_000)
@@ -228,7 +234,7 @@ def main() -> int:
 
 def _claim_validator(task: Task, validator: LocalAccount, gas: GasLog) -> int:
     try:
-        res = gas("claimValidatorReward", task.claim_validator_reward(validator, 1))
+        res = gas("claimValidatorReward", task.claim_validator_reward(validator))
     except ContractRevert as exc:
         console.print(f"  [red]refused[/]  validator {validator.address[:10]}… claims: [bold]{exc}[/]")
         return 0

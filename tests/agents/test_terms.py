@@ -190,7 +190,7 @@ def test_agents_skip_bad_tasks_and_serve_the_good_one(
 
     assert task.status() is Status.TERMINATED and task.round_info(1).consensus_key != bytes(32)
     for i in range(2):
-        assert task.submission_of(1, accounts[f"w{i}"].address)[0] == len(shards[i])
+        assert task.submitted_samples(1, accounts[f"w{i}"].address) == len(shards[i])
     for agent in [*workers, *validators]:
         assert set(agent.skipped) == set(bad) and task.address in agent.tasks
     for address in bad:

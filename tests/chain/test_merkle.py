@@ -19,17 +19,18 @@ from refiner.chain import ResultsTree, WorkerResult
 from refiner.chain.merkle import ZERO, verify
 
 UINT64_MAX = 2**64 - 1
+UINT256_MAX = 2**256 - 1
 INT256_MIN, INT256_MAX = -(2**255), 2**255 - 1
 
 
 # ---------------------------------------------------------------------- independent reference
 
 
-def oz_leaf(worker: str, accepted: bool, samples: int, contribution: int) -> bytes:
+def oz_leaf(worker: str, accepted: bool, samples: int, contribution: int, earned: int) -> bytes:
     """TaskTypes.leafHash / OpenZeppelin StandardMerkleTree leaf, transcribed from the Solidity."""
     encoded = encode(
-        ["address", "bool", "uint64", "int256"],
-        [to_checksum_address(worker), accepted, samples, contribution],
+        ["address", "bool", "uint64", "int256", "uint256"],
+        [to_checksum_address(worker), accepted, samples, contribution, earned],
     )
     return keccak(keccak(encoded))
 
@@ -62,6 +63,7 @@ def result_sets(draw: st.DrawFn, min_size: int = 1, max_size: int = 40) -> list[
             accepted=draw(st.booleans()),
             samples=draw(st.integers(0, UINT64_MAX)),
             contribution=draw(st.integers(INT256_MIN, INT256_MAX)),
+            earned=draw(st.integers(0, UINT256_MAX)),
         )
         for w in workers
     ]
@@ -80,7 +82,7 @@ def test_every_proof_verifies(results: list[WorkerResult]) -> None:
     depth = math.ceil(math.log2(len(results))) if len(results) > 1 else 0
     for r in results:
         leaf = r.leaf()
-        assert leaf == oz_leaf(r.worker, r.accepted, r.samples, r.contribution)
+        assert leaf == oz_leaf(r.worker, r.accepted, r.samples, r.contribution, r.earned)
         proof = tree.proof(r.worker)
         assert len(proof) <= depth
         assert verify(proof, tree.root, leaf)
@@ -93,13 +95,15 @@ def test_a_proof_for_a_changed_leaf_fails(results: list[WorkerResult], data: st.
     tree = ResultsTree(results)
     r = data.draw(st.sampled_from(results))
     proof = tree.proof(r.worker)
-    field = data.draw(st.sampled_from(["worker", "accepted", "samples", "contribution"]))
+    field = data.draw(st.sampled_from(["worker", "accepted", "samples", "contribution", "earned"]))
     if field == "worker":
         changed = replace(r, worker=data.draw(addresses.filter(lambda a: a.lower() != r.worker.lower())))
     elif field == "accepted":
         changed = replace(r, accepted=not r.accepted)
     elif field == "samples":
         changed = replace(r, samples=data.draw(st.integers(0, UINT64_MAX).filter(lambda s: s != r.samples)))
+    elif field == "earned":
+        changed = replace(r, earned=data.draw(st.integers(0, UINT256_MAX).filter(lambda e: e != r.earned)))
     else:
         changed = replace(
             r,
@@ -223,17 +227,18 @@ def test_odd_node_is_carried_up_unhashed() -> None:
 
 
 def test_leaf_encoding_known_answer() -> None:
-    """A fixed vector of keccak256(keccak256(abi.encode(address, bool, uint64, int256)))."""
-    r = WorkerResult("0x" + "11" * 20, True, 1000, -5)
+    """A fixed vector of keccak256(keccak256(abi.encode(address, bool, uint64, int256, uint256)))."""
+    r = WorkerResult("0x" + "11" * 20, True, 1000, -5, 7 * 10**17)
     encoded = (
         bytes(12) + b"\x11" * 20
         + (1).to_bytes(32, "big")
         + (1000).to_bytes(32, "big")
         + (-5).to_bytes(32, "big", signed=True)
+        + (7 * 10**17).to_bytes(32, "big")
     )  # fmt: skip
     assert r.leaf() == keccak(keccak(encoded))
-    # a 64-byte inner node can never be mistaken for a leaf preimage: leaves hash 128 bytes twice
-    assert len(encoded) == 128
+    # a 64-byte inner node can never be mistaken for a leaf preimage: leaves hash 160 bytes twice
+    assert len(encoded) == 160
 
 
 def test_lookup_ignores_address_case() -> None:
@@ -253,15 +258,18 @@ def test_lookup_ignores_address_case() -> None:
     accepted=st.booleans(),
     samples=st.integers(0, 2**64 - 1),
     contribution=st.integers(-(2**255), 2**255 - 1),
+    earned=st.integers(0, 2**256 - 1),
 )
 def test_leaf_is_the_abi_encoding_double_hashed(
-    worker: bytes, accepted: bool, samples: int, contribution: int
+    worker: bytes, accepted: bool, samples: int, contribution: int, earned: int
 ) -> None:
     """The hand-spelled encoding of WorkerResult.leaf equals eth_abi's (what TaskTypes.leafHash hashes)."""
     address = to_checksum_address(worker)
-    abi = encode(["address", "bool", "uint64", "int256"], [address, accepted, samples, contribution])
+    abi = encode(
+        ["address", "bool", "uint64", "int256", "uint256"], [address, accepted, samples, contribution, earned]
+    )
     for spelling in (address, address.lower()):
-        assert WorkerResult(spelling, accepted, samples, contribution).leaf() == keccak(keccak(abi))
+        assert WorkerResult(spelling, accepted, samples, contribution, earned).leaf() == keccak(keccak(abi))
 
 
 def test_leaf_refuses_what_the_abi_cannot_encode() -> None:
@@ -272,6 +280,8 @@ def test_leaf_refuses_what_the_abi_cannot_encode() -> None:
         WorkerResult(good, True, -1, 1),
         WorkerResult(good, True, 2**64, 1),
         WorkerResult(good, True, 1, 2**255),
+        WorkerResult(good, True, 1, 1, -1),
+        WorkerResult(good, True, 1, 1, 2**256),
     ):
         with pytest.raises(ValueError):
             bad.leaf()

@@ -38,6 +38,7 @@ from tests.helpers import (
     recruit,
     refused,
     results_tree,
+    reveal_all,
     salt_for,
     seat,
     start_round,
@@ -71,7 +72,7 @@ def calldata(contract: ContractWrapper, function: str, *args: Any) -> bytes:
 
 def observables(world: World, task: Task | None, accounts: Sequence[str]) -> dict[str, Any]:
     """Everything a refused call could have changed: balances, the registry's lists, stakes and keys,
-    the task's status, money, members and current round."""
+    the task's status, money (budget, reward escrows, the accounts' claims), members and current round."""
     eth, reg = world.chain.w3.eth, world.registry
     seen: dict[str, Any] = {
         "registry": (eth.get_balance(reg.address), reg.active_tasks(), reg.total_stake_at(eth.block_number)),
@@ -87,10 +88,21 @@ def observables(world: World, task: Task | None, accounts: Sequence[str]) -> dic
             task.budget(),
             task.balance(),
             task.owed(),
+            task.worker_escrow(),
+            task.validator_escrow(),
+            task.claim_deadline(),
             task.workers(),
             task.committee(),
             task.round_info(r),
-            [(task.submission_of(r, a), task.ballot_of(r, a)) for a in accounts],
+            [
+                (
+                    task.submitted(r, a),
+                    task.worker_claims(a),
+                    task.validator_reward_of(a),
+                    task.ballot_of(r, a),
+                )
+                for a in accounts
+            ],
         )
     return seen
 
@@ -167,7 +179,9 @@ def test_a_merkle_proof_of_the_wrong_size_is_refused(world: World) -> None:
     good = played.tree.proof(w.address)
     assert len(good) == 2  # four leaves
     for proof in ([], good[:1], [*good, good[0]], [bytes(32)] * 64):
-        data = calldata(task, "claimReward", 1, result.accepted, result.samples, result.contribution, proof)
+        data = calldata(
+            task, "claimReward", 1, result.accepted, result.samples, result.contribution, result.earned, proof
+        )
         rejected(world, w, task.address, data, "InvalidProof", task=task)
 
 
@@ -282,13 +296,30 @@ def test_claims_for_a_round_that_does_not_exist_are_refused(world: World, round_
     played = play_round(world, task, workers, validators)
     result = played.tree.result_of(workers[0].address)
     proof = played.tree.proof(workers[0].address)
-    claim = calldata(task, "claimReward", round_, True, result.samples, result.contribution, proof)
+    claim = calldata(
+        task, "claimReward", round_, True, result.samples, result.contribution, result.earned, proof
+    )
     rejected(world, workers[0], task.address, claim, "RoundNotFinalized", task=task, round=round_)
-    claim = calldata(task, "claimValidatorReward", round_)
-    rejected(world, validators[0], task.address, claim, "RoundNotFinalized", task=task, round=round_)
-    release = calldata(task, "releaseUnclaimed", round_)
-    rejected(world, world.outsider, task.address, release, "RoundNotFinalized", task=task, round=round_)
     assert task.round_info(UINT32_MAX).finalized is False  # reading one is harmless
+    assert task.validator_unit(UINT32_MAX) == 0
+
+
+def test_validator_claims_and_releases_before_anything_is_due_are_refused(world: World) -> None:
+    """Neither takes a round any more: a validator's claim pays the finalized rounds, none before the
+    first is finalized (its round is revealed, not finalized yet); the unclaimed rewards are released
+    only once the task has terminated."""
+    task = new_task(world)
+    workers, validators = recruit(world, task)
+    start_round(world, task)
+    submit_all(task, workers)
+    manifest = results_tree(workers).manifest(900_000, b"\x01" * 32, handle("a"), handle("d"))
+    commit_all(task, validators, [manifest] * 3)
+    reveal_all(task, validators, [manifest] * 3)
+    assert task.status() is Status.REWARDING
+    claim = calldata(task, "claimValidatorReward")
+    rejected(world, validators[0], task.address, claim, "NoReward", task=task)
+    release = calldata(task, "releaseUnclaimed")
+    rejected(world, world.outsider, task.address, release, "WrongStatus", task=task)
 
 
 def test_numbers_wider_than_their_type_are_refused(world: World) -> None:
@@ -296,17 +327,17 @@ def test_numbers_wider_than_their_type_are_refused(world: World) -> None:
     produce them) are refused by the ABI decoder. The largest values of the types are valid: a sample
     count of 2^64 − 1 is stored as such (validators refuse to weigh it, see tests/roles/test_faults.py)."""
     task = new_task(world)
-    workers, validators = recruit(world, task)
+    workers, _ = recruit(world, task)
     start_round(world, task)
     submit = calldata(task, "submitTrainingResults", handle("u"), handle("k"), UINT64_MAX)
     samples_at = 4 + 2 * 32  # the third head word
     wide = submit[:samples_at] + (UINT64_MAX + 1).to_bytes(32, "big") + submit[samples_at + 32 :]
     rejected(world, workers[0], task.address, wide, "Reverted", task=task)
     task.submit_training_results(workers[0], handle("u"), handle("k"), UINT64_MAX)
-    assert task.submission_of(1, workers[0].address) == (UINT64_MAX, False)
-    claim = bytearray(calldata(task, "claimValidatorReward", UINT32_MAX))
-    claim[4:36] = (UINT32_MAX + 1).to_bytes(32, "big")
-    rejected(world, validators[0], task.address, bytes(claim), "Reverted", task=task)
+    assert task.submitted_samples(1, workers[0].address) == UINT64_MAX
+    claim = bytearray(calldata(task, "claimReward", UINT32_MAX, True, 1, 1, 1, []))
+    claim[4:36] = (UINT32_MAX + 1).to_bytes(32, "big")  # the round, the first head word
+    rejected(world, workers[0], task.address, bytes(claim), "Reverted", task=task)
 
 
 def test_a_huge_seat_count_is_refused(world: World) -> None:

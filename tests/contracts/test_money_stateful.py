@@ -5,16 +5,21 @@ EVM: the requester funds, withdraws and starts rounds (sometimes paying too litt
 sign up and submit, random validators claim committee seats by sortition (one of them, with more stake,
 weighs more), commit and reveal one of a few candidate manifests (or a wrong salt, a copied
 commitment...), anybody advances, finalizes and releases, and workers and validators claim rewards with
-honest or forged leaves and proofs. Workers pay the task's sign-up deposit (or try to pay another
+honest or forged leaves and proofs. Rewards accrue: a worker's leaf carries what it earned in the task
+through its round, a validator's claim pays every finalized round not paid yet, so a claim may come after
+any number of rounds (or once at the end), and what is left unclaimed is released after the task's claim
+window. Workers pay the task's sign-up deposit (or try to pay another
 amount), get it back with their round-1 submission or, if the task ends before round 1, by asking for it;
 the deposits of round-1 absentees go to the budget. Calls the contract refuses are part of the walk. The
 machine books what was paid in, what was paid out and what each address is entitled to, and after every
 step checks that:
 
-1. the contract holds exactly its budget plus every round's escrow plus the deposits it holds for
-   workers (and ``owed()`` and ``depositsHeld()`` agree);
-2. nobody was ever paid more than its entitlement in a round's consensus manifest, nor a worker more
-   than its one deposit back;
+1. the contract holds exactly its budget plus the running round's rewards plus the reward escrows (what
+   consensus rounds moved there, less the claims and releases) plus the deposits it holds for workers
+   (and ``owed()``, ``depositsHeld()``, ``workerEscrow()`` and ``validatorEscrow()`` agree);
+2. nobody was ever paid more than its entitlement: a worker exactly the earnings of its leaf in the
+   round of its last claim, a validator at most its seats' share of every finalized round whose
+   consensus it revealed; nor a worker more than its one deposit back;
 3. rewards, refunds and withdrawals never exceed what was paid in (the balance is exactly their
    difference), and once round 1's training is over every deposit was either paid back or forfeited.
 """
@@ -45,6 +50,7 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw
+from refiner.chain.earnings import carried, with_earnings
 from refiner.sortition import Proof, prove
 from tests.helpers import STAKE, World, handle, new_task
 
@@ -117,7 +123,9 @@ ACTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
             st.one_of(st.integers(1, 400), st.integers(-100, 0)), min_size=6, max_size=6
         ),
         "accepted": st.lists(st.sampled_from([True, True, True, False]), min_size=6, max_size=6),
-        "variant": st.sampled_from(["honest", "honest", "honest", "payees+1", "half_total", "wrong_samples"]),
+        "variant": st.sampled_from(
+            ["honest", "honest", "honest", "payees+1", "half_total", "wrong_samples", "rich"]
+        ),
         "accuracy": st.sampled_from([900_000, 900_000, 960_000]),  # 960_000 reaches the target
         "mode": st.sampled_from(["own"] * 8 + ["copy", "zero", "other_round"]),
     },
@@ -142,10 +150,9 @@ ACTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "claim_validator_reward": {
         "fit": FIT,
         "who": WHO,
-        "round_pick": ROUND_PICK,
         "again": st.sampled_from([False, False, False, True]),  # True: one that has been paid claims again
     },
-    "release_unclaimed": {"round_pick": ROUND_PICK},
+    "release_unclaimed": {},
 }
 
 
@@ -187,10 +194,11 @@ class MoneyMachine(RuleBasedStateMachine):
         self.deposit = 0
         self.refunded: dict[str, int] = {}  # worker → deposit paid back
         self.forfeited = 0
-        self.worker_paid: dict[tuple[int, str], int] = {}
-        self.validator_paid: dict[tuple[int, str], int] = {}
+        self.worker_paid: dict[str, tuple[int, int]] = {}  # worker → round of its last claim, wei paid
+        self.validator_paid: dict[str, int] = {}  # validator → wei paid
+        self.released = 0  # unclaimed rewards returned to the budget after the claim window
         self.rounds: dict[int, RoundModel] = {}
-        self.escrow: dict[int, tuple[int, int, int]] = {}  # round → worker, validator escrow, claim deadline
+        self.claim_deadline = 0
         self.signed_up: list[str] = []
         self.committee: dict[str, int] = {}  # validator → vote weight
         self.opened = False
@@ -231,26 +239,35 @@ class MoneyMachine(RuleBasedStateMachine):
     def _claim_priority(self, r: int) -> tuple[bool, bool, int]:
         return self.rounds[r].finalized, any(self._unpaid(r)), r
 
+    def _claims_open(self) -> bool:
+        return not self.claim_deadline or self.world.chain.now() < self.claim_deadline
+
     def _unpaid(self, r: int) -> tuple[list[str], list[str]]:
-        """Workers and validators that can still claim a reward of round `r`: entitled, not paid yet, the
-        escrow left covers it and, for a worker, its leaf has the samples it submitted."""
-        rm = self._model(r)
-        worker_left, validator_left, _ = self.escrow.get(r, (0, 0, 0))
-        tree = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
+        """Workers that can claim now with their leaf of round `r` (it adds to what they were paid, and
+        the escrow left covers it), and validators with rewards left to claim."""
+        if not self._claims_open():
+            return [], []
+        worker_left, validator_left = self._escrows()
         workers = [
             w
-            for w, samples in rm.submitters.items()
-            if (r, w) not in self.worker_paid
-            and 0 < self._worker_entitlement(r, w) <= worker_left
-            and tree is not None
-            and tree.result_of(w).samples == samples
+            for w in self._model(r).submitters
+            if self.worker_paid.get(w, (0, 0))[0] < r and 0 < self._worker_due(r, w) <= worker_left
         ]
-        validators = [
-            v
-            for v in rm.reveals
-            if (r, v) not in self.validator_paid and 0 < self._validator_entitlement(r, v) <= validator_left
-        ]
+        validators = [v for v in self.committee if 0 < self._validator_due(v) <= validator_left]
         return workers, validators
+
+    def _leaf(self, r: int, worker: str) -> WorkerResult | None:
+        """The worker's leaf in round `r`'s consensus tree, if it has one."""
+        rm = self._model(r)
+        tree = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
+        if tree is None or not any(x.worker == worker for x in tree.results):
+            return None
+        return tree.result_of(worker)
+
+    def _worker_due(self, r: int, worker: str) -> int:
+        """What a claim with the worker's leaf of round `r` pays: its earnings less what it was paid."""
+        leaf = self._leaf(r, worker)
+        return max(0, leaf.earned - self.worker_paid.get(worker, (0, 0))[1]) if leaf else 0
 
     def _model(self, r: int) -> RoundModel:
         return self.rounds.get(r) or RoundModel()
@@ -280,9 +297,14 @@ class MoneyMachine(RuleBasedStateMachine):
         for e in res.events:
             if e.name == "RewardClaimed":
                 assert kind in ("worker", "validator"), f"RewardClaimed emitted by a {kind!r} call"
-                paid = self.worker_paid if kind == "worker" else self.validator_paid
-                key = (int(e["round"]), str(e["account"]))
-                paid[key] = paid.get(key, 0) + int(e["amount"])
+                who, amount = str(e["account"]), int(e["amount"])
+                if kind == "worker":
+                    self.worker_paid[who] = (int(e["round"]), self.worker_paid.get(who, (0, 0))[1] + amount)
+                else:
+                    self.validator_paid[who] = self.validator_paid.get(who, 0) + amount
+            elif e.name == "EscrowReleased" and int(e["round"]) == 0:
+                assert kind == "release", f"the escrows released by a {kind!r} call"
+                self.released += int(e["amount"])
             elif e.name == "DepositRefunded":
                 assert kind == "refund", f"DepositRefunded emitted by a {kind!r} call"
                 worker = str(e["worker"])
@@ -296,6 +318,8 @@ class MoneyMachine(RuleBasedStateMachine):
             elif e.name == "StatusChanged":  # followed from the events: cheaper than three calls
                 self.status, self.current_round = Status(e["to"]), int(e["round"])
                 self.deadline = int(e["deadline"])
+                if self.status == Status.TERMINATED:
+                    self.claim_deadline = self.task.claim_deadline()
         return res
 
     # ------------------------------------------------------------------ setup
@@ -307,7 +331,7 @@ class MoneyMachine(RuleBasedStateMachine):
         bonus=st.sampled_from([0, 1, 2, 0]),
         max_workers=st.sampled_from([2, 4]),
         recruited=st.booleans(),
-        eager=st.sampled_from([True, True, False]),
+        eager=st.sampled_from(["every round", "every round", "at the end", "at the end", "never"]),
         workers=st.lists(st.integers(0, 5), min_size=1, max_size=4, unique=True),
         validators=st.permutations(range(6)),
         deposit=st.sampled_from([DEPOSIT, DEPOSIT, 0]),
@@ -322,7 +346,7 @@ class MoneyMachine(RuleBasedStateMachine):
         bonus: int,
         max_workers: int,
         recruited: bool,
-        eager: bool,
+        eager: str,
         workers: list[int],
         validators: list[int],
         deposit: int,
@@ -355,7 +379,9 @@ class MoneyMachine(RuleBasedStateMachine):
         self.stake_units = {
             v.address: 1 + (bonus if i == heavy else 0) for i, v in enumerate(self.world.validators)
         }
-        self.eager = eager  # do participants claim their rewards first thing? (else some are left unclaimed)
+        # when participants claim their rewards first thing: after every round, once the task has ended
+        # (one claim for the whole task), or never (some are left unclaimed, to be released)
+        self.eager = eager
         if recruited:  # half the examples skip the recruitment walk, to get further into the rounds
             self.open_recruitment(True)
             for i in workers:
@@ -369,7 +395,8 @@ class MoneyMachine(RuleBasedStateMachine):
     def _next_step(self) -> str:
         """The action that moves the protocol on from here (the walk's most likely pick)."""
         s, rm = self.status, self._model(self.current_round)
-        if self.eager and s in (Status.PENDING, Status.TERMINATED) and self.current_round:  # claim first
+        claim_now = {"every round": (Status.PENDING, Status.TERMINATED), "at the end": (Status.TERMINATED,)}
+        if s in claim_now.get(self.eager, ()) and self.current_round:  # claim first
             workers, validators = self._unpaid(self._round(0))
             if workers or self._awake(validators):
                 return "claim_reward" if workers else "claim_validator_reward"
@@ -381,8 +408,6 @@ class MoneyMachine(RuleBasedStateMachine):
                 return "open_recruitment"
             if self.quitter and not self.current_round:
                 return "stop_training"
-            if self._releasable():  # the requester takes back what was left unclaimed
-                return "release_unclaimed"
             return "start_round" if self.signed_up and self.committee else "wait"  # else: idle until stopped
         if s == Status.RECRUITING:
             if len(self.committee) < self.members:
@@ -401,7 +426,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 return "refund_deposit"
             if self._releasable():
                 return "release_unclaimed"
-            return "wait" if any(w + v for w, v, _ in self.escrow.values()) else "withdraw"
+            return "wait" if sum(self._escrows()) else "withdraw"
         return "wait"
 
     def _menu(self) -> list[str]:
@@ -580,8 +605,8 @@ class MoneyMachine(RuleBasedStateMachine):
         r = self._round(round_pick)
         rm = self._model(r)
         consensus = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
-        paid = [w for round_, w in self.worker_paid if round_ == r]
-        if forge == "again" and paid:  # a worker that has been paid claims again
+        paid = [w for w, (last, _) in self.worker_paid.items() if last >= r]
+        if forge == "again" and paid:  # a worker paid with this round's leaf (or a later one) claims again
             worker = self.accounts[paid[who % len(paid)]]
         else:
             worker = self._actor(self.worker_pool, self._unpaid(r)[0] or list(rm.submitters), fit, who)
@@ -592,9 +617,12 @@ class MoneyMachine(RuleBasedStateMachine):
         if tree is not None and any(x.worker == worker.address for x in tree.results):
             result, proof = tree.result_of(worker.address), tree.proof(worker.address)
         else:
-            result, proof = WorkerResult(worker.address, True, rm.submitters.get(worker.address, 1), 100), []
+            result = WorkerResult(
+                worker.address, True, rm.submitters.get(worker.address, 1), 100, WORKER_REWARD
+            )
+            proof = []
         if forge == "inflate":
-            result = replace(result, contribution=2 * result.contribution + 1)
+            result = replace(result, contribution=2 * result.contribution + 1, earned=2 * result.earned + 1)
         elif forge == "steal" and tree is not None:
             victims = [x for x in tree.results if x.worker != worker.address]
             if victims:
@@ -605,9 +633,11 @@ class MoneyMachine(RuleBasedStateMachine):
             result = replace(result, accepted=True, contribution=max(result.contribution, 1))
         elif forge == "no_proof":
             proof = []
+        due = self._worker_due(r, worker.address)
         res = self._try(lambda: self.task.claim_reward(worker, r, result, proof), "worker")
-        if res:  # an accepted claim pays the share exactly (the invariants check it is not more)
-            assert res.event("RewardClaimed")["amount"] == self._worker_entitlement(r, worker.address)
+        if res:  # an accepted claim pays what the leaf adds exactly (the invariants check it is not more)
+            assert res.event("RewardClaimed")["amount"] == due > 0
+            assert result == self._leaf(r, worker.address)
 
     # ------------------------------------------------------------------ validators
 
@@ -627,7 +657,11 @@ class MoneyMachine(RuleBasedStateMachine):
                 WorkerResult(w, accepted[i], n + (variant == "wrong_samples"), contributions[i])
                 for i, (w, n) in enumerate(sorted(rm.submitters.items()))
             ]
-            tree = ResultsTree(results)
+            # a lying committee may credit anything: "rich" doubles every worker's earnings
+            earned = with_earnings(results, WORKER_REWARD, self._earned_before(self.current_round))
+            if variant == "rich":
+                earned = [replace(x, earned=2 * x.earned + 1) for x in earned]
+            tree = ResultsTree(earned)
             m = tree.manifest(
                 acc,
                 hashlib.sha256(f"model-{choice}-{variant}".encode()).digest(),
@@ -713,19 +747,20 @@ class MoneyMachine(RuleBasedStateMachine):
         """Vote weight revealed for `key`."""
         return sum(self.committee[v] for v, k in rm.reveals.items() if k == key)
 
-    def claim_validator_reward(self, fit: bool, who: int, round_pick: int, again: bool) -> None:
-        r = self._round(round_pick)
-        rm = self._model(r)
-        unpaid = self._unpaid(r)[1]
-        paid = [v for round_, v in self.validator_paid if round_ == r]
+    def claim_validator_reward(self, fit: bool, who: int, again: bool) -> None:
+        unpaid = self._unpaid(self._round(0))[1]
+        paid = list(self.validator_paid)
         if again and paid:
             validator = self.accounts[paid[who % len(paid)]]
         else:
-            expected = self._awake(unpaid) or self._awake(list(rm.reveals))
+            expected = self._awake(unpaid) or self._awake(list(self.committee))
             validator = self._actor(self.validator_pool, expected, fit, who)
-        res = self._try(lambda: self.task.claim_validator_reward(validator, r), "validator")
+        due = self._validator_due(validator.address)
+        res = self._try(lambda: self.task.claim_validator_reward(validator), "validator")
         if res:
-            assert res.event("RewardClaimed")["amount"] == self._validator_entitlement(r, validator.address)
+            event = res.event("RewardClaimed")
+            assert event["amount"] == due > 0
+            assert event["round"] == max((r for r, m in self.rounds.items() if m.finalized), default=0)
 
     # ------------------------------------------------------------------ settlement
 
@@ -753,54 +788,68 @@ class MoneyMachine(RuleBasedStateMachine):
             rm.consensus = manifest
             rm.agreeing = self._votes(rm, rm.consensus_key)
 
-    def _releasable(self) -> list[int]:
-        """Settled rounds with escrow left whose claim window has closed."""
-        now = self.world.chain.now()
-        return [
-            r
-            for r, (worker_left, validator_left, closes) in self.escrow.items()
-            if worker_left + validator_left and self.rounds[r].finalized and now >= closes
-        ]
+    def _releasable(self) -> bool:
+        """Whether the task's unclaimed rewards can go back to the budget: it terminated, its claim
+        window has closed and some escrow is left."""
+        closed = self.status == Status.TERMINATED and self.world.chain.now() > self.claim_deadline
+        return closed and sum(self._escrows()) > 0
 
-    def release_unclaimed(self, round_pick: int) -> None:
-        r = round_pick or max(self._releasable(), default=self._round(0))
-        if self._try(lambda: self.task.release_unclaimed(self.outsider, r)):
-            assert self._model(r).finalized and self.world.chain.now() > self.escrow[r][2]
+    def release_unclaimed(self) -> None:
+        releasable = self._releasable()
+        if self._try(lambda: self.task.release_unclaimed(self.outsider), "release"):
+            assert releasable
 
     # ------------------------------------------------------------------ invariants
 
-    def _worker_entitlement(self, r: int, worker: str) -> int:
-        """workerReward × c / total for the worker's leaf in the consensus manifest, if accepted and c > 0."""
-        rm = self._model(r)
-        m = rm.consensus
-        if m is None or m.payees == 0 or m.total_contribution == 0:
-            return 0
-        tree = rm.trees.get(m.results_root)
-        if tree is None or not any(x.worker == worker for x in tree.results):
-            return 0
-        result = tree.result_of(worker)
-        if not result.accepted or result.contribution <= 0:
-            return 0
-        return WORKER_REWARD * result.contribution // m.total_contribution
+    def _earned_before(self, r: int) -> dict[str, int]:
+        """Each worker's earnings through the consensus rounds before `r` (what honest leaves carry)."""
+        earned: dict[str, int] = {}
+        for k in sorted(k for k in self.rounds if k < r):
+            rm = self.rounds[k]
+            tree = rm.trees.get(rm.consensus.results_root) if rm.consensus else None
+            if tree is not None:
+                earned = carried(earned, tree.results)
+        return earned
 
-    def _validator_entitlement(self, r: int, validator: str) -> int:
-        """validatorUnit × weight, if the validator revealed the consensus vote key (validatorUnit: the
-        validator reward over the agreeing weight)."""
-        rm = self._model(r)
-        if rm.consensus is None or rm.reveals.get(validator) != rm.consensus_key:
+    def _validator_entitlement(self, validator: str) -> int:
+        """validatorUnit × weight over the finalized rounds whose consensus vote key the validator revealed
+        (validatorUnit: the validator reward over the round's agreeing weight)."""
+        return sum(
+            VALIDATOR_REWARD // rm.agreeing * self.committee[validator]
+            for rm in self.rounds.values()
+            if rm.consensus is not None and rm.reveals.get(validator) == rm.consensus_key
+        )
+
+    def _validator_due(self, validator: str) -> int:
+        if validator not in self.committee:
             return 0
-        return VALIDATOR_REWARD // rm.agreeing * self.committee[validator]
+        return self._validator_entitlement(validator) - self.validator_paid.get(validator, 0)
+
+    def _escrows(self) -> tuple[int, int]:
+        """The worker and validator reward escrows: what finalized consensus rounds moved there, less the
+        claims; both emptied by the release."""
+        if self.released:
+            return 0, 0
+        worker = validator = 0
+        for rm in self.rounds.values():
+            m = rm.consensus
+            if m is None:
+                continue
+            if m.payees and m.total_contribution:
+                worker += WORKER_REWARD
+            validator += VALIDATOR_REWARD // rm.agreeing * rm.agreeing
+        worker -= sum(paid for _, paid in self.worker_paid.values())
+        validator -= sum(self.validator_paid.values())
+        return worker, validator
 
     @invariant()
     def balance_is_budget_plus_escrow(self) -> None:
-        escrow = 0
-        for r in range(1, self.current_round + 1):
-            info = self.task.round_info(r)
-            escrow += info.worker_escrow + info.validator_escrow
-            # kept for the walk, which releases what is left once the claim window has closed
-            self.escrow[r] = (info.worker_escrow, info.validator_escrow, info.claim_deadline)
+        running = self.rounds.get(self.current_round)
+        in_flight = NEEDED if running is not None and not running.finalized else 0
+        worker, validator = self._escrows()
+        assert (self.task.worker_escrow(), self.task.validator_escrow()) == (worker, validator)
         budget, balance, held = self.task.budget(), self.task.balance(), self._deposits_held()
-        assert balance == budget + escrow + held, (balance, budget, escrow, held)
+        assert balance == budget + in_flight + worker + validator + held, (balance, budget, in_flight, held)
         assert balance == self.task.owed()
         assert held == self.task.deposits_held()
 
@@ -826,14 +875,16 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @invariant()
     def nobody_paid_beyond_entitlement(self) -> None:
-        for (r, worker), amount in self.worker_paid.items():
-            assert amount <= self._worker_entitlement(r, worker), ("worker", r, worker, amount)
-        for (r, validator), amount in self.validator_paid.items():
-            assert amount <= self._validator_entitlement(r, validator), ("validator", r, validator, amount)
+        for worker, (last, amount) in self.worker_paid.items():
+            leaf = self._leaf(last, worker)
+            assert leaf is not None and amount == leaf.earned, ("worker", last, worker, amount)
+        for validator, amount in self.validator_paid.items():
+            assert amount <= self._validator_entitlement(validator), ("validator", validator, amount)
 
     @invariant()
     def paid_out_within_deposits(self) -> None:
-        paid_out = self.withdrawn + sum(self.worker_paid.values()) + sum(self.validator_paid.values())
+        paid_out = self.withdrawn + sum(paid for _, paid in self.worker_paid.values())
+        paid_out += sum(self.validator_paid.values())
         paid_out += sum(self.refunded.values())
         assert paid_out <= self.deposited
         assert self.task.balance() == self.deposited - paid_out

@@ -23,15 +23,15 @@ def fee(result: TxResult) -> int:
 
 
 def exact(world: World, task: Task) -> None:
+    """The task holds what it owes: its budget, the deposits, the task's reward escrows and the running
+    round's rewards (escrowed from startRound until the round is finalized)."""
+    r = task.current_round()
+    cfg = task.config()
+    running = cfg.worker_reward + cfg.validator_reward if r and not task.round_info(r).finalized else 0
     assert (
         task.balance()
         == task.owed()
-        == task.budget()
-        + task.deposits_held()
-        + sum(
-            task.round_info(r).worker_escrow + task.round_info(r).validator_escrow
-            for r in range(1, task.current_round() + 1)
-        )
+        == task.budget() + task.deposits_held() + task.worker_escrow() + task.validator_escrow() + running
     )
 
 

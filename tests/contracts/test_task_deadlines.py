@@ -77,8 +77,8 @@ def test_non_revealing_validator_still_lets_the_majority_settle(world: World) ->
     fin = task.finalize_round(world.outsider)
     assert fin.event("RoundFinalized")["agreeingWeight"] == 2
     with refused("NoReward"):
-        task.claim_validator_reward(validators[2], 1)
-    share = task.claim_validator_reward(validators[0], 1).event("RewardClaimed")["amount"]
+        task.claim_validator_reward(validators[2])
+    share = task.claim_validator_reward(validators[0]).event("RewardClaimed")["amount"]
     assert share == VALIDATOR_REWARD // 2
 
 
@@ -115,7 +115,8 @@ def test_split_committee_pays_nobody_and_refunds_the_round(world: World) -> None
     with refused("NoReward"):
         task.claim_reward(workers[0], 1, tree.result_of(workers[0].address), tree.proof(workers[0].address))
     with refused("NoReward"):
-        task.claim_validator_reward(validators[0], 1)
+        task.claim_validator_reward(validators[0])
+    assert task.worker_escrow() == task.validator_escrow() == 0
     assert task.balance() == task.owed() == task.budget()
 
 
@@ -134,7 +135,7 @@ def test_requester_who_disappears_after_starting_a_round_still_pays(world: World
     for w in workers:
         task.claim_reward(w, 1, tree.result_of(w.address), tree.proof(w.address))
     for v in validators:
-        task.claim_validator_reward(v, 1)
+        task.claim_validator_reward(v)
     # idle between rounds: anybody may terminate, releasing the committee's stake
     world.chain.increase_time(1001)
     res = task.advance(world.outsider)
@@ -146,24 +147,60 @@ def test_requester_who_disappears_after_starting_a_round_still_pays(world: World
 
 
 def test_unclaimed_rewards_return_after_the_claim_window(world: World) -> None:
+    """What was not claimed goes back to the budget, but only once the task has terminated (rewards accrue
+    over its rounds) and the claim window after that has closed."""
     task = new_task(world)
     workers, validators = recruit(world, task)
     played = play_round(world, task, workers, validators)
     w = workers[0]
     task.claim_reward(w, 1, played.tree.result_of(w.address), played.tree.proof(w.address))
-    with refused("ClaimWindowOpen"):
-        task.release_unclaimed(world.outsider, 1)
+    assert task.status() == Status.PENDING
+    with refused("WrongStatus", actual=Status.PENDING):  # a later round's leaf still pays round 1
+        task.release_unclaimed(world.outsider)
+    assert task.claim_deadline() == 0
+    stopped = task.stop_training(world.requester)
+    stopped_at = world.chain.w3.eth.get_block(stopped.receipt["blockNumber"])["timestamp"]
+    assert task.claim_deadline() == stopped_at + 1000
+    with refused("ClaimWindowOpen", closesAt=stopped_at + 1000):
+        task.release_unclaimed(world.outsider)
     world.chain.increase_time(1001)
     before = task.budget()
-    released = task.release_unclaimed(world.outsider, 1).event("EscrowReleased")["amount"]
-    assert released > 0
-    assert task.budget() == before + released
-    assert task.round_info(1).worker_escrow == task.round_info(1).validator_escrow == 0
+    unclaimed = task.worker_escrow() + task.validator_escrow()
+    assert unclaimed == WORKER_REWARD + VALIDATOR_REWARD - played.tree.result_of(w.address).earned
+    released = task.release_unclaimed(world.outsider).event("EscrowReleased")
+    assert (released["round"], released["amount"]) == (0, unclaimed)
+    assert task.budget() == before + unclaimed
+    assert task.worker_escrow() == task.validator_escrow() == 0
     with refused("NothingToRelease"):
-        task.release_unclaimed(world.outsider, 1)
+        task.release_unclaimed(world.outsider)
     late = workers[1]
-    with refused("RewardExceedsEscrow"):
+    with refused("ClaimWindowClosed"):
         task.claim_reward(late, 1, played.tree.result_of(late.address), played.tree.proof(late.address))
+    assert task.balance() == task.owed() == task.budget()
+
+
+def test_claims_after_the_claim_window_are_refused(world: World) -> None:
+    """Rewards stay claimable after the task terminates, until its claim window closes; after that no
+    worker nor validator can claim, even while the unclaimed rewards are still in escrow."""
+    task = new_task(world, max_rounds=1)
+    workers, validators = recruit(world, task)
+    played = play_round(world, task, workers, validators)
+    assert task.status() == Status.TERMINATED
+    finalized_at = world.chain.w3.eth.get_block(played.finalize.receipt["blockNumber"])["timestamp"]
+    deadline = finalized_at + 1000
+    assert task.claim_deadline() == deadline
+    early, late = workers[0], workers[1]
+    task.claim_reward(early, 1, played.tree.result_of(early.address), played.tree.proof(early.address))
+    task.claim_validator_reward(validators[0])
+    world.chain.increase_time(1001)
+    escrows = task.worker_escrow(), task.validator_escrow()
+    assert escrows[0] >= played.tree.result_of(late.address).earned > 0
+    assert escrows[1] == task.validator_reward_of(validators[1].address) * 2 > 0
+    with refused("ClaimWindowClosed", closedAt=deadline):
+        task.claim_reward(late, 1, played.tree.result_of(late.address), played.tree.proof(late.address))
+    with refused("ClaimWindowClosed", closedAt=deadline):
+        task.claim_validator_reward(validators[1])
+    assert (task.worker_escrow(), task.validator_escrow()) == escrows
     assert task.balance() == task.owed()
 
 
@@ -177,4 +214,5 @@ def test_stop_training_between_rounds_then_withdraw_everything(world: World) -> 
     assert not world.registry.is_active_task(task.address)
     task.withdraw(world.requester, task.budget())
     assert task.budget() == 0
-    assert task.balance() == task.owed()  # only unclaimed rewards of round 1 remain
+    # only unclaimed rewards of round 1 remain
+    assert task.balance() == task.owed() == task.worker_escrow() + task.validator_escrow()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from refiner.chain import Status, TerminationReason
+from refiner.chain.earnings import carried
 from tests.helpers import (
     ETH,
     STAKE,
@@ -14,6 +15,7 @@ from tests.helpers import (
     new_task,
     play_round,
     recruit,
+    refused,
     results_tree,
     reveal_all,
     seat,
@@ -104,7 +106,7 @@ def test_votes_and_validator_rewards_are_weighted_by_seats(world: World) -> None
     fin = task.finalize_round(world.outsider)
     assert fin.event("RoundFinalized")["agreeingWeight"] == 4
     assert fin.event("RoundFinalized")["accuracy"] == 900_000
-    assert task.claim_validator_reward(large, 1).event("RewardClaimed")["amount"] == VALIDATOR_REWARD // 4 * 4
+    assert task.claim_validator_reward(large).event("RewardClaimed")["amount"] == VALIDATOR_REWARD // 4 * 4
 
     # the next round: the small and the large validator agree (5 of 7), the middle one dissents
     start_round(world, task)
@@ -117,34 +119,45 @@ def test_votes_and_validator_rewards_are_weighted_by_seats(world: World) -> None
     fin = task.finalize_round(world.outsider)
     assert fin.event("RoundFinalized")["agreeingWeight"] == 5
     unit = VALIDATOR_REWARD // 5
-    paid = [task.claim_validator_reward(v, r).event("RewardClaimed")["amount"] for v in (small, large)]
+    assert task.validator_unit(r) == unit
+    # the small validator dissented in round 1: its claim pays round 2 only; the large one claimed round 1
+    paid = [task.claim_validator_reward(v).event("RewardClaimed")["amount"] for v in (small, large)]
     assert paid == [unit, 4 * unit]
     assert task.balance() == task.owed()
 
 
 def test_round_pays_workers_by_contribution_and_agreeing_validators_equally(world: World) -> None:
-    task = new_task(world)
+    task = new_task(world, max_rounds=1)
     workers, validators = recruit(world, task, n_workers=3, n_validators=3)
-    tree = results_tree(workers, contributions=[100, 300, -50])
+    tree = results_tree(workers, contributions=[100, 200, -50])
     played = play_round(world, task, workers, validators, tree=tree, dissenters=1)
     assert played.finalize.event("RoundFinalized")["agreeingWeight"] == 2
+    assert task.status() == Status.TERMINATED
 
     paid = {}
     for w in workers[:2]:
         res = task.claim_reward(w, 1, tree.result_of(w.address), tree.proof(w.address))
         paid[w.address] = res.event("RewardClaimed")["amount"]
     assert paid == {
-        workers[0].address: WORKER_REWARD * 100 // 400,
-        workers[1].address: WORKER_REWARD * 300 // 400,
+        workers[0].address: WORKER_REWARD * 100 // 300,
+        workers[1].address: WORKER_REWARD * 200 // 300,
     }
 
-    shares = [task.claim_validator_reward(v, 1).event("RewardClaimed")["amount"] for v in validators[:2]]
+    shares = [task.claim_validator_reward(v).event("RewardClaimed")["amount"] for v in validators[:2]]
     assert shares == [VALIDATOR_REWARD // 2] * 2
-    # every payee claimed: the dust is the requester's again, nothing stays locked
-    info = task.round_info(1)
-    assert info.worker_escrow == 0
-    assert task.budget() == WORKER_REWARD - sum(paid.values()) + VALIDATOR_REWARD - sum(shares)
+    # every payee claimed: the validators' dust went back to the budget at finalization, the workers'
+    # (a wei here) stays in the worker escrow until the claim window closes, then is the requester's again
+    dust = WORKER_REWARD - sum(paid.values())
+    assert dust == 1
+    assert (task.worker_escrow(), task.validator_escrow()) == (dust, 0)
+    assert task.budget() == VALIDATOR_REWARD - sum(shares)
     assert task.balance() == task.owed()
+    world.chain.increase_time(task.config().durations.claim + 1)
+    released = task.release_unclaimed(world.outsider)
+    assert released.event("EscrowReleased").args == {"round": 0, "amount": dust}
+    assert (task.worker_escrow(), task.validator_escrow()) == (0, 0)
+    assert task.budget() == WORKER_REWARD - sum(paid.values()) + VALIDATOR_REWARD - sum(shares)
+    assert task.balance() == task.owed() == task.budget()
 
 
 def test_max_rounds_terminates_and_leaves_registry(world: World) -> None:
@@ -166,3 +179,56 @@ def test_target_accuracy_terminates(world: World) -> None:
     assert task.status() == Status.TERMINATED
     assert played.finalize.event("TaskTerminated")["reason"] == TerminationReason.TargetReached
     assert world.registry.active_tasks() == []
+
+
+def test_one_claim_after_three_rounds_pays_every_round(world: World) -> None:
+    """A worker that claims once, with its round-3 leaf (whose `earned` adds up rounds 1-3), is paid
+    exactly what a claim after each round would have paid in all; a validator that claims once gets its
+    share of each round it agreed in. An older round's leaf is refused after a newer one."""
+    task = new_task(world, max_rounds=3)
+    workers, validators = recruit(world, task, n_workers=3, n_validators=3)
+    contributions = [[100, 200, 300], [300, -50, 100], [100, 100, 100]]
+    dissenters = [0, 1, 0]  # the last validator dissents in round 2
+    earned: dict[str, int] = {}
+    trees = []
+    for round_contributions, dissent in zip(contributions, dissenters, strict=True):
+        tree = results_tree(workers, contributions=round_contributions, before=earned)
+        play_round(world, task, workers, validators, tree=tree, dissenters=dissent)
+        earned = carried(earned, tree.results)
+        trees.append(tree)
+    assert task.status() == Status.TERMINATED
+    w = workers[0]
+    shares = [WORKER_REWARD * 100 // 600, WORKER_REWARD * 300 // 400, WORKER_REWARD * 100 // 300]
+
+    # three claims, one per round's leaf (undone afterwards), pay a round each
+    snapshot = world.chain.snapshot()
+    claims = [
+        task.claim_reward(w, r, tree.result_of(w.address), tree.proof(w.address))
+        for r, tree in enumerate(trees, start=1)
+    ]
+    per_round = [c.event("RewardClaimed")["amount"] for c in claims]
+    world.chain.revert(snapshot)
+    assert per_round == shares
+
+    # one claim with the round-3 leaf pays the same in all
+    leaf = trees[2].result_of(w.address)
+    assert leaf.earned == sum(shares)
+    once = task.claim_reward(w, 3, leaf, trees[2].proof(w.address))
+    assert once.event("RewardClaimed").args == {"round": 3, "account": w.address, "amount": sum(per_round)}
+    assert task.worker_claims(w.address) == (3, sum(shares))
+    for r in (1, 2, 3):  # no round is paid twice
+        with refused("AlreadyClaimed", account=w.address, round=r):
+            task.claim_reward(w, r, trees[r - 1].result_of(w.address), trees[r - 1].proof(w.address))
+
+    # the validators: each round's unit times the seat, for the rounds each agreed in
+    units = [task.validator_unit(r) for r in (1, 2, 3)]
+    assert units == [VALIDATOR_REWARD // 3, VALIDATOR_REWARD // 2, VALIDATOR_REWARD // 3]
+    agreeing, dissenter = validators[0], validators[2]
+    assert task.validator_reward_of(agreeing.address) == sum(units)
+    claimed = task.claim_validator_reward(agreeing).event("RewardClaimed").args
+    assert claimed == {"round": 3, "account": agreeing.address, "amount": sum(units)}
+    claimed = task.claim_validator_reward(dissenter).event("RewardClaimed").args
+    assert claimed == {"round": 3, "account": dissenter.address, "amount": units[0] + units[2]}
+    with refused("NoReward"):
+        task.claim_validator_reward(agreeing)
+    assert task.balance() == task.owed()

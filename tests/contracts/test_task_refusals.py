@@ -19,6 +19,7 @@ from refiner.chain import (
 )
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import draw, wait_for_seed
+from refiner.chain.earnings import carried
 from refiner.sortition import prove
 from tests.helpers import (
     FAST,
@@ -57,7 +58,7 @@ from tests.helpers import (
         ({"aggregation": Aggregation.FedProx, "mu": 0.0}, "FedProx needs mu > 0"),
         ({"mu": 0.01}, "FedAvg takes no mu"),
         ({"durations": Durations(training=0)}, "every duration must be > 0"),
-        ({"validator_reward": 2**128}, "validatorReward above 2^128 - 1"),
+        ({"validator_reward": 2**96}, "validatorReward above 2^96 - 1"),
     ],
 )
 def test_invalid_config_is_refused_at_deployment(
@@ -277,37 +278,122 @@ def test_claim_refusals(world: World) -> None:
         task.claim_reward(w2, 1, tree.result_of(w2.address), tree.proof(w2.address))  # negative contribution
     with refused("NoReward"):
         task.claim_reward(w3, 1, tree.result_of(w3.address), tree.proof(w3.address))  # rejected update
-    with refused("NoSubmission"):  # a stranger presents w1's leaf
+    with refused("NotSignedUp", account=world.workers[5].address):  # a stranger presents w1's leaf
         task.claim_reward(world.workers[5], 1, tree.result_of(w1.address), tree.proof(w1.address))
     with refused("InvalidProof"):  # w1 claims w0's leaf as its own
         task.claim_reward(
-            w1, 1, WorkerResult(w1.address, True, 2000, r0.contribution), tree.proof(w0.address)
+            w1, 1, WorkerResult(w1.address, True, 2000, r0.contribution, r0.earned), tree.proof(w0.address)
         )
     task.claim_reward(w0, 1, r0, tree.proof(w0.address))
-    with refused("AlreadyClaimed"):
+    with refused("AlreadyClaimed", account=w0.address, round=1):
         task.claim_reward(w0, 1, r0, tree.proof(w0.address))
+    with refused("RoundNotFinalized", round=2):
+        task.claim_reward(w1, 2, tree.result_of(w1.address), tree.proof(w1.address))
     dissenter = validators[-1]
     with refused("NoReward"):
-        task.claim_validator_reward(dissenter, 1)
+        task.claim_validator_reward(dissenter)
     with refused("NotOnCommittee"):
-        task.claim_validator_reward(world.validators[5], 1)
-    task.claim_validator_reward(validators[0], 1)
-    with refused("AlreadyClaimed"):
-        task.claim_validator_reward(validators[0], 1)
-    with refused("RoundNotFinalized"):
-        task.claim_validator_reward(validators[0], 2)
+        task.claim_validator_reward(world.validators[5])
+    task.claim_validator_reward(validators[0])
+    with refused("NoReward"):
+        task.claim_validator_reward(validators[0])
+
+
+def test_worker_cannot_claim_an_earlier_round_after_a_later_one_nor_inflate_its_earnings(
+    world: World,
+) -> None:
+    """A leaf's `earned` covers every round through its own, so the round-2 leaf pays round 1 too: the
+    round-1 leaf is refused after it, and `earned` is part of the agreed leaf (no proof for more)."""
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=2)
+    tree1 = play_round(world, task, workers, validators).tree
+    tree2 = results_tree(workers, contributions=[300, 100], before=carried({}, tree1.results))
+    play_round(world, task, workers, validators, tree=tree2)
+    w = workers[0]
+    r1, r2 = tree1.result_of(w.address), tree2.result_of(w.address)
+    assert r2.earned == WORKER_REWARD // 3 + WORKER_REWARD * 3 // 4 == r1.earned + WORKER_REWARD * 3 // 4
+    with refused("InvalidProof"):  # round 1's leaf claiming both rounds
+        task.claim_reward(w, 1, replace(r1, earned=r2.earned), tree1.proof(w.address))
+    with refused("InvalidProof"):
+        task.claim_reward(w, 2, replace(r2, earned=r2.earned + 1), tree2.proof(w.address))
+    paid = task.claim_reward(w, 2, r2, tree2.proof(w.address)).event("RewardClaimed")
+    assert (paid["round"], paid["amount"]) == (2, r2.earned)
+    assert task.worker_claims(w.address) == (2, r2.earned)
+    with refused("AlreadyClaimed", account=w.address, round=1):
+        task.claim_reward(w, 1, r1, tree1.proof(w.address))
+    assert task.worker_claims(w.address) == (2, r2.earned)
+
+
+def test_validator_that_commits_the_consensus_vote_key_without_revealing_is_not_paid(world: World) -> None:
+    """A commitment is stored with its top bit set, which no vote key has: a member who commits the
+    consensus vote key itself (it cannot open it) and never reveals does not count as agreeing."""
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=2, n_validators=3)
+    start_round(world, task)
+    submit_all(task, workers)
+    manifest = results_tree(workers).manifest(900_000, b"\x06" * 32, handle("agg"), handle("det"))
+    revealers, freeloader = validators[:2], validators[2]
+    commit_all(task, revealers, [manifest] * 2)
+    task.commit_manifest(freeloader, manifest.vote_key())
+    assert task.ballot_of(1, freeloader.address) != manifest.vote_key()
+    reveal_all(task, revealers, [manifest] * 2)
+    world.chain.increase_time(101)
+    task.advance(world.outsider)  # the freeloader never reveals
+    fin = task.finalize_round(world.outsider)
+    assert fin.event("RoundFinalized")["voteKey"] == manifest.vote_key()
+    assert task.validator_reward_of(freeloader.address) == 0
+    with refused("NoReward"):
+        task.claim_validator_reward(freeloader)
+    for v in revealers:
+        assert task.claim_validator_reward(v).event("RewardClaimed")["amount"] == VALIDATOR_REWARD // 2
+    assert task.validator_escrow() == 0
+    assert task.balance() == task.owed()
+
+
+def test_validator_claims_again_only_after_another_round_it_agreed_in_is_finalized(world: World) -> None:
+    """A validator's claim pays every finalized round it agreed in and not paid yet: nothing more until
+    another such round is finalized (not one it dissented in, not the one under way), then exactly its
+    seat's share of that round."""
+    task = new_task(world)
+    workers, validators = recruit(world, task, n_workers=2, n_validators=3)
+    v = validators[0]
+    assert task.committee()[v.address] == 1
+    play_round(world, task, workers, validators)
+    assert task.claim_validator_reward(v).event("RewardClaimed")["amount"] == VALIDATOR_REWARD // 3
+    with refused("NoReward"):
+        task.claim_validator_reward(v)
+    play_round(world, task, workers, [*validators[1:], v], dissenters=1)  # v dissents in round 2
+    assert task.validator_unit(2) == VALIDATOR_REWARD // 2
+    with refused("NoReward"):
+        task.claim_validator_reward(v)
+    start_round(world, task)
+    submit_all(task, workers)
+    manifest = results_tree(workers).manifest(900_000, b"\x07" * 32, handle("agg"), handle("det"))
+    commit_all(task, validators, [manifest] * 3)
+    reveal_all(task, validators, [manifest] * 3)
+    assert task.status() == Status.REWARDING
+    assert task.validator_reward_of(v.address) == 0
+    with refused("NoReward"):  # round 3 is not finalized yet
+        task.claim_validator_reward(v)
+    task.finalize_round(world.outsider)
+    assert task.validator_unit(3) == VALIDATOR_REWARD // 3
+    assert task.validator_reward_of(v.address) == VALIDATOR_REWARD // 3
+    paid = task.claim_validator_reward(v).event("RewardClaimed")
+    assert (paid["round"], paid["amount"]) == (3, VALIDATOR_REWARD // 3)
+    with refused("NoReward"):
+        task.claim_validator_reward(v)
 
 
 @pytest.mark.slow
 def test_workers_on_either_side_of_a_submission_word_are_refused_independently(world: World) -> None:
-    """A round's submissions and claims are two bits per worker in words of 128 workers (by sign-up
-    order): workers 127, 128 and 129 straddle the first boundary; each one's submission, claim and
-    refusals affect no other's."""
-    accounts = [demo_account(f"bits-worker-{i}") for i in range(130)]
+    """A round's submissions are one bit per worker in words of 256 workers (by sign-up order): workers
+    255, 256 and 257 straddle the first boundary; each one's submission, claim and refusals affect no
+    other's."""
+    accounts = [demo_account(f"bits-worker-{i}") for i in range(258)]
     for a in accounts:
         world.chain.fund(a.address, 10**18)
         world.registry.register_worker(a)
-    task = new_task(world, max_workers=130, durations=replace(FAST, recruitment=7200, training=7200))
+    task = new_task(world, max_workers=258, durations=replace(FAST, recruitment=7200, training=7200))
     task.open_recruitment(world.requester)
     for a in accounts:
         task.sign_up(a)
@@ -316,13 +402,14 @@ def test_workers_on_either_side_of_a_submission_word_are_refused_independently(w
         seat(world, task, v)
     task.close_recruitment(world.requester)
     start_round(world, task)
-    last, absent, first = accounts[127:130]  # the last of word 0; the first two of word 1
+    last, absent, first = accounts[255:258]  # the last of word 0; the first two of word 1
     present = [a for a in accounts if a != absent]
     submit_all(task, present)
     for w in (last, first):
         with refused("AlreadySubmitted", worker=w.address):
             task.submit_training_results(w, handle("u2"), handle("k2"), 1)
-    assert task.submission_of(1, absent.address) == (0, False)
+    assert not task.submitted(1, absent.address)
+    assert task.submitted_samples(1, absent.address) == 0
     world.chain.increase_time(7201)
     task.advance(world.outsider)  # `absent` never submits
     tree = results_tree(present)
@@ -331,16 +418,20 @@ def test_workers_on_either_side_of_a_submission_word_are_refused_independently(w
     reveal_all(task, validators, [manifest] * 3)
     task.finalize_round(world.requester, manifest)
     task.claim_reward(first, 1, tree.result_of(first.address), tree.proof(first.address))
-    assert task.submission_of(1, last.address) == (128_000, False)  # samples come from the event
-    assert task.submission_of(1, first.address) == (129_000, True)
+    assert task.submitted_samples(1, last.address) == 256_000  # samples come from the event
+    assert task.submitted_samples(1, first.address) == 257_000
+    assert task.worker_claims(first.address) == (1, tree.result_of(first.address).earned)
+    assert task.worker_claims(last.address) == (0, 0)
     with refused("AlreadyClaimed", account=first.address):
         task.claim_reward(first, 1, tree.result_of(first.address), tree.proof(first.address))
-    with refused("NoSubmission", worker=absent.address):  # a leaf the committee never agreed on
-        task.claim_reward(absent, 1, WorkerResult(absent.address, True, 1, 1), tree.proof(first.address))
-    with refused("NoSubmission", worker=absent.address):  # nor someone else's
+    with refused("InvalidProof"):  # a leaf the committee never agreed on
+        task.claim_reward(absent, 1, WorkerResult(absent.address, True, 1, 1, 1), tree.proof(first.address))
+    with refused("InvalidProof"):  # nor someone else's
         task.claim_reward(absent, 1, tree.result_of(first.address), tree.proof(first.address))
     task.claim_reward(last, 1, tree.result_of(last.address), tree.proof(last.address))
-    assert [task.submission_of(1, w.address)[1] for w in accounts[126:130]] == [False, True, False, True]
+    window = accounts[254:258]
+    assert [task.submitted(1, w.address) for w in window] == [True, True, False, True]
+    assert [task.worker_claims(w.address)[0] for w in window] == [0, 1, 0, 1]
     assert task.balance() == task.owed()
 
 
@@ -390,10 +481,8 @@ def test_advance_refusals(world: World) -> None:
     task.finalize_round(world.outsider, m)
     with refused("WrongStatus"):
         task.finalize_round(world.outsider, m)
-    with refused("ClaimWindowOpen"):
-        task.release_unclaimed(world.outsider, 1)
-    with refused("RoundNotFinalized"):
-        task.release_unclaimed(world.outsider, 2)
+    with refused("WrongStatus"):  # unclaimed rewards are released only after the task terminated
+        task.release_unclaimed(world.outsider)
 
 
 def test_terminated_task_refuses_everything(world: World) -> None:

@@ -184,8 +184,9 @@ def run_the_round(pages: dict[str, Any], address: dict[str, str]) -> str:
     validator_feed = pages["validator-1"].locator("#activity-list")
     expect(validator_feed).to_contain_text("round 1: 2 of 2 updates qualified", timeout=120_000)
     expect(validator_feed).to_contain_text("revealed round 1", timeout=120_000)
-    expect(validator_feed).to_contain_text("round 1 validator reward: 0.2 ETH", timeout=120_000)
-    expect(feed).to_contain_text(re.compile(r"claimed [\d.]+ ETH \(\d+ wei\) for round 1"), timeout=120_000)
+    expect(validator_feed).to_contain_text("validator reward through round 1: 0.2 ETH", timeout=120_000)
+    claimed = re.compile(r"claimed [\d.]+ ETH \(\d+ wei\) through round 1")
+    expect(feed).to_contain_text(claimed, timeout=120_000)
     expect(feed).to_contain_text("nothing left to wait for: the task has ended")
     if os.environ.get("REFINER_SCREENSHOTS"):  # the README's picture of a participant's own page
         shot = pages["worker-2"].locator("#panel-activity")

@@ -6,6 +6,7 @@ One scenario, two rounds of the small CNN, covering the failures the agents must
 - the node is stopped and restarted (state persisted) between rounds: every agent backs off and carries on;
 - the requester is killed for good right after starting round 2 (once the storage hub holds its files):
   round 2 still completes and pays everybody;
+worker 0 and validator 0 run with `--claim-once`: one claim each after the task ended pays both rounds;
 then `refiner audit` with the requester's and a validator's keys passes every round and the model can
 still be retrieved.
 """
@@ -175,6 +176,7 @@ def test_a_task_runs_across_processes_through_crashes_and_a_node_restart(tmp_pat
                 "1 ether",
                 "--exit-when-done",
                 *(["--behaviour", "non-revealer"] if i == VALIDATORS - 1 else []),
+                *(["--claim-once"] if i == 0 else []),
             )
             for i in range(VALIDATORS)
         ]
@@ -188,6 +190,7 @@ def test_a_task_runs_across_processes_through_crashes_and_a_node_restart(tmp_pat
                 "--seed",
                 str(i),
                 "--exit-when-done",
+                *(["--claim-once"] if i == 0 else []),
             )
             for i in range(WORKERS)
         ]
@@ -255,9 +258,13 @@ def test_a_task_runs_across_processes_through_crashes_and_a_node_restart(tmp_pat
             paid = [e["account"] for e in task.round_events("RewardClaimed", round_)]
             assert len(paid) == len(set(paid))
             assert addresses[f"validator-{VALIDATORS - 1}"] not in paid  # the non-revealer
-            assert {addresses[f"validator-{i}"] for i in range(VALIDATORS - 1)} <= set(paid)
+            assert {addresses[f"validator-{i}"] for i in range(1, VALIDATORS - 1)} <= set(paid)
             for i in range(WORKERS):
-                assert task.submission_of(round_, addresses[f"worker-{i}"])[0] == 600
+                assert task.submitted_samples(round_, addresses[f"worker-{i}"]) == 600
+        # worker 0 and validator 0 claim once, after the task ended: one claim pays both rounds
+        for once in (addresses["worker-0"], addresses["validator-0"]):
+            claims = [e for e in task.get_events("RewardClaimed") if e["account"] == once]
+            assert [int(e["round"]) for e in claims] == [2], claims
         assert crashed.text().count("submitted round 1") == 1
         assert "not selected" not in "".join(v.text() for v in validators)
         assert any("retrying in" in p.text() for p in [*workers, *validators])  # they saw the node go away

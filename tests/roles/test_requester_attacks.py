@@ -156,8 +156,9 @@ def test_the_requester_cannot_withdraw_a_started_rounds_escrow(mnist: Mnist, tmp
     assert "RoundFinalized" in requester.finalize_round(task).names()
     paid = claims(sim, 1)
     assert_paid_as_owed(sim, 1, paid, agreeing=3)
-    assert sum(paid.values()) + task.budget() == ESCROW  # the rounding dust returned to the budget
-    assert task.balance() == task.owed() == task.budget()
+    # the validators' rounding dust returned to the budget, the workers' stays in their escrow
+    assert sum(paid.values()) + task.budget() + task.worker_escrow() == ESCROW
+    assert task.balance() == task.owed() == task.budget() + task.worker_escrow()
 
 
 def test_the_requester_cannot_stop_training_mid_round(mnist: Mnist, tmp_path: Path) -> None:
@@ -215,7 +216,8 @@ def test_a_requester_that_disappears_after_starting_a_round_cannot_stall_it(
     sim.registry.request_unbond(validator.account, stake)
     chain.increase_time(sim.registry.unbonding_delay() + 1)
     assert sim.registry.withdraw_stake(validator.account).event("StakeWithdrawn")["amount"] == stake
-    assert task.balance() == task.owed() == task.budget()  # only the requester's dust is left
+    # only the rounding dust is left: the validators' in the budget, the workers' in their escrow
+    assert task.balance() == task.owed() == task.budget() + task.worker_escrow()
 
 
 # ---------------------------------------------------------------- the validation set
@@ -288,7 +290,7 @@ def test_a_validation_set_only_a_majority_of_the_committee_can_open(mnist: Mnist
     paid = claims(sim, 1)
     assert_paid_as_owed(sim, 1, paid, agreeing=3)
     assert {paid[v] for v in readers} == {VALIDATOR_REWARD // 3}
-    assert sum(paid.values()) + sim.task.budget() == ESCROW
+    assert sum(paid.values()) + sim.task.budget() + sim.task.worker_escrow() == ESCROW  # dust stays there
 
 
 def test_limit_a_validation_set_only_a_minority_of_the_committee_can_open(
@@ -311,7 +313,7 @@ def test_limit_a_validation_set_only_a_minority_of_the_committee_can_open(
     assert finalized.event("NoConsensus")["refunded"] == ESCROW
     assert task.last_consensus_round() == 0
     for v in sim.committee:
-        refused("NoReward", task.claim_validator_reward, v.account, 1)
+        refused("NoReward", task.claim_validator_reward, v.account)
     # a worker's leaf from a revealed (non-consensus) manifest is worth nothing either
     details = load_details(sim.store, *next(iter(task.reveals(1).values())))
     tree, worker = details.tree(), sim.workers[0]

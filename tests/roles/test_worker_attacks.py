@@ -290,7 +290,7 @@ def test_limit_an_inflated_sample_count_weighs_at_most_the_cap(mnist: Mnist, tmp
     played = play(sim, mnist, rounds=1)
     inflater = played.worker(4)
     (report,) = played.reports
-    assert sim.task.submission_of(1, inflater)[0] == 10 * SHARD  # the claim stands on chain
+    assert sim.task.submitted_samples(1, inflater) == 10 * SHARD  # the claim stands on chain
     _, details = consensus_details(sim.store, sim.task, 1)
     assert {r["worker"]: r["samples"] for r in details.results}[inflater] == 10 * SHARD
     assert inflater in report.accepted

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from eth_typing import HexStr
 from eth_utils import keccak
 
-from refiner.chain import Manifest, Task, TxResult
+from refiner.chain import Manifest, Task, TxResult, WorkerResult
 from refiner.roles.validator import Evaluated, Validator, ValidatorBehaviour
 from refiner.storage import DirectoryStore, Handle
 from refiner.units import ONE
@@ -103,6 +103,7 @@ class RandomManifest(Validator):
                 "accepted": rng.random() < 0.5,
                 "samples": int(e["samples"]),
                 "contribution": rng.randrange(-ONE, ONE),
+                "earned": rng.randrange(task.config().worker_reward + 1),
                 "loss": rng.randrange(10 * ONE),
             }
             for e in sorted(
@@ -128,18 +129,24 @@ class Colluder(Validator):
     behaviour: ClassVar[ValidatorBehaviour] = ValidatorBehaviour.COLLUDER
 
     def evaluate(self, task: Task) -> Evaluated:
-        return self._forged(super().evaluate(task))
+        return self._forged(task, super().evaluate(task))
 
-    def _forged(self, work: Evaluated) -> Evaluated:
+    def _forged(self, task: Task, work: Evaluated) -> Evaluated:
         """The ring's manifest: the honest evaluation with every rejected worker accepted and credited
-        COLLUSION_CONTRIBUTION (the aggregate and its digest are left as evaluated). Unchanged when the
-        evaluation rejected nobody: the ring then has no one to pay."""
+        COLLUSION_CONTRIBUTION, the earnings following (the aggregate and its digest are left as
+        evaluated). Unchanged when the evaluation rejected nobody: the ring then has no one to pay."""
         results = [
             r if r["accepted"] else {**r, "accepted": True, "contribution": COLLUSION_CONTRIBUTION}
             for r in work.details.results
         ]
         if results == work.details.results:
             return work
+        forged = self.with_earnings(
+            task,
+            work.round,
+            [WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"]) for r in results],
+        )
+        results = [{**r, "earned": f.earned} for r, f in zip(results, forged, strict=True)]
         details = replace(work.details, results=results)
         manifest = details.manifest(self._put_details(work.details.task, work.round, details.to_bytes()))
         return Evaluated(work.round, manifest, details, work.evaluation, work.rejected_files)

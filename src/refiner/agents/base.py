@@ -42,6 +42,9 @@ class Agent(ABC):
     only_task: str | None = None
     poll_interval: float = 1.0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("refiner.agent"))
+    #: Claim rewards once a task has ended, in one transaction for the whole task (rewards accrue over
+    #: the rounds), instead of after every round: a claim's gas once rather than once a round.
+    claim_once: bool = False
     tasks: dict[str, Task] = field(init=False, default_factory=dict)
     #: Tasks this agent does not serve, with the reason (logged once): see `refusal`.
     skipped: dict[str, str] = field(init=False, default_factory=dict)
@@ -67,6 +70,10 @@ class Agent(ABC):
     def due(self, task: Task, settled: Collection[int] = ()) -> list[Due]:
         """The steps due for this agent on `task` now (`refiner.protocol.due`)."""
         return due(task, self.address, self.plays, now=chain_now(task), settled=settled)
+
+    def claims_now(self, status: Status) -> bool:
+        """Whether this agent claims what is due now (with `claim_once`, only once the task has ended)."""
+        return not self.claim_once or status is Status.TERMINATED
 
     def refusal(self, task: Task) -> str | None:
         """Why this agent does not serve `task` (None: it does); asked once per task."""

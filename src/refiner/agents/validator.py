@@ -84,7 +84,7 @@ class ValidatorAgent(Agent):
                 result = task.finalize_round(self.account)
                 names = ", ".join(result.names())
                 self.log.info("task %s: finalized round %d: %s", task.address[:10], step.round, names)
-            elif step.step is Step.CLAIM_REWARD:
+            elif step.step is Step.CLAIM_REWARD and self.claims_now(status):
                 self._claim(task, step.round)
             elif step.step is Step.ADVANCE:
                 self.advance(task, status)
@@ -178,4 +178,4 @@ class ValidatorAgent(Agent):
     def _claim(self, task: Task, round_: int) -> None:
         wei = self.role.claim_reward(task, round_)
         self.settled[task.address].add(round_)
-        self.log.info("task %s: round %d validator reward: %s", task.address[:10], round_, paid(wei))
+        self.log.info("task %s: validator reward through round %d: %s", task.address[:10], round_, paid(wei))

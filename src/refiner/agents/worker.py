@@ -43,7 +43,8 @@ class WorkerAgent(Agent):
         status = task.status()
         settled = self.settled.setdefault(task.address, set())
         unsettled = False
-        for step in self.due(task, settled):
+        steps = self.due(task, settled)
+        for step in steps:
             if step.step is Step.SIGN_UP:
                 self.role.sign_up(task)
                 deposit = paid(task.config().sign_up_deposit)
@@ -52,10 +53,17 @@ class WorkerAgent(Agent):
                 )
             elif step.step is Step.SUBMIT_TRAINING_RESULTS:
                 self._train_and_submit(task, step.round)
-            elif step.step is Step.CLAIM_REWARD:
-                unsettled |= not self._claim(task, step.round)
             elif step.step is Step.ADVANCE:
                 self.advance(task, status)
+        # a leaf carries the worker's earnings through its round: the latest round's claim pays them all
+        claims = sorted((s.round for s in steps if s.step is Step.CLAIM_REWARD), reverse=True)
+        if claims and self.claims_now(status):
+            if self._claim(task, claims[0]):
+                settled.update(claims[1:])
+            else:
+                unsettled = True
+        elif claims:
+            unsettled = True
         if self.address not in task.workers():
             return status is Status.TERMINATED or task.recruitment_closed()
         return status is Status.TERMINATED and not unsettled
@@ -69,7 +77,8 @@ class WorkerAgent(Agent):
         self.log.info("task %s: submitted round %d (gas %d)", task.address[:10], round_, result.gas_used)
 
     def _claim(self, task: Task, round_: int) -> bool:
-        """Claim the reward of `round_`; False when it cannot be claimed yet."""
+        """Claim what this worker earned through `round_` and was not paid yet; False when it cannot
+        be claimed yet."""
         try:
             wei = self.role.claim_reward(task, round_)
         except ProtocolError as exc:  # the consensus details are not reachable yet
@@ -77,7 +86,7 @@ class WorkerAgent(Agent):
             return False
         self.settled[task.address].add(round_)
         if wei:
-            self.log.info("task %s: claimed %s for round %d", task.address[:10], paid(wei), round_)
+            self.log.info("task %s: claimed %s through round %d", task.address[:10], paid(wei), round_)
         else:
             why = self._unpaid(task, round_)
             self.log.info("task %s: nothing to claim for round %d: %s", task.address[:10], round_, why)

@@ -10,6 +10,7 @@ from eth_utils import to_checksum_address
 from refiner.audit.checks import conclude
 from refiner.audit.record import RoundRecord, TaskRecord
 from refiner.audit.report import Check, eth, short
+from refiner.chain import Event
 from refiner.wire.details import ManifestDetails
 
 
@@ -20,83 +21,107 @@ class Entitlement:
     amount: int
 
 
-def entitlements(
-    rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | None
-) -> tuple[int, list[Entitlement], list[Entitlement] | None]:
-    """The validator unit and the exact wei the contract lets each payee claim in a consensus round,
-    rounding down as it does: a worker gets ⌊workerReward·c / Σc⌋, an agreeing validator
-    ⌊validatorReward / agreeing weight⌋ per seat. (The validator dust returns to the budget at finalization;
-    the workers' only once every payee has claimed, else with the unclaimed rewards.) Returns the unit,
-    the validators' and the workers' entitlements; the latter None if the round paid workers and its
-    consensus `details` are unavailable."""
+def validator_unit(rec: TaskRecord, rr: RoundRecord) -> int:
+    """A consensus round's validator reward per agreeing seat, rounded down as the contract does
+    (⌊validatorReward / agreeing weight⌋; the dust returns to the budget at finalization); 0 otherwise."""
     weight = sum(rec.committee.get(rv.validator, 0) for rv in rr.agreeing)
-    unit = rec.config.validator_reward // weight if weight else 0
-    validators = [
-        Entitlement(rv.validator, "validator", unit * rec.committee.get(rv.validator, 0))
-        for rv in rr.agreeing
+    return rec.config.validator_reward // weight if weight else 0
+
+
+def moved_to_escrow(rec: TaskRecord, rr: RoundRecord) -> int:
+    """What finalizing a consensus round moved into the task's reward escrows: its worker reward when its
+    manifest pays somebody, and the validator unit × the agreeing weight."""
+    if not (rr.info.finalized and rr.info.consensus):
+        return 0
+    weight = sum(rec.committee.get(rv.validator, 0) for rv in rr.agreeing)
+    pays = rr.info.payees != 0 and rr.info.total_contribution != 0
+    return (rec.config.worker_reward if pays else 0) + validator_unit(rec, rr) * weight
+
+
+def _position(e: Event) -> tuple[float, float]:
+    """Where an event was logged; one of unknown origin counts as the latest."""
+    inf = float("inf")
+    return (inf if e.block_number is None else e.block_number, inf if e.log_index is None else e.log_index)
+
+
+def entitlement(
+    rec: TaskRecord, claim: Event, details: ManifestDetails | None
+) -> tuple[list[Entitlement], str | None]:
+    """What `claim` (a RewardClaimed labelled with round r) may pay, by the contract's rules: to a
+    worker, the `earned` of its leaf in round r's consensus `details` less what its earlier claims paid;
+    to a committee member, its weight × the validator unit of every round after its last claim up to r
+    whose consensus it revealed. The candidates (a member may be a worker too), and why the worker side
+    is unknown (no details) if it is."""
+    account, r = to_checksum_address(claim["account"]), int(claim["round"])
+    earlier = [
+        e
+        for e in rec.claims
+        if e is not claim and to_checksum_address(e["account"]) == account and _position(e) < _position(claim)
     ]
-    total = rr.info.total_contribution
-    if rr.info.payees == 0 or total == 0:  # the contract returned the whole worker pool at finalization
-        return unit, validators, []
+    out: list[Entitlement] = []
+    unknown = None
+    if account in rec.committee:
+        since = max((int(e["round"]) for e in earlier), default=0)
+        units = sum(
+            validator_unit(rec, rec.rounds[k])
+            for k in range(since + 1, r + 1)
+            if k in rec.rounds and any(rv.validator == account for rv in rec.rounds[k].agreeing)
+        )
+        out.append(Entitlement(account, "validator", units * rec.committee[account]))
     if details is None:
-        return unit, validators, None
-    reward = rec.config.worker_reward
-    paid = [r for r in details.tree().results if r.paid]
-    workers = [
-        Entitlement(to_checksum_address(r.worker), "worker", reward * r.contribution // total) for r in paid
-    ]
-    return unit, validators, workers
+        unknown = "worker entitlements unknown without the consensus details"
+    else:
+        leaf = next((x for x in details.tree().results if x.worker.lower() == account.lower()), None)
+        if leaf is not None:
+            paid = sum(int(e["amount"]) for e in earlier)
+            out.append(Entitlement(account, "worker", leaf.earned - paid))
+    return [e for e in out if e.amount > 0], unknown
 
 
 def check_payments(rec: TaskRecord, rr: RoundRecord, details: ManifestDetails | None) -> Check:
-    """Every RewardClaimed equals its entitlement, nobody else was paid, and the round's escrow balances:
-    escrowed = paid + returned to the budget + still held."""
+    """Every RewardClaimed that names this round pays what the contract's rules entitle it to (a worker:
+    its leaf's earnings less its earlier claims; a validator: its seats' share of every round since its
+    last claim that it agreed in), and a round without consensus pays nothing."""
     info = rr.info
-    claims = [(to_checksum_address(e["account"]), int(e["amount"])) for e in rr.of("RewardClaimed")]
+    claims = rr.of("RewardClaimed")
     released = sum(int(e["amount"]) for e in rr.of("EscrowReleased"))
     refunded = sum(int(e["refunded"]) for e in rr.of("NoConsensus"))
-    paid = sum(amount for _, amount in claims)
-    held = info.worker_escrow + info.validator_escrow
-    escrowed = sum(rr.pools)
+    paid = sum(int(e["amount"]) for e in claims)
     problems: list[str] = []
-    if escrowed != paid + released + refunded + held:
-        problems.append(
-            f"escrow does not balance: {eth(escrowed)} escrowed ≠ {eth(paid)} paid + "
-            f"{eth(released + refunded)} returned + {eth(held)} held"
-        )
     if not info.consensus:
         if claims:
-            problems.append(f"{len(claims)} rewards paid in a round without consensus")
+            problems.append(f"{len(claims)} rewards paid with a round without consensus")
         return conclude(
             "payments", problems, f"no consensus: nobody paid, {eth(refunded)} returned to the budget"
         )
-    unit, validators, workers = entitlements(rec, rr, details)
-    if info.validator_unit != unit:
-        problems.append(f"the contract's validator unit is {eth(info.validator_unit)}, not {eth(unit)}")
-    unchecked = [] if workers is not None else ["worker entitlements unknown without the consensus details"]
-    remaining = validators + (workers or [])
-    worker_claims = 0
-    for account, amount in claims:
-        match = next((e for e in remaining if e.account == account and e.amount == amount), None)
-        if match is not None:
-            remaining.remove(match)
-            worker_claims += match.role == "worker"
+    unit = validator_unit(rec, rr)
+    if rec.task.validator_unit(rr.round) != unit:
+        problems.append(
+            f"the contract's validator unit is {eth(rec.task.validator_unit(rr.round))}, not {eth(unit)}"
+        )
+    pays_workers = info.payees != 0 and info.total_contribution != 0
+    unchecked = (
+        ["worker entitlements unknown without the consensus details"]
+        if details is None and pays_workers
+        else []
+    )
+    for e in claims:
+        account, amount = to_checksum_address(e["account"]), int(e["amount"])
+        candidates, unknown = entitlement(rec, e, details)
+        if any(c.amount == amount for c in candidates):
             continue
-        expected = [e for e in remaining if e.account == account]
-        if expected:
-            problems.append(f"{short(account)} was paid {eth(amount)}, entitled to {eth(expected[0].amount)}")
-        elif workers is None and account in rr.submissions:
+        if unknown is not None and account not in rec.committee:
             unchecked.append(f"{short(account)}'s {eth(amount)} unverified")
+        elif candidates:
+            problems.append(
+                f"{short(account)} was paid {eth(amount)}, entitled to {eth(candidates[0].amount)}"
+            )
         else:
             problems.append(f"{short(account)} was paid {eth(amount)} without an entitlement")
-    if workers is not None and info.workers_paid != worker_claims:
-        problems.append(f"the contract counts {info.workers_paid} paid workers, the events {worker_claims}")
-    summary = f"{len(claims)} claims ({eth(paid)}) match their entitlements; {eth(released)} returned"
-    unclaimed = [e for e in remaining if e.amount > 0]
-    if unclaimed:
-        where = "still in escrow" if held else "returned to the budget"
-        who = ", ".join(f"{short(e.account)} {eth(e.amount)} ({e.role})" for e in unclaimed)
-        summary += f"; unclaimed ({where}): {who}"
+    summary = (
+        f"{len(claims)} claims ({eth(paid)}) match their entitlements; {eth(released)} of dust returned; "
+        f"{eth(moved_to_escrow(rec, rr))} moved to the reward escrow"
+    )
     return conclude("payments", problems, summary, unchecked)
 
 
@@ -142,45 +167,60 @@ def check_deposits(rec: TaskRecord, held: int) -> list[str]:
 
 
 def check_ledger(rec: TaskRecord) -> Check:
-    """The task's Ether: balance = owed() = budget + every round's remaining escrow + the deposits held
-    for workers; the budget is what the events say (funding − withdrawals − escrowed + returned +
-    forfeited deposits); funding + deposits = withdrawals + rewards paid + deposits paid back + owed
-    (nothing created or lost). A surplus (Ether forced in without fund()) is owed to nobody and only
-    noted."""
+    """The task's Ether: balance = owed() = budget + the running round's rewards + the reward escrows +
+    the deposits held for workers; the escrows hold what consensus rounds moved there less the claims and
+    the release of what was left unclaimed; the budget is what the events say (funding − withdrawals −
+    escrowed + returned + forfeited deposits); funding + deposits = withdrawals + rewards paid + deposits
+    paid back + owed (nothing created or lost). A surplus (Ether forced in without fund()) is owed to
+    nobody and only noted."""
     task = rec.task
     balance, owed, budget, held = task.balance(), task.owed(), task.budget(), task.deposits_held()
     rounds = rec.rounds.values()
-    escrow = sum(rr.info.worker_escrow + rr.info.validator_escrow for rr in rounds)
+    running = sum(sum(rr.pools) for rr in rounds if not rr.info.finalized)
+    escrow = rec.worker_escrow + rec.validator_escrow
     funded = sum(int(e["amount"]) for e in rec.funded)
     withdrawn = sum(int(e["amount"]) for e in rec.withdrawn)
     escrowed = sum(sum(rr.pools) for rr in rounds)
-    returned = sum(int(e["amount"]) for rr in rounds for e in rr.of("EscrowReleased"))
+    released = sum(int(e["amount"]) for e in rec.releases)
+    returned = sum(int(e["amount"]) for rr in rounds for e in rr.of("EscrowReleased")) + released
     returned += sum(int(e["refunded"]) for rr in rounds for e in rr.of("NoConsensus"))
-    paid = sum(int(e["amount"]) for rr in rounds for e in rr.of("RewardClaimed"))
+    paid = sum(int(e["amount"]) for e in rec.claims)
+    moved = sum(moved_to_escrow(rec, rr) for rr in rounds)
     forfeited = sum(int(e["amount"]) for e in rec.forfeits)
-    paid += sum(amount for _, amount in deposit_refunds(rec))
     deposits = funded + rec.config.sign_up_deposit * len(rec.signed_up)
     problems = check_deposits(rec, held)
-    if owed != budget + escrow + held:
+    if owed != budget + running + escrow + held:
         problems.append(
-            f"owed() {eth(owed)} ≠ budget {eth(budget)} + escrow {eth(escrow)} + deposits held {eth(held)}"
+            f"owed() {eth(owed)} ≠ budget {eth(budget)} + running round {eth(running)} + escrow {eth(escrow)}"
+            f" + deposits held {eth(held)}"
+        )
+    if escrow != moved - paid - released:
+        problems.append(
+            f"the reward escrows hold {eth(escrow)}, not {eth(moved)} moved there − {eth(paid)} claimed − "
+            f"{eth(released)} released"
         )
     if budget != funded - withdrawn - escrowed + returned + forfeited:
         problems.append(
             f"budget {eth(budget)} ≠ {eth(funded)} funded − {eth(withdrawn)} withdrawn − "
             f"{eth(escrowed)} escrowed + {eth(returned)} returned + {eth(forfeited)} forfeited deposits"
         )
-    if deposits != withdrawn + paid + owed:
+    refunds = sum(amount for _, amount in deposit_refunds(rec))
+    if deposits != withdrawn + paid + refunds + owed:
         problems.append(
-            f"{eth(deposits)} paid in ≠ {eth(withdrawn)} withdrawn + {eth(paid)} paid + {eth(owed)} owed"
+            f"{eth(deposits)} paid in ≠ {eth(withdrawn)} withdrawn + {eth(paid + refunds)} paid + "
+            f"{eth(owed)} owed"
         )
     if balance < owed:
         problems.append(f"the balance {eth(balance)} is {eth(owed - balance)} short of owed() {eth(owed)}")
     summary = (
-        f"balance {eth(balance)} = owed: budget {eth(budget)} + escrow {eth(escrow)}"
+        f"balance {eth(balance)} = owed: budget {eth(budget)}"
+        + (f" + running round {eth(running)}" if running else "")
+        + f" + unclaimed rewards {eth(escrow)}"
         + (f" + deposits held {eth(held)}" if held else "")
-        + f"; {eth(deposits)} deposited = {eth(withdrawn)} withdrawn + {eth(paid)} paid + owed"
+        + f"; {eth(deposits)} deposited = {eth(withdrawn)} withdrawn + {eth(paid + refunds)} paid + owed"
     )
+    if released:
+        summary += f"; {eth(released)} unclaimed returned to the budget after the claim window"
     if forfeited:
         summary += f"; {eth(forfeited)} of deposits forfeited to the budget"
     if balance > owed:

@@ -85,6 +85,12 @@ class TaskRecord:
     signed_up: list[Event] = field(default_factory=list)
     deposit_refunds: list[Event] = field(default_factory=list)  # DepositRefunded
     forfeits: list[Event] = field(default_factory=list)  # DepositsForfeited
+    #: every RewardClaimed of the task in log order (a claim pays every round it has not paid before)
+    claims: list[Event] = field(default_factory=list)
+    #: EscrowReleased of the whole task (round 0: `releaseUnclaimed` after the claim window)
+    releases: list[Event] = field(default_factory=list)
+    worker_escrow: int = 0
+    validator_escrow: int = 0
 
 
 def read_record(task: Task) -> TaskRecord:
@@ -106,4 +112,8 @@ def read_record(task: Task) -> TaskRecord:
         signed_up=[e for e in events if e.name == "WorkerSignedUp"],
         deposit_refunds=[e for e in events if e.name == "DepositRefunded"],
         forfeits=[e for e in events if e.name == "DepositsForfeited"],
+        claims=[e for e in events if e.name == "RewardClaimed"],
+        releases=[e for e in events if e.name == "EscrowReleased" and int(e["round"]) == 0],
+        worker_escrow=task.worker_escrow(),
+        validator_escrow=task.validator_escrow(),
     )

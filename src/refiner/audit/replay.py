@@ -11,6 +11,7 @@ from refiner.audit.checks import Unreadable, conclude
 from refiner.audit.record import RoundRecord, TaskRecord
 from refiner.audit.report import Check, short, unavailable
 from refiner.chain import Manifest, ResultsTree, WorkerResult
+from refiner.chain.earnings import with_earnings
 from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelValidationError, deserialize, model_digest
 from refiner.fl.round_evaluation import evaluate_round
@@ -19,7 +20,7 @@ from refiner.storage import Handle, InvalidHandle, ObjectTooLarge, StorageError,
 from refiner.wire.datasets import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.wire.details import ManifestDetails, ProtocolError, load_details
 from refiner.wire.models import previous_model
-from refiner.wire.reads import description_of, model_of
+from refiner.wire.reads import description_of, earned_before, model_of
 from refiner.wire.spec import DescriptionError
 
 #: What makes an update unusable for every validator alike (it rejects it: a bad handle, an oversized or
@@ -111,7 +112,12 @@ def replay(
         )
     except ValueError as exc:  # e.g. an empty validation set: no validator could have evaluated either
         raise Unreadable(f"the evaluation does not run: {exc}") from None
-    tree = ResultsTree([WorkerResult(*x) for x in evaluation.fixed_results()] + rejected)
+    try:
+        before = earned_before(store, task, r)
+    except ProtocolError as exc:
+        raise Unreadable(f"the earnings of earlier rounds cannot be read: {exc}") from None
+    results = [WorkerResult(*x) for x in evaluation.fixed_results()] + rejected
+    tree = ResultsTree(with_earnings(results, rec.config.worker_reward, before))
     return tree.manifest(evaluation.accuracy_ppm, evaluation.digest), tree
 
 

@@ -125,6 +125,7 @@ class Task(ContractWrapper):
             result.accepted,
             result.samples,
             result.contribution,
+            result.earned,
             list(proof),
         )
 
@@ -182,8 +183,9 @@ class Task(ContractWrapper):
     def reveal_manifest(self, validator: LocalAccount, manifest: Manifest, salt: bytes) -> TxResult:
         return self._send(validator, "revealManifest", manifest.as_tuple(), salt)
 
-    def claim_validator_reward(self, validator: LocalAccount, round_: int) -> TxResult:
-        return self._send(validator, "claimValidatorReward", round_)
+    def claim_validator_reward(self, validator: LocalAccount) -> TxResult:
+        """Claim the validator rewards of every finalized round not paid yet."""
+        return self._send(validator, "claimValidatorReward")
 
     # ------------------------------------------------------------------ anyone
 
@@ -197,8 +199,9 @@ class Task(ContractWrapper):
             manifest = self.consensus_manifest(self.current_round()) or Manifest.empty()
         return self._send(sender, "finalizeRound", manifest.as_tuple())
 
-    def release_unclaimed(self, sender: LocalAccount, round_: int) -> TxResult:
-        return self._send(sender, "releaseUnclaimed", round_)
+    def release_unclaimed(self, sender: LocalAccount) -> TxResult:
+        """Return the task's unclaimed rewards to the budget (after its claim window)."""
+        return self._send(sender, "releaseUnclaimed")
 
     def reveals(self, round_: int, *, settled: bool = False) -> dict[str, tuple[Manifest, bytes]]:
         """Validator → (manifest, salt) revealed in `round_`, read from the chain's events (the salt opens
@@ -293,15 +296,43 @@ class Task(ContractWrapper):
     def round_info(self, round_: int) -> RoundInfo:
         return RoundInfo.from_tuple(self._call("roundInfo", round_))
 
-    def submission_of(self, round_: int, worker: str) -> tuple[int, bool]:
-        """(samples submitted in the round, 0 if none; whether the reward was claimed). The contract stores
-        only the two flags: the samples come from the worker's TrainingResultsSubmitted event."""
-        submitted, claimed = self._call("submissionOf", round_, worker)
-        if not submitted:
-            return 0, bool(claimed)
+    def submitted(self, round_: int, worker: str) -> bool:
+        """Whether `worker` submitted in the round."""
+        return bool(self._call("submitted", round_, worker))
+
+    def submitted_samples(self, round_: int, worker: str) -> int:
+        """The samples `worker` submitted in the round, 0 if it did not submit. The contract stores only
+        that it submitted: the samples come from the worker's TrainingResultsSubmitted event."""
+        if not self.submitted(round_, worker):
+            return 0
         start = self.round_start_block(round_)
         (event,) = self.get_events("TrainingResultsSubmitted", from_block=start, round=round_, worker=worker)
-        return int(event["samples"]), bool(claimed)
+        return int(event["samples"])
+
+    def worker_claims(self, worker: str) -> tuple[int, int]:
+        """(the round of the worker's last claim, 0 if none; wei its claims have paid it in the task)."""
+        last, paid = self._call("workerClaims", worker)
+        return int(last), int(paid)
+
+    def validator_reward_of(self, validator: str) -> int:
+        """The validator rewards `validator` can claim now (wei)."""
+        return int(self._call("validatorRewardOf", validator))
+
+    def validator_unit(self, round_: int) -> int:
+        """A finalized round's validator reward per seat (0 without consensus)."""
+        return int(self._call("validatorUnit", round_))
+
+    def worker_escrow(self) -> int:
+        """Worker rewards of finalized rounds not claimed yet."""
+        return int(self._call("workerEscrow"))
+
+    def validator_escrow(self) -> int:
+        """Validator rewards of finalized rounds not claimed yet."""
+        return int(self._call("validatorEscrow"))
+
+    def claim_deadline(self) -> int:
+        """Until when rewards can be claimed (0 until the task terminates)."""
+        return int(self._call("claimDeadline"))
 
     def ballot_of(self, round_: int, validator: str) -> bytes:
         return bytes(self._call("ballotOf", round_, validator))

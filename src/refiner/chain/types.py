@@ -133,29 +133,36 @@ class WorkerResult:
     """One leaf of a manifest's results tree: a validator's verdict on one worker in one round.
 
     `contribution` is the task's measure in fixed point (an integer, may be negative): a leave-one-out
-    or Shapley loss difference, or a trusted-data share of the round's samples.
+    or Shapley loss difference, or a trusted-data share of the round's samples. `earned` is what the
+    worker has earned in the task through this round, in wei (`refiner.protocol.earnings`): a claim with
+    the leaf pays it, less what earlier claims paid.
     """
 
     worker: str
     accepted: bool
     samples: int
     contribution: int
+    earned: int = 0
 
     def leaf(self) -> bytes:
-        """keccak256(keccak256(abi.encode(worker, accepted, samples, contribution))): TaskTypes.leafHash."""
-        # the ABI encoding spelled out (four 32-byte words): eth_abi took ~0.5 ms a leaf, and every
+        """keccak256(keccak256(abi.encode(worker, accepted, samples, contribution, earned))):
+        TaskTypes.leafHash."""
+        # the ABI encoding spelled out (five 32-byte words): eth_abi took ~0.5 ms a leaf, and every
         # worker's claim rebuilds a tree of all the round's leaves (O(N²) hashing for a round)
         worker = self.worker.removeprefix("0x").removeprefix("0X")
         if len(worker) != 40:
             raise ValueError(f"not an address: {self.worker!r}")
         if not 0 <= self.samples < 1 << 64 or not -(1 << 255) <= self.contribution < 1 << 255:
             raise ValueError(f"samples or contribution out of range in {self}")
+        if not 0 <= self.earned < 1 << 256:
+            raise ValueError(f"earned out of range in {self}")
         encoded = (
             bytes(12)
             + bytes.fromhex(worker)
             + int(bool(self.accepted)).to_bytes(32, "big")
             + self.samples.to_bytes(32, "big")
             + self.contribution.to_bytes(32, "big", signed=True)
+            + self.earned.to_bytes(32, "big")
         )
         return keccak(keccak(encoded))
 
@@ -215,13 +222,15 @@ class Manifest:
         return keccak(encode([_MANIFEST_TYPES], [self.as_tuple()]))
 
     def vote_key(self) -> bytes:
-        """Hash of the deterministic part: equal results give equal keys."""
-        return keccak(
+        """Hash of the deterministic part, top bit cleared (TaskTypes.voteKey): equal results give equal
+        keys."""
+        digest = keccak(
             encode(
                 ["bytes32", "uint256", "uint32", "uint32", "bytes32"],
                 [self.results_root, self.total_contribution, self.payees, self.accuracy, self.model_digest],
             )
         )
+        return bytes([digest[0] & 0x7F]) + digest[1:]
 
 
 def commitment(
@@ -249,16 +258,10 @@ class RoundInfo:
     commits: int
     reveals: int
     payees: int
-    workers_paid: int
     accuracy: int
     finalized: bool
-    claim_deadline: int
-    revealed_seats: int
-    claimed_seats: int
+    total_weight: int  # the committee's, copied when the round starts
     consensus_key: bytes
-    worker_escrow: int
-    validator_escrow: int
-    validator_unit: int
     results_root: bytes
     total_contribution: int
     model_digest: bytes

@@ -31,6 +31,14 @@ storage_app = typer.Typer(help="Storage nodes: an IPFS hub that keeps every file
 
 TaskOpt = Annotated[str | None, typer.Option("--task", help="follow only this task (default: every task)")]
 ExitOpt = Annotated[bool, typer.Option(help="exit once every followed task has ended and all is claimed")]
+ClaimOnceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--claim-once",
+        help="claim rewards once a task has ended, in one transaction for all its rounds (rewards accrue), "
+        "instead of after every round",
+    ),
+]
 PollOpt = Annotated[float, typer.Option(help="seconds between looks at the chain")]
 LogOpt = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")]
 ModelOpt = Annotated[
@@ -112,6 +120,7 @@ def worker_run(
     max_duration: MaxDurationOpt = None,
     max_epochs: MaxEpochsOpt = None,
     exit_when_done: ExitOpt = False,
+    claim_once: ClaimOnceOpt = False,
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     storage: StorageOpt = None,
@@ -141,7 +150,14 @@ def worker_run(
         models=ctx.models,
     )
     agent = WorkerAgent(
-        ctx.account, ctx.registry, only_task=task, poll_interval=poll, log=log, worker=role, terms=terms
+        ctx.account,
+        ctx.registry,
+        only_task=task,
+        poll_interval=poll,
+        log=log,
+        claim_once=claim_once,
+        worker=role,
+        terms=terms,
     )
     _run_agent(agent, exit_when_done)
     ctx.close()
@@ -187,6 +203,7 @@ def validator_run(
         typer.Option(help="skip tasks that can keep the stake locked longer (default 30 days), e.g. '7d'"),
     ] = None,
     exit_when_done: ExitOpt = False,
+    claim_once: ClaimOnceOpt = False,
     config: ConfigOpt = None,
     chain: ChainOpt = None,
     storage: StorageOpt = None,
@@ -215,6 +232,7 @@ def validator_run(
         only_task=task,
         poll_interval=poll,
         log=log,
+        claim_once=claim_once,
         validator=role,
         stake=wei,
         terms=terms,

@@ -58,9 +58,9 @@ def cost(
         table.add_column(f"at {p.normalize():f} gwei", justify="right")
     rows = [
         ("requester (deploy, fund, recruit, start and finalize every round)", e.requester_gas),
-        ("a worker (sign up, submit and claim every round)", e.worker_gas),
-        ("a validator (claim its seat, commit, reveal and claim every round)", e.validator_gas),
-        ("one round, every participant", e.round_gas),
+        ("a worker (sign up, submit every round, claim once)", e.worker_gas),
+        ("a validator (claim its seat, commit and reveal every round, claim once)", e.validator_gas),
+        ("one round, every participant (the claims spread over the rounds)", e.round_gas),
         ("the whole task, every participant", e.task_gas),
     ]
     for who, gas in rows:

@@ -98,7 +98,7 @@ def task_show(
             "finalized",
             "consensus",
             "accuracy",
-            "paid",
+            "payees",
         ):
             table.add_column(col)
         for r in range(1, round_ + 1):
@@ -111,7 +111,7 @@ def task_show(
                 "yes" if info.finalized else "no",
                 "yes" if info.consensus_key != bytes(32) else ("no" if info.finalized else "-"),
                 f"{from_fixed(info.accuracy):.4f}" if info.accuracy else "-",
-                f"{info.workers_paid}/{info.payees}",
+                str(info.payees) if info.finalized else "-",
             )
         out.print(table)
 

@@ -281,7 +281,7 @@ def _submit_training_results(look: Look) -> NotDue | None:
         return NotDue("has not signed up to this task", standing=True)
     if refused := _in(look, Status.TRAINING, "training results are submitted"):
         return refused
-    if look.task.submission_of(look.round, look.account)[0]:
+    if look.task.submitted(look.round, look.account):
         return NotDue(f"already submitted in round {look.round}")
     return _before_deadline(look, "training")
 
@@ -303,7 +303,7 @@ def _reveal_manifest(look: Look) -> NotDue | None:
         return refused
     if look.ballot == bytes(32):
         return NotDue(f"did not commit a manifest in round {look.round}: nothing to reveal")
-    if look.account in look.task.revealed_manifests(look.round):
+    if not look.ballot[0] & 0x80:  # a commitment keeps its top bit set until revealed (TaskTypes.COMMITTED)
         return NotDue(f"already revealed its manifest for round {look.round}")
     return _before_deadline(look, "reveal")
 
@@ -328,23 +328,23 @@ def _claim(look: Look, round_: int) -> NotDue | None:
     info = look.round_info(round_)
     if not info.finalized:
         return NotDue(f"round {round_} is not settled yet: finalize it first")
+    closes = look.task.claim_deadline()
+    if closes and look.now > closes:
+        return NotDue("the task's claim window has closed", standing=True)
+    if look.role is Role.VALIDATOR:  # one claim pays every finalized round: it is due with the latest
+        settled = look.round if look.status in (Status.PENDING, Status.TERMINATED) else look.round - 1
+        if round_ < settled:
+            return NotDue(f"round {round_}'s reward is claimed with round {settled}'s (rewards accrue)")
+        if not look.task.validator_reward_of(look.account):
+            return NotDue(f"has no validator reward to claim through round {round_}")
+        return None
     if not info.consensus:
         return NotDue(f"round {round_} ended without consensus, so nobody is paid for it")
-    if look.role is Role.WORKER:
-        samples, claimed = look.task.submission_of(round_, look.account)
-        if not samples:
-            return NotDue(f"submitted no update in round {round_}", standing=True)
-        if claimed:
-            return NotDue(f"already claimed its reward for round {round_}")
-    else:
-        seat = list(look.committee).index(look.account)
-        if info.claimed_seats >> seat & 1:
-            return NotDue(f"already claimed its reward for round {round_}")
-        revealed = info.revealed_seats >> seat & 1
-        if not revealed or look.task.ballot_of(round_, look.account) != info.consensus_key:
-            return NotDue(f"did not reveal the consensus manifest of round {round_}")
-    if info.claim_deadline and look.now > info.claim_deadline:
-        return NotDue(f"the claim window of round {round_} has closed")
+    if not look.task.submitted(round_, look.account):
+        return NotDue(f"submitted no update in round {round_}", standing=True)
+    last, _ = look.task.worker_claims(look.account)
+    if round_ <= last:
+        return NotDue(f"already claimed its rewards through round {last}")
     return None
 
 

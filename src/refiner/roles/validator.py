@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from refiner.chain import ContractRevert, Manifest, ResultsTree, Status, Task, TxResult, WorkerResult
 from refiner.chain.accounts import vrf_key_for
 from refiner.chain.committee import Ticket, draw
+from refiner.chain.earnings import with_earnings
 from refiner.fl.data import Dataset
 from refiner.fl.measures import ContributionMeasure, measure_for
 from refiner.fl.models import ModelFn, ModelSpec, ModelValidationError, State, serialize
@@ -42,7 +43,7 @@ from refiner.wire.datasets import MAX_DATASET_BYTES, dataset_from_bytes
 from refiner.wire.details import ManifestDetails, ProtocolError, load_details, store_details
 from refiner.wire.memos import open_memo, salt_for, seal_memo
 from refiner.wire.models import open_model, previous_model
-from refiner.wire.reads import description_of, model_of, round_inputs
+from refiner.wire.reads import description_of, earned_before, model_of, round_inputs
 
 #: The contribution (ppm) a colluding ring writes for each worker it pays against the evaluation.
 #: Most samples a submission may claim. FedAvg weighs updates by the claimed counts, and torch cannot
@@ -182,6 +183,10 @@ class Validator(Participant):
     _fetched: dict[tuple[str, int], dict[str, tuple[State, int] | str]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: Workers' earnings through each consensus round read so far (wire.reads.earned_before), by (task, round)
+    _earnings: dict[tuple[str, int], dict[str, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     #: An evaluation computed ahead (in parallel with other members'), by (task, round)
     _evaluated_ahead: dict[tuple[str, int], tuple[EvaluationJob, RoundEvaluation]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -283,6 +288,7 @@ class Validator(Participant):
         description = description_of(task)
         results = [WorkerResult(w, accepted, n, c) for w, accepted, n, c in evaluation.fixed_results()]
         results += [WorkerResult(w, False, self._samples(task, round_, w), 0) for w in rejected]
+        results = self.with_earnings(task, round_, results)
         tree = ResultsTree(results)
         aggregate_h, aggregate_k = share(
             self.store,
@@ -302,6 +308,7 @@ class Validator(Participant):
                     "accepted": r.accepted,
                     "samples": r.samples,
                     "contribution": r.contribution,
+                    "earned": r.earned,
                     "loss": losses.get(r.worker),
                     **_screen_fields(screens.get(r.worker)),
                 }
@@ -390,9 +397,15 @@ class Validator(Participant):
             return None
         return Evaluated(round_, manifest, details, None, {})
 
+    def with_earnings(self, task: Task, round_: int, results: Sequence[WorkerResult]) -> list[WorkerResult]:
+        """`results` with each worker's earnings in the task through `round_` (its leaves' `earned`),
+        from the consensus details of the earlier rounds."""
+        before = earned_before(self.store, task, round_, self._earnings)
+        return with_earnings(results, task.config().worker_reward, before)
+
     @staticmethod
     def _samples(task: Task, round_: int, worker: str) -> int:
-        return task.submission_of(round_, worker)[0]
+        return task.submitted_samples(round_, worker)
 
     def commit_manifest(self, task: Task, work: Evaluated | None) -> TxResult:
         """Commit H(task, round, me, H(manifest), salt)."""
@@ -413,9 +426,10 @@ class Validator(Participant):
         return task.reveal_manifest(self.account, work.manifest, salt)
 
     def claim_reward(self, task: Task, round_: int) -> int:
-        """Claim this round's validator reward if this validator agreed with the consensus."""
+        """Claim the validator rewards of every finalized round not paid yet (`round_` and earlier: those
+        whose consensus this validator revealed); returns wei received, 0 when none is due."""
         try:
-            res = task.claim_validator_reward(self.account, round_)
+            res = task.claim_validator_reward(self.account)
         except ContractRevert as exc:
             if exc.error in ("NoReward", "AlreadyClaimed"):
                 return 0

@@ -156,19 +156,22 @@ class Worker(Participant):
         )
 
     def claim_reward(self, task: Task, round_: int) -> int:
-        """Claim this round's reward with a Merkle proof of the consensus leaf; returns wei received."""
+        """Claim what this worker has earned in the task and not been paid, with a Merkle proof of its
+        leaf in `round_`'s consensus results (the leaf carries its earnings through the round, so the
+        latest round pays all earlier ones too); returns wei received, 0 when nothing is due."""
         _, details = consensus_details(self.store, task, round_)
         tree = details.tree()
         try:
             result = tree.result_of(self.address)
         except KeyError:
             return 0
-        if not result.paid:
+        last, paid = task.worker_claims(self.address)
+        if round_ <= last or result.earned <= paid:
             return 0
         try:
             res = task.claim_reward(self.account, round_, result, tree.proof(self.address))
         except ContractRevert as exc:
-            if exc.error == "AlreadyClaimed":
+            if exc.error in ("AlreadyClaimed", "NoReward"):
                 return 0
             raise
         return int(res.event("RewardClaimed")["amount"])

@@ -37,7 +37,7 @@ NONCE_BYTES = 12
 ASSOCIATED_DATA = b"refiner-details v1"
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_RESULT_KEYS = {"worker", "accepted", "samples", "contribution", "loss"}
+_RESULT_KEYS = {"worker", "accepted", "samples", "contribution", "earned", "loss"}
 #: written only by a measure that screens updates (trusted-data): its score in ppm and its verdict
 _SCREEN_KEYS = {"trust", "screen"}
 
@@ -89,6 +89,8 @@ def _result_problem(r: Any) -> str | None:
         return "has samples that are not a uint64"
     if not _int(r["contribution"], -(1 << 255), (1 << 255) - 1):
         return "has a contribution that is not an int256"
+    if not _int(r["earned"], 0, (1 << 256) - 1):
+        return "has earnings that are not a uint256"
     if r["loss"] is not None and not _int(r["loss"], -(1 << 63), (1 << 63) - 1):
         return "has a loss that is not an int64"
     if "trust" in r and r["trust"] is not None and not _int(r["trust"], -ONE, ONE):
@@ -106,7 +108,7 @@ class ManifestDetails:
     task: str
     round: int
     validator: str
-    results: list[dict[str, Any]]  # worker, accepted, samples, contribution, loss (ppm integers)
+    results: list[dict[str, Any]]  # worker, accepted, samples, contribution, earned (wei), loss (ppm)
     accuracy: int
     loss: int
     model_digest: str
@@ -120,7 +122,7 @@ class ManifestDetails:
         if built is None:
             built = ResultsTree(
                 [
-                    WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"])
+                    WorkerResult(r["worker"], r["accepted"], r["samples"], r["contribution"], r["earned"])
                     for r in self.results
                 ]
             )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refiner.chain import Manifest, Task
+from refiner.chain.earnings import carried
 from refiner.fl.models import ModelFn, ModelSpec, resolve_model, spec_of
 from refiner.storage import Handle, StorageError, Store
 from refiner.wire.details import ManifestDetails, ProtocolError, revealed_details
@@ -52,3 +53,20 @@ def consensus_details(store: Store, task: Task, round_: int) -> tuple[Manifest, 
         except (StorageError, ProtocolError):
             continue
     raise ProtocolError(f"no consensus manifest with readable details for round {round_}")
+
+
+def earned_before(
+    store: Store, task: Task, round_: int, memo: dict[tuple[str, int], dict[str, int]] | None = None
+) -> dict[str, int]:
+    """What each worker (lower-case address) earned in the task's consensus rounds before `round_`, in
+    wei: the `earned` of its leaf in the last of them it has one in, from the consensus details.
+    `memo` keeps the answer per consensus round (settled rounds never change), so a validator reads each
+    round's details once per task. ProtocolError when a round's consensus details cannot be read."""
+    memo = {} if memo is None else memo
+    last = next((k for k in range(round_ - 1, 0, -1) if task.round_info(k).consensus), 0)
+    if last == 0:
+        return {}
+    if (task.address, last) not in memo:
+        _, details = consensus_details(store, task, last)
+        memo[(task.address, last)] = carried(earned_before(store, task, last, memo), details.tree().results)
+    return dict(memo[(task.address, last)])

@@ -546,9 +546,10 @@ function renderTraining() {
     verdict += reasonOf(r, me);
     const [may, why] = claimable(r.round);
     const ok = may && !state.inflight.has(`claim|${d.address}|${r.round}`);
-    const cell = paid
-      ? `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`
-      : button("data-claim", r.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
+    const later = paidLater(d.rounds, r.round, "worker_payouts_wei", me);
+    let cell = button("data-claim", r.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
+    if (paid) cell = `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`;
+    else if (later && due) cell = `<span class="good">paid with round ${later}'s claim</span>`;
     return `<tr><td class="n">${r.round}</td><td>${verdict}</td><td class="n">${c == null ? "–" : num(c)}</td>
       <td class="n">${eth(paid || due)}</td><td>${cell}</td></tr>`;
   };
@@ -568,6 +569,8 @@ const reasonOf = (r, a) =>
   keyIn(r.reasons ?? {}, a) ? `<div class="muted reason">${escapeHtml(r.reasons[keyIn(r.reasons, a)])}</div>` : "";
 const contributionOf = (r, a) => (keyIn(r.contributions, a) ? r.contributions[keyIn(r.contributions, a)] / 1e6 : null);
 const paidTo = (payouts, a) => (keyIn(payouts, a) ? payouts[keyIn(payouts, a)] : null);
+/** The first round after `round` whose claim paid `a` (rewards accrue: one claim pays earlier rounds). */
+const paidLater = (rounds, round, side, a) => rounds.find((x) => x.round > round && paidTo(x[side], a))?.round;
 
 /** What a worker may claim: worker reward × c / Σc over accepted workers with c > 0 (README, contract). */
 function entitlement(r, worker) {
@@ -624,9 +627,10 @@ function renderEvaluation() {
     const due = agreed ? (BigInt(d.config.validator_reward_wei) * BigInt(seat.weight)) / BigInt(d.seats) : 0n;
     const [may, why] = claimable(x.round);
     const ok = may && !state.inflight.has(`claim|${d.address}|${x.round}`);
-    const cell = paid
-      ? `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`
-      : button("data-claim", x.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
+    const later = paidLater(d.rounds, x.round, "validator_payouts_wei", me);
+    let cell = button("data-claim", x.round, "Claim reward", ok, why ? `title="${escapeHtml(why)}"` : "");
+    if (paid) cell = `<span class="good" data-testid="paid">paid ${eth(paid)}</span>`;
+    else if (later && due) cell = `<span class="good">paid with round ${later}'s claim</span>`;
     return `<tr><td class="n">${x.round}</td><td>${vote}</td><td class="n">${eth(paid || due)}</td><td>${cell}</td></tr>`;
   };
   const finalized = seat ? d.rounds.filter((x) => x.finalized) : [];
