@@ -187,7 +187,9 @@ def evaluate_round(
        checked against the starting model before it is adopted (:func:`adopt_checked`).
     3. ``L(D; w)``, accuracy, digest, and ``measure``'s contributions (default LeaveOneOut), scored
        against FedAvg (a fallback model changes what is adopted, not how the updates are scored).
-    Per-worker results are reported in the order of ``updates``.
+    Per-worker results are reported in the order of ``updates``, which is also the order the screen sees
+    them in (validators pass them in submission order, so that a near-duplicate's original, the first,
+    is the one kept).
     The states are expected to be validated already (:func:`refiner.fl.models.deserialize`).
     """
     measure = measure if measure is not None else LeaveOneOut()
@@ -209,14 +211,17 @@ def evaluate_round(
     passed = sorted((i for i, lp in enumerate(losses_ppm) if lp <= eps), key=lambda i: addresses[i].lower())
     if previous_state is not None:
         check_compatible([global_state, previous_state])
+    # screened in the order of `updates` (on chain, the submission order): of near-duplicates the first is
+    # the original (a copy needs its plaintext), whatever the addresses
+    screened = sorted(passed)
     screens = dict(
         zip(
-            passed,
+            screened,
             measure.screen(
                 model_fn,
                 global_state,
-                [states[i] for i in passed],
-                capped_samples([updates[i][2] for i in passed]),
+                [states[i] for i in screened],
+                capped_samples([updates[i][2] for i in screened]),
                 validation,
                 previous_state=previous_state,
             ),

@@ -27,6 +27,7 @@ from refiner.fl.training import TrainingConfig, free_ride, train_local
 
 SIZES = [300, 400, 500, 600]
 HONEST = [f"0x{i + 1:040x}" for i in range(len(SIZES))]
+PAID = [166_670, 222_220, 277_780, 333_330]  # ppm on the 1e-5 grid: 300 : 400 : 500 : 600
 Update = tuple[str, State, int]
 
 
@@ -79,12 +80,28 @@ def test_every_attack_is_screened_out_and_honest_workers_are_paid_by_data(second
     flags = {w.worker: w.screen for w in ev.workers}
     assert flags[_address("shuffled")] == flags[_address("flip")] == flags[_address("free")] == "low-trust"
     assert flags[_address("ext1")] == "stale" and flags[_address("ext2")] in ("stale", "oversized")
-    assert flags[_address("copy")] == flags[HONEST[3]] == "duplicate"  # one party claiming twice
+    # the copy, submitted after its original, is rejected; the original's owner keeps its pay
+    assert flags[_address("copy")] == "duplicate" and flags[HONEST[3]] is None
     assert flags[_address("x10")] == "oversized" and flags[_address("random")] in ("low-trust", "oversized")
     paid = [w for w in ev.workers if w.contribution_ppm > 0]
-    assert [w.worker for w in paid] == HONEST[:3]
-    assert [w.contribution_ppm for w in paid] == [250_000, 333_330, 416_670]  # 300 : 400 : 500
-    assert all(not w.accepted and w.contribution_ppm == 0 for w in ev.workers if w.worker not in HONEST[:3])
+    assert [w.worker for w in paid] == HONEST
+    assert [w.contribution_ppm for w in paid] == PAID  # by data
+    assert all(not w.accepted and w.contribution_ppm == 0 for w in ev.workers if w.worker not in HONEST)
+
+
+def test_of_near_duplicates_the_first_submitted_is_kept(second_round) -> None:  # type: ignore[no-untyped-def]
+    """Submission order decides which of near-duplicates is the original (a copy needs the original's
+    plaintext, so it comes later): here a copy is submitted before the update it copies, which is then
+    the one rejected, as is a second copy; the copies are not compared with each other."""
+    previous, start, honest, val, _ = second_round
+    first = (_address("copy-1"), perturbed_copy(start, honest[3][1], 0.3, seed=5), 600)
+    second = (_address("copy-2"), perturbed_copy(start, honest[3][1], 0.3, seed=6), 600)
+    updates = [*honest[:3], first, honest[3], second]
+    ev = evaluate_round(logistic, start, updates, val, 100.0, TrustedData(), previous_state=previous)
+    flags = {w.worker: w.screen for w in ev.workers}
+    assert flags[_address("copy-1")] is None
+    assert flags[HONEST[3]] == flags[_address("copy-2")] == "duplicate"
+    assert [w.worker for w in ev.workers if w.contribution_ppm > 0] == [*HONEST[:3], _address("copy-1")]
 
 
 def test_extrapolator_passes_epsilon_but_not_the_trusted_data_screen(second_round) -> None:  # type: ignore[no-untyped-def]

@@ -35,10 +35,12 @@ with the validation set as its root dataset):
 * ``stale``: with the previous round's starting model ``w_p`` given, ``s = w_g − w_p`` is the last
   global step; an update whose part orthogonal to ``s`` is below ``min_novelty`` of its norm repeats
   that step (an extrapolator ``w_g + a·s`` has none) and is rejected.
-* ``duplicate``: two updates with ``cos(Δ_i, Δ_j) ≥ copy_similarity`` are both rejected. Models travel
-  encrypted to the committee only, so a worker can copy another's update only with its help: a pair
-  that near-duplicates is one party claiming twice (honest pairs measured ≤ 0.73, a 30 %-noise copy
-  0.95).
+* ``duplicate``: an update with ``cos(Δ_i, Δ_j) ≥ copy_similarity`` to an earlier one that is not a
+  copy itself (updates come in submission order, the order on chain) is rejected; the earliest is kept
+  if it passes the other tests. Models travel
+  encrypted to the committee only, so a copy needs the original's plaintext: either its owner's help
+  (one party claiming twice: it is paid once) or a leak, and then the copy comes after the original,
+  whose owner keeps its pay (honest pairs measured ≤ 0.73, a 30 %-noise copy 0.95).
 
 **Pay**: each update that passes is paid its share of the capped claimed samples of the updates that
 passed (``contribution_i = n_i / Σ n``, on the 1e-5 grid). Claims are self-reported: the cap (2× the
@@ -160,13 +162,16 @@ class TrustedData(ContributionMeasure):
                     novelty = _norm(rest) / n if n > 0 else 0.0
                     if flags[i] is None and _grid(novelty) < _grid(self.min_novelty):
                         flags[i] = "stale"
-        kept = [i for i, f in enumerate(flags) if f is None]  # a copy already rejected harms no one
-        for i in kept:
-            for j in (j for j in kept if j > i):
-                if _grid(_cos(deltas[i], deltas[j], norms[i], norms[j])) >= _grid(self.copy_similarity):
-                    for k in (i, j):
-                        if flags[k] is None:
-                            flags[k] = "duplicate"
+        # in submission order, each against the earlier originals, screened out or not (a copy of a
+        # rejected update is rejected too, and its copies are not compared with each other)
+        originals: list[int] = []
+        for j, flag in enumerate(flags):
+            if flag is None:
+                copied = (_grid(_cos(deltas[i], deltas[j], norms[i], norms[j])) for i in originals)
+                if any(c >= _grid(self.copy_similarity) for c in copied):
+                    flags[j] = "duplicate"
+                    continue
+            originals.append(j)
         return [
             Screening(trust=t if math.isfinite(t) else 0.0, flag=f) for t, f in zip(trust, flags, strict=True)
         ]
