@@ -36,7 +36,7 @@ class WorkerAgent(Agent):
             self.log.info("registered as a worker")
 
     def refusal(self, task: Task) -> str | None:
-        joined = self.address in task.workers()
+        joined = task.signed_up(self.address)
         return refusal(task.config(), self.terms, self.role.models, validator=False, joined=joined)
 
     def act(self, task: Task) -> bool:
@@ -64,7 +64,7 @@ class WorkerAgent(Agent):
                 unsettled = True
         elif claims:
             unsettled = True
-        if self.address not in task.workers():
+        if not task.signed_up(self.address):
             return status is Status.TERMINATED or task.recruitment_closed()
         return status is Status.TERMINATED and not unsettled
 

@@ -28,6 +28,7 @@ class Task(ContractWrapper):
         self._requester: str | None = None
         self._registry: str | None = None
         self._committee: dict[str, int] | None = None
+        self._workers: list[str] | None = None
         self._settled_reveals: dict[int, dict[str, tuple[Manifest, bytes]]] = {}
         # events are scanned from the deployment block (public nodes limit eth_getLogs ranges)
         self.from_block = from_block if from_block is not None else self._created_block()
@@ -277,7 +278,19 @@ class Task(ContractWrapper):
         return bool(self._call("recruitmentClosed"))
 
     def workers(self) -> list[str]:
-        return list(self._call("workers"))
+        """Signed-up workers in sign-up order; fixed once recruitment has closed (read once then: the
+        view returns every address, O(N) a call, and each participant's `due` asks it)."""
+        if self._workers is not None:
+            return list(self._workers)
+        closed = self.recruitment_closed()
+        workers = list(self._call("workers"))
+        if closed:
+            self._workers = workers
+        return list(workers)
+
+    def signed_up(self, account: str) -> bool:
+        """Whether `account` signed up as a worker (one storage read, whatever the number of workers)."""
+        return bool(self._call("signedUp", account))
 
     def committee(self) -> dict[str, int]:
         """Member → vote weight; fixed once recruitment has closed."""

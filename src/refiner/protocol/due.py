@@ -242,7 +242,7 @@ def _stop_training(look: Look) -> NotDue | None:
 def _sign_up(look: Look) -> NotDue | None:
     if refused := _in(look, Status.RECRUITING, "workers sign up"):
         return refused
-    if look.account in look.workers:
+    if look.task.signed_up(look.account):
         return NotDue("already signed up to this task")
     if refused := _before_deadline(look, "recruitment"):
         return refused
