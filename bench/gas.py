@@ -82,15 +82,22 @@ def recruited(
     return task
 
 
-def measure(
-    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int, deposit: int = 10**16
-) -> dict[str, list[int]]:
+def play_round(
+    world: Any,
+    task: Any,
+    workers: Sequence[Any],
+    validators: Sequence[Any],
+    gas: dict[str, list[int]],
+    contributions: Sequence[int] | None = None,
+    before: dict[str, int] | None = None,
+) -> Any:
+    """Start a round, every worker submits, every validator commits and reveals the same manifest,
+    the requester finalizes; the gas of each call in `gas`. Returns the round's results tree (each
+    leaf's earnings `before` it plus its share)."""
     from tests.helpers import handle, results_tree, salt_for, start_round
 
     from refiner.chain import Status
 
-    gas: dict[str, list[int]] = defaultdict(list)
-    task = recruited(world, workers, validators, deposit, 3, gas)  # the round played does not end it
     gas["startRound"].append(start_round(world, task).gas_used)
     r = task.current_round()
     samples = [1000 * (i + 1) for i in range(len(workers))]
@@ -100,15 +107,24 @@ def measure(
         )
         gas["submitTrainingResults"].append(res.gas_used)
     assert task.status() == Status.EVALUATING
-    tree = results_tree(workers, samples)
+    tree = results_tree(workers, samples, contributions, before=before)
     manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), handle("agg"), handle("det"))
     for v in validators:
-        gas["commitManifest"].append(
-            task.commit_manifest(v, task.commitment_for(v.address, r, manifest, salt_for(v, r))).gas_used
-        )
+        commitment = task.commitment_for(v.address, r, manifest, salt_for(v, r))
+        gas["commitManifest"].append(task.commit_manifest(v, commitment).gas_used)
     for v in validators:
         gas["revealManifest"].append(task.reveal_manifest(v, manifest, salt_for(v, r)).gas_used)
     gas["finalizeRound"].append(task.finalize_round(world.requester, manifest).gas_used)
+    return tree
+
+
+def measure(
+    world: Any, workers: Sequence[Any], validators: Sequence[Any], claimers: int, deposit: int = 10**16
+) -> dict[str, list[int]]:
+    gas: dict[str, list[int]] = defaultdict(list)
+    task = recruited(world, workers, validators, deposit, 3, gas)  # the round played does not end it
+    tree = play_round(world, task, workers, validators, gas)
+    r = task.current_round()
     for w in workers[:claimers]:
         res = task.claim_reward(w, r, tree.result_of(w.address), tree.proof(w.address))
         gas["claimReward"].append(res.gas_used)
@@ -122,34 +138,16 @@ def measure_task(
 ) -> dict[str, list[int]]:
     """One task of `rounds` rounds, every worker submitting each round; every worker claims once with
     its leaf of the last round, every validator once through the last round."""
-    from tests.helpers import handle, results_tree, salt_for, start_round
-
-    from refiner.chain import Status
     from refiner.chain.earnings import carried
 
     gas: dict[str, list[int]] = defaultdict(list)
     task = recruited(world, workers, validators, deposit, rounds, defaultdict(list))
-    samples = [1000 * (i + 1) for i in range(len(workers))]
     earned: dict[str, int] = {}
     for r in range(1, rounds + 1):
-        start_round(world, task)
-        for w, n in zip(workers, samples, strict=True):
-            res = task.submit_training_results(
-                w, handle(f"update-{r}-{w.address}"), handle(f"keys-{w.address}"), n
-            )
-            gas["submitTrainingResults"].append(res.gas_used)
-        assert task.status() == Status.EVALUATING
         # contributions that differ from round to round, so that every round's shares leave dust
         contributions = [100 * (i + 1) + r for i in range(len(workers))]
-        tree = results_tree(workers, samples, contributions, before=earned)
+        tree = play_round(world, task, workers, validators, gas, contributions, earned)
         earned = carried(earned, tree.results)
-        manifest = tree.manifest(900_000, hashlib.sha256(b"model").digest(), handle("agg"), handle("det"))
-        for v in validators:
-            commitment = task.commitment_for(v.address, r, manifest, salt_for(v, r))
-            gas["commitManifest"].append(task.commit_manifest(v, commitment).gas_used)
-        for v in validators:
-            gas["revealManifest"].append(task.reveal_manifest(v, manifest, salt_for(v, r)).gas_used)
-        gas["finalizeRound"].append(task.finalize_round(world.requester, manifest).gas_used)
     for w in workers:
         res = task.claim_reward(w, rounds, tree.result_of(w.address), tree.proof(w.address))
         gas["claimReward"].append(res.gas_used)
@@ -176,20 +174,27 @@ def summarise_task(n: int, c: int, rounds: int, gas: dict[str, list[int]]) -> di
     }
 
 
-def run_tasks(
-    cells: Sequence[tuple[int, int]], rounds: int, log: Any = print, deposit: int = 10**16
-) -> list[dict[str, Any]]:
+def bench_world(workers: int, validators: int, label: str) -> tuple[Any, list[Any]]:
+    """A fresh embedded chain's world with `validators` registered validators, and `workers` funded
+    and registered worker accounts named after `label`."""
     from tests.helpers import build_world
 
     from refiner.chain import Chain, demo_account
     from refiner.units import ETH
 
     chain = Chain.connect()
-    world = build_world(chain, n_workers=0, n_validators=max(c for _, c in cells), n_fresh=0)
-    accounts = [demo_account(f"gas-bench-task-worker-{i}") for i in range(max(n for n, _ in cells))]
+    world = build_world(chain, n_workers=0, n_validators=validators, n_fresh=0)
+    accounts = [demo_account(f"{label}-{i}") for i in range(workers)]
     for a in accounts:
         chain.fund(a.address, ETH)
         world.registry.register_worker(a)
+    return world, accounts
+
+
+def run_tasks(
+    cells: Sequence[tuple[int, int]], rounds: int, log: Any = print, deposit: int = 10**16
+) -> list[dict[str, Any]]:
+    world, accounts = bench_world(max(n for n, _ in cells), max(c for _, c in cells), "gas-bench-task-worker")
     out = []
     for n, c in cells:
         row = summarise_task(
@@ -260,17 +265,7 @@ def run_grid(
     log: Any = print,
     deposit: int = 10**16,
 ) -> list[dict[str, Any]]:
-    from tests.helpers import build_world
-
-    from refiner.chain import Chain, demo_account
-    from refiner.units import ETH
-
-    chain = Chain.connect()
-    world = build_world(chain, n_workers=0, n_validators=max(committees), n_fresh=0)
-    accounts = [demo_account(f"gas-bench-worker-{i}") for i in range(max(sizes))]
-    for a in accounts:
-        chain.fund(a.address, ETH)
-        world.registry.register_worker(a)
+    world, accounts = bench_world(max(sizes), max(committees), "gas-bench-worker")
     out = []
     for n in sizes:
         for c in committees:

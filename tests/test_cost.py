@@ -42,16 +42,9 @@ def test_the_estimate_matches_whole_rounds_measured_at_other_sizes(measured: Mea
     """bench/gas.py plays one round per cell (other accounts, another registry): its per-round gas and
     its mean gas per worker and per validator are the estimate's within 5 %."""
     bench = _bench_gas()
-    from refiner.chain import Chain, demo_account
-    from refiner.units import ETH
-    from tests.helpers import build_world
-
-    chain = Chain.connect()
-    world = build_world(chain, n_workers=0, n_validators=max(c for _, c in CELLS), n_fresh=0)
-    accounts = [demo_account(f"cost-test-worker-{i}") for i in range(max(n for n, _ in CELLS))]
-    for a in accounts:
-        chain.fund(a.address, ETH)
-        world.registry.register_worker(a)
+    world, accounts = bench.bench_world(
+        max(n for n, _ in CELLS), max(c for _, c in CELLS), "cost-test-worker"
+    )
     for n, c in CELLS:
         gas = bench.measure(world, accounts[:n], world.validators[:c], n)
         row = bench.summarise(n, c, gas, 20)
@@ -75,17 +68,8 @@ def test_the_estimate_of_a_task_claimed_once_matches_a_whole_task_measured(measu
     """bench/gas.py's whole task (4 rounds, every worker and member claiming once at the end): its gas
     per worker and round and per validator and round are the estimate's within 5 %."""
     bench = _bench_gas()
-    from refiner.chain import Chain, demo_account
-    from refiner.units import ETH
-    from tests.helpers import build_world
-
     n, c, rounds = 8, 3, 4
-    chain = Chain.connect()
-    world = build_world(chain, n_workers=0, n_validators=c, n_fresh=0)
-    accounts = [demo_account(f"cost-task-worker-{i}") for i in range(n)]
-    for a in accounts:
-        chain.fund(a.address, ETH)
-        world.registry.register_worker(a)
+    world, accounts = bench.bench_world(n, c, "cost-task-worker")
     row = bench.summarise_task(n, c, rounds, bench.measure_task(world, accounts, world.validators, rounds))
     cfg = config(sign_up_deposit=10**16, max_workers=n, committee_size=c, max_rounds=rounds)
     e = estimate(measured, cfg, n, rounds)
